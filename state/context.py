@@ -1,0 +1,48 @@
+"""Runtime settings passed to a graph run (LangGraph's `context`): models, budget, limits.
+
+The context is not part of the checkpointed state, so the CLI records it in the run's metadata at start
+and hands the same settings back on resume, replay and fork.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+
+def _default_model() -> str:
+    return os.environ.get("SOPGRAPH_MODEL", "local")
+
+
+@dataclass(kw_only=True)
+class Context:
+    """Settings every sopgraph graph understands."""
+
+    model: str = field(default_factory=_default_model)
+    """Default model for every role: `local`, `openai:<model>`, `scripted`, or a registered name."""
+    models: dict[str, str] = field(default_factory=dict)
+    """Per-role (or per-character) overrides of `model`."""
+    budget_tokens: int | None = None
+    """Stop (resumably) once the run has used this many tokens."""
+    budget_usd: float | None = None
+    """Stop (resumably) once the run has cost this many dollars."""
+    max_reasks: int = 2
+    """How many times an invalid structured reply is sent back with its validation error."""
+    temperature: float = 0.2
+    max_output_tokens: int = 1024
+    request_timeout_s: float = 900.0
+    """Generous: the embedded model now and then answers 5-10x slower than usual."""
+    seed: int = 0
+
+    def model_for(self, role: str) -> str:
+        return self.models.get(role, self.model)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> Context:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in (data or {}).items() if k in names})
