@@ -217,12 +217,11 @@ class ModelGateway:
 
     def check_budget(self) -> None:
         """Pause the run (interrupt) when the budget is spent; resuming with a larger budget continues."""
-        reason = self.over_budget()
-        if reason is None:
-            return
         from langgraph.types import interrupt
 
-        interrupt({"reason": "budget", "message": reason, "role": self.role})
+        # A resume answers one interrupt; if the resumed run's context still has no room, pause again.
+        while (reason := self.over_budget()) is not None:
+            interrupt({"reason": "budget", "message": reason, "role": self.role})
 
     # -- calls --------------------------------------------------------------------------------------
     def _model(self) -> BaseChatModel:

@@ -21,7 +21,7 @@ from enum import StrEnum
 from typing import Annotated, Any, ClassVar
 
 from langgraph.channels import DeltaChannel
-from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, computed_field, field_validator, model_validator
 
 EVERYONE = "*"
 SYSTEM = "system"
@@ -53,15 +53,22 @@ class Document(BaseModel):
     model_config = ConfigDict(extra="forbid")
     registry: ClassVar[dict[str, type[Document]]] = {}
 
-    doc_type: str = ""
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def doc_type(self) -> str:
+        """Serialized with the document (not asked of a model) so a checkpoint can rebuild the class."""
+        return type(self).__name__
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         Document.registry[cls.__name__] = cls
 
-    def model_post_init(self, context: Any, /) -> None:
-        if not self.doc_type:
-            object.__setattr__(self, "doc_type", type(self).__name__)
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_doc_type(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "doc_type" in data:
+            return {k: v for k, v in data.items() if k != "doc_type"}
+        return data
 
     @classmethod
     def revive(cls, data: Any) -> Any:
@@ -191,11 +198,11 @@ class Subscription(BaseModel):
     def matches(self, subscriber: str, message: Message) -> bool:
         if message.kind == SUBROUND_CLOSED:
             return False
-        if message.sender == subscriber:
-            return self.own
+        if message.sender == subscriber and not self.own:
+            return False
         if self.all_kinds or message.kind in self.kinds:
             return True
-        return self.addressed and message.addressed_to(subscriber)
+        return self.addressed and message.addressed_to(subscriber) and message.sender != subscriber
 
 
 def visible_copy(message: Message, subscriber: str, closed: set[tuple[int, str, int]]) -> Message | None:

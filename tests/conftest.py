@@ -1,0 +1,70 @@
+"""Shared fixtures: scripted models, and checkpointers parametrized over SQLite and the real PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from langgraph.checkpoint.base import BaseCheckpointSaver
+
+from sopgraph.nodes.llm import register_model, unregister_model
+from sopgraph.nodes.scripted import ScriptedChatModel
+from sopgraph.tools.persistence import PersistenceError, open_checkpointer
+
+POSTGRES_URL = os.environ.get("SOPGRAPH_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture(autouse=True)
+def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests never reach a real provider: connections go to loopback or fail."""
+    real_connect = socket.socket.connect
+
+    def guarded(self: socket.socket, address: object) -> object:
+        host = address[0] if isinstance(address, tuple) else address
+        if isinstance(host, str) and not (
+            host.startswith("127.") or host in {"localhost", "::1"} or self.family == socket.AF_UNIX
+        ):
+            raise OSError(f"test tried to reach the network: {address!r}")
+        return real_connect(self, address)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(socket.socket, "connect", guarded)
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    monkeypatch.setenv("SOPGRAPH_MODEL", "scripted")
+
+
+@pytest.fixture
+def scripted() -> Iterator[tuple[str, ScriptedChatModel]]:
+    """A fresh scripted model registered under a unique name; tests set its script and faults."""
+    name = f"scripted:{uuid.uuid4().hex[:8]}"
+    model = ScriptedChatModel()
+    register_model(name, model)
+    yield name, model
+    unregister_model(name)
+
+
+def _postgres_or_skip() -> str:
+    try:
+        with open_checkpointer(POSTGRES_URL):
+            pass
+    except PersistenceError as exc:
+        if os.environ.get("SOPGRAPH_REQUIRE_POSTGRES"):
+            raise
+        pytest.skip(f"PostgreSQL not available: {exc}")
+    return POSTGRES_URL
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def checkpointer_url(request: pytest.FixtureRequest, tmp_path) -> str:  # type: ignore[no-untyped-def]
+    if request.param == "sqlite":
+        return str(tmp_path / "state.sqlite")
+    return _postgres_or_skip()
+
+
+@pytest.fixture
+def checkpointer(checkpointer_url: str) -> Iterator[BaseCheckpointSaver]:
+    with open_checkpointer(checkpointer_url) as saver:
+        yield saver

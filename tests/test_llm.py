@@ -1,0 +1,191 @@
+"""The model gateway: resolution, structured output with bounded re-ask, usage ledger, budget stops."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.types import Command
+from pydantic import BaseModel, Field
+
+from sopgraph.graphs.demo import build_demo_graph, demo_input
+from sopgraph.nodes.llm import ModelError, ModelGateway, StructuredOutputError, provider_of, resolve_model
+from sopgraph.nodes.scripted import ScriptedChatModel, ScriptedRequest
+from sopgraph.state.context import Context
+from sopgraph.state.demo import Pitch, Review
+from sopgraph.state.usage import UsageTotals
+
+
+class Answer(BaseModel):
+    city: str = Field(min_length=2)
+    population: int = Field(ge=0, le=50_000_000)
+    tags: list[str] = Field(min_length=1)
+
+
+def gateway(name: str, **ctx: Any) -> ModelGateway:
+    return ModelGateway(Context(model=name, **ctx), role="tester")
+
+
+def test_unknown_model_name_is_a_clear_error() -> None:
+    with pytest.raises(ModelError, match="unknown model name 'gpt5'"):
+        provider_of("gpt5")
+    with pytest.raises(ModelError, match="unknown model name"):
+        gateway("nonsense")
+
+
+def test_openai_needs_a_key_or_a_base_url() -> None:
+    with pytest.raises(ModelError, match="OPENAI_API_KEY is not set"):
+        resolve_model("openai:gpt-4o-mini")
+
+
+def test_unreachable_endpoint_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
+    llm = ModelGateway(Context(model="openai:some-model", request_timeout_s=5), role="tester")
+    with pytest.raises(ModelError) as info:
+        llm.text("hello")
+    message = str(info.value)
+    assert "\n" not in message and "openai:some-model" in message and "Connection" in message
+
+
+def test_structured_output_is_schema_valid_and_deterministic(scripted) -> None:  # type: ignore[no-untyped-def]
+    name, model = scripted
+    first = gateway(name).structured(Answer, "Which city?")
+    again = gateway(name).structured(Answer, "Which city?")
+    other = gateway(name).structured(Answer, "Which other city?")
+    assert isinstance(first, Answer) and first == again and first != other
+    assert model.calls == 3
+
+
+def test_text_reply_is_labelled_scripted(scripted) -> None:  # type: ignore[no-untyped-def]
+    name, _ = scripted
+    llm = gateway(name)
+    reply = llm.text("please summarise the meeting")
+    assert "scripted" in reply and "summarise" in reply
+    (record,) = llm.records
+    assert record.call == "text" and record.input_tokens > 0 and record.output_tokens > 0
+
+
+def test_invalid_reply_is_reasked_with_the_error(scripted) -> None:  # type: ignore[no-untyped-def]
+    name, model = scripted
+    model.invalid_calls = frozenset({0})
+    llm = gateway(name)
+    value = llm.structured(Answer, "Which city?")
+    assert isinstance(value, Answer)
+    (record,) = llm.records
+    assert record.attempts == 2 and record.ok
+    second = model.requests[1]
+    assert "not a valid Answer" in second.last and "city" in second.last
+    assert record.input_tokens == sum(len(r.prompt) for r in model.requests) // 4 or record.input_tokens > 0
+
+
+def test_reask_is_bounded_then_fails_clearly(scripted) -> None:  # type: ignore[no-untyped-def]
+    name, model = scripted
+    model.invalid_calls = frozenset(range(10))
+    llm = gateway(name, max_reasks=2)
+    with pytest.raises(StructuredOutputError, match="no valid Answer after 3 attempts"):
+        llm.structured(Answer, "Which city?")
+    assert model.calls == 3
+    assert llm.records[-1].ok is False and llm.records[-1].attempts == 3
+
+
+def test_script_controls_the_reply_and_is_validated(scripted) -> None:  # type: ignore[no-untyped-def]
+    name, model = scripted
+    replies = iter([{"city": "X", "population": 5, "tags": ["a"]}, {"city": "Oslo", "population": 700_000,
+                                                                      "tags": ["fjord"]}])
+
+    def script(request: ScriptedRequest) -> Any:
+        assert request.schema is Answer
+        return next(replies)
+
+    model.script = script
+    value = gateway(name).structured(Answer, "Capital of Norway?")
+    assert value == Answer(city="Oslo", population=700_000, tags=["fjord"])  # "X" broke min_length: re-asked
+
+
+def test_provider_fault_becomes_model_error(scripted) -> None:  # type: ignore[no-untyped-def]
+    name, model = scripted
+    model.fail_calls = frozenset({0})
+    with pytest.raises(ModelError, match="ScriptedFault: scripted fault injected on call 0"):
+        gateway(name).text("hi")
+
+
+def test_scripted_model_works_through_bind_tools_and_with_structured_output() -> None:
+    model = ScriptedChatModel(seed=3)
+    parsed = model.with_structured_output(Answer).invoke("q")
+    assert isinstance(parsed, Answer)
+    raw = model.bind_tools([Answer], tool_choice="Answer").invoke("q")
+    assert raw.tool_calls and Answer.model_validate(raw.tool_calls[0]["args"])
+    assert raw.usage_metadata and raw.usage_metadata["total_tokens"] > 0
+    free = model.bind_tools([Answer]).invoke("q")
+    assert not free.tool_calls and "scripted" in free.content
+
+
+def test_per_role_overrides(scripted) -> None:  # type: ignore[no-untyped-def]
+    name, critic_model = scripted
+    ctx = Context(model="scripted", models={"critic": name})
+    graph = build_demo_graph().compile()
+    out = graph.invoke(demo_input(max_revisions=0), context=ctx)
+    critic_calls = [r for r in out["usage"] if r.role == "critic"]
+    writer_calls = [r for r in out["usage"] if r.role == "writer"]
+    assert critic_calls and all(r.model == name for r in critic_calls)
+    assert writer_calls and all(r.model == "scripted" for r in writer_calls)
+    assert critic_model.calls == len(critic_calls)
+
+
+def _always(verdict: str):  # type: ignore[no-untyped-def]
+    def script(request: ScriptedRequest) -> Any:
+        if request.schema is Review:
+            return Review(verdict=verdict, score=5, comments="more detail")  # type: ignore[arg-type]
+        return None
+
+    return script
+
+
+def test_budget_pauses_the_run_and_resume_continues(scripted) -> None:  # type: ignore[no-untyped-def]
+    name, model = scripted
+    model.script = _always("revise")
+    graph = build_demo_graph().compile(checkpointer=InMemorySaver())
+    config = {"configurable": {"thread_id": "budget"}}
+    result = graph.invoke(demo_input(max_revisions=3), config, context=Context(model=name, budget_tokens=400))
+    interrupts = result.get("__interrupt__")
+    assert interrupts and interrupts[0].value["reason"] == "budget"
+    state = graph.get_state(config)
+    spent = UsageTotals.of(state.values["usage"]).total_tokens
+    assert spent >= 400 and state.next  # stopped cleanly, work kept, more to do
+    calls_before = model.calls
+    done = graph.invoke(Command(resume=True), config, context=Context(model=name, budget_tokens=100_000))
+    assert done["outcome"] == "gave up" and "__interrupt__" not in done
+    roles = [r.role for r in done["usage"]]
+    assert roles == ["writer", "critic"] * 4  # nothing recorded twice
+    assert model.calls == calls_before + (len(roles) - len(state.values["usage"]))
+
+
+def test_resume_without_more_budget_pauses_again(scripted) -> None:  # type: ignore[no-untyped-def]
+    name, model = scripted
+    model.script = _always("revise")
+    graph = build_demo_graph().compile(checkpointer=InMemorySaver())
+    config = {"configurable": {"thread_id": "still-over"}}
+    ctx = Context(model=name, budget_tokens=150)
+    graph.invoke(demo_input(max_revisions=3), config, context=ctx)
+    calls = model.calls
+    again = graph.invoke(Command(resume=True), config, context=ctx)
+    assert again["__interrupt__"][0].value["reason"] == "budget"
+    assert model.calls == calls
+
+
+def test_dollar_budget_uses_prices(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sopgraph.nodes.llm import cost_of
+
+    assert cost_of("openai:gpt-4o-mini", 1_000_000, 1_000_000) == pytest.approx(0.75)
+    assert cost_of("scripted", 10**6, 10**6) == 0.0
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:1/v1")
+    assert cost_of("openai:gpt-4o-mini", 10**6, 10**6) == 0.0  # a self-hosted server is not billed
+    llm = ModelGateway(Context(model="scripted", budget_usd=0.5), "r")
+    assert llm.over_budget() is None
+
+
+def test_pitch_schema_generated_by_scripted_model_validates(scripted) -> None:  # type: ignore[no-untyped-def]
+    name, _ = scripted
+    pitch = gateway(name).structured(Pitch, "idea")
+    assert 1 <= len(pitch.features) <= 8 and pitch.doc_type == "Pitch"
