@@ -59,10 +59,9 @@ def make_context(
         ctx.model = model
     ctx.models = _role_models(role_models)
     ctx.budget_tokens, ctx.budget_usd = budget_tokens, budget_usd
-    from sopgraph.nodes.llm import provider_of
+    from sopgraph.nodes.llm import preflight
 
-    for name in {ctx.model, *ctx.models.values()}:
-        provider_of(name)
+    preflight(ctx)
     return ctx
 
 

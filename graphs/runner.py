@@ -61,10 +61,14 @@ def compile_graph(name: str, checkpointer: BaseCheckpointSaver | None) -> Compil
 
 
 def run_config(thread_id: str, checkpoint_id: str | None = None, **metadata: Any) -> dict[str, Any]:
-    configurable: dict[str, Any] = {"thread_id": thread_id}
+    configurable: dict[str, Any] = {"thread_id": thread_id, "checkpoint_ns": ""}
     if checkpoint_id:
         configurable["checkpoint_id"] = checkpoint_id
     return {"configurable": configurable, "metadata": metadata, "recursion_limit": 10_000}
+
+
+def _run_metadata(name: str, context: Context) -> dict[str, str]:
+    return {GRAPH_KEY: name, CONTEXT_KEY: json.dumps(context.to_dict())}
 
 
 def _interrupts(snapshot: StateSnapshot) -> list[Any]:
@@ -88,6 +92,7 @@ def execute(
     """Stream a run to its end or its next interrupt, printing a line per finished node."""
     console = console or Console(stderr=True)
     thread_id = config["configurable"]["thread_id"]
+    config = {**config, "metadata": {**config.get("metadata", {}), **_run_metadata(graph.name, context)}}
     start = time.perf_counter()
     last = start
     with console.status(f"[bold]{graph.name}[/] {thread_id}: starting", spinner="dots") as status:
@@ -101,7 +106,7 @@ def execute(
                 console.print(f"  [green]✓[/] {node} [dim]({now - last:.1f}s{extra})[/]")
             last = now
             status.update(f"[bold]{graph.name}[/] {thread_id}: running ({now - start:.0f}s)")
-    snapshot = graph.get_state(config)
+    snapshot = graph.get_state(run_config(thread_id))  # the head of the thread, wherever this run started
     interrupts = _interrupts(snapshot)
     return RunOutcome(
         thread_id=thread_id,
@@ -124,16 +129,18 @@ def start_run(
 ) -> RunOutcome:
     thread_id = thread_id or new_thread_id(name)
     graph = compile_graph(name, checkpointer)
-    config = run_config(thread_id, **{GRAPH_KEY: name, CONTEXT_KEY: json.dumps(context.to_dict())})
-    return execute(graph, payload, config, context, console)
+    return execute(graph, payload, run_config(thread_id), context, console)
 
 
 def run_metadata(checkpointer: BaseCheckpointSaver, thread_id: str) -> tuple[str, Context]:
     """The graph name and context a run was started with."""
-    latest = checkpointer.get_tuple({"configurable": {"thread_id": thread_id}})
-    if latest is None:
+    meta: dict[str, Any] | None = None
+    for item in checkpointer.list({"configurable": {"thread_id": thread_id}}):  # newest first
+        meta = dict(item.metadata or {})
+        if meta.get(GRAPH_KEY):
+            break
+    if meta is None:
         raise RunError(f"no run {thread_id!r} in this checkpointer")
-    meta = latest.metadata or {}
     name = meta.get(GRAPH_KEY)
     if not name:
         raise RunError(f"run {thread_id!r} was not started by sopgraph (no graph name in its metadata)")
@@ -164,12 +171,11 @@ def resume_run(
     """Continue a run after a crash, a spent budget or an interrupt (with `answer` as the resume value)."""
     with _opened(checkpointer, thread_id) as (graph, context):
         context = _merge(context, overrides)
-        name = graph.name
-        config = run_config(thread_id, **{GRAPH_KEY: name, CONTEXT_KEY: json.dumps(context.to_dict())})
+        config = run_config(thread_id)
         snapshot = graph.get_state(config)
         if not snapshot.next:
             raise RunError(f"run {thread_id!r} has finished; nothing to resume (use replay or fork)")
-        payload: Any = Command(resume=answer) if _interrupts(snapshot) else None
+        payload: Any = Command(resume=True if answer is None else answer) if _interrupts(snapshot) else None
         return execute(graph, payload, config, context, console)
 
 
@@ -179,14 +185,19 @@ def history(checkpointer: BaseCheckpointSaver, thread_id: str) -> list[StateSnap
         return list(graph.get_state_history(run_config(thread_id)))
 
 
+def _checkpoint_config(checkpointer: BaseCheckpointSaver, thread_id: str, checkpoint_id: str) -> dict[str, Any]:
+    config = run_config(thread_id, checkpoint_id)
+    if checkpointer.get_tuple(config) is None:  # type: ignore[arg-type]
+        raise RunError(f"run {thread_id!r} has no checkpoint {checkpoint_id!r}")
+    return config
+
+
 def replay_run(
     checkpointer: BaseCheckpointSaver, thread_id: str, checkpoint_id: str, *, console: Console | None = None
 ) -> RunOutcome:
     """Re-run from a past checkpoint: steps after it execute again, on a new branch of the run."""
     with _opened(checkpointer, thread_id) as (graph, context):
-        config = run_config(thread_id, checkpoint_id)
-        if graph.get_state(config).config["configurable"].get("checkpoint_id") != checkpoint_id:
-            raise RunError(f"run {thread_id!r} has no checkpoint {checkpoint_id!r}")
+        config = _checkpoint_config(checkpointer, thread_id, checkpoint_id)
         return execute(graph, None, config, context, console)
 
 
@@ -201,10 +212,7 @@ def fork_run(
 ) -> RunOutcome:
     """Edit the state at a past checkpoint (a new branch) and continue from there: a "what if"."""
     with _opened(checkpointer, thread_id) as (graph, context):
-        config = run_config(thread_id, checkpoint_id)
-        snapshot = graph.get_state(config)
-        if snapshot.config["configurable"].get("checkpoint_id") != checkpoint_id:
-            raise RunError(f"run {thread_id!r} has no checkpoint {checkpoint_id!r}")
+        config = _checkpoint_config(checkpointer, thread_id, checkpoint_id)
         unknown = set(values) - set(graph.builder.channels)
         if unknown:
             raise RunError(f"cannot set {', '.join(sorted(unknown))}: not in the {graph.name} state")

@@ -146,6 +146,13 @@ def resolve_model(name: str, ctx: Context | None = None) -> BaseChatModel:
     return model
 
 
+def preflight(ctx: Context) -> None:
+    """Resolve every model a run's context names before the run starts, so a bad setting fails at once
+    (and the embedded server is up before the first node waits on it)."""
+    for name in sorted({ctx.model, *ctx.models.values()}):
+        resolve_model(name, ctx)
+
+
 def cost_of(name: str, input_tokens: int, output_tokens: int) -> float:
     if provider_of(name) != "openai" or os.environ.get("OPENAI_BASE_URL"):
         return 0.0

@@ -91,8 +91,9 @@ def test_reask_is_bounded_then_fails_clearly(scripted) -> None:  # type: ignore[
 
 def test_script_controls_the_reply_and_is_validated(scripted) -> None:  # type: ignore[no-untyped-def]
     name, model = scripted
-    replies = iter([{"city": "X", "population": 5, "tags": ["a"]}, {"city": "Oslo", "population": 700_000,
-                                                                      "tags": ["fjord"]}])
+    replies = iter(
+        [{"city": "X", "population": 5, "tags": ["a"]}, {"city": "Oslo", "population": 700_000, "tags": ["fjord"]}]
+    )
 
     def script(request: ScriptedRequest) -> Any:
         assert request.schema is Answer

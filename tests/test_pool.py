@@ -43,16 +43,23 @@ def test_public_message_is_seen_by_everyone() -> None:
 
 
 def test_participants_only_message_is_invisible_to_others() -> None:
-    m = Message(sender="alice", kind="private_chat", content="secret", send_to=["bob"],
-                visibility=Visibility.PARTICIPANTS)
+    m = Message(
+        sender="alice", kind="private_chat", content="secret", send_to=["bob"], visibility=Visibility.PARTICIPANTS
+    )
     assert names(view([m], "alice", ALL)) == ["secret"]
     assert names(view([m], "bob", ALL)) == ["secret"]
     assert view([m], "carol", ALL) == []
 
 
 def test_existence_public_shows_the_fact_but_not_the_content() -> None:
-    m = Message(sender="alice", kind="meeting", content="we split the money", send_to=["bob"],
-                payload=Note(text="plan"), visibility=Visibility.EXISTENCE_PUBLIC)
+    m = Message(
+        sender="alice",
+        kind="meeting",
+        content="we split the money",
+        send_to=["bob"],
+        payload=Note(text="plan"),
+        visibility=Visibility.EXISTENCE_PUBLIC,
+    )
     assert view([m], "bob", ALL)[0].content == "we split the money"
     seen = view([m], "carol", ALL)
     assert len(seen) == 1
@@ -64,8 +71,15 @@ def test_existence_public_shows_the_fact_but_not_the_content() -> None:
 
 
 def test_after_subround_speech_appears_only_when_its_subround_closes() -> None:
-    speech = Message(sender="alice", kind="group_speech", content="I accuse bob", round=1, stage="group_chat",
-                     sub_round=2, visibility=Visibility.AFTER_SUBROUND)
+    speech = Message(
+        sender="alice",
+        kind="group_speech",
+        content="I accuse bob",
+        round=1,
+        stage="group_chat",
+        sub_round=2,
+        visibility=Visibility.AFTER_SUBROUND,
+    )
     pool = [speech]
     assert names(view(pool, "alice", ALL)) == ["I accuse bob"]  # the speaker knows what she said
     assert view(pool, "bob", ALL) == []
@@ -77,8 +91,16 @@ def test_after_subround_speech_appears_only_when_its_subround_closes() -> None:
 
 
 def test_after_subround_addressed_speech_stays_with_its_addressees() -> None:
-    m = Message(sender="alice", kind="speech", content="psst", send_to=["bob"], round=0, stage="s", sub_round=0,
-                visibility=Visibility.AFTER_SUBROUND)
+    m = Message(
+        sender="alice",
+        kind="speech",
+        content="psst",
+        send_to=["bob"],
+        round=0,
+        stage="s",
+        sub_round=0,
+        visibility=Visibility.AFTER_SUBROUND,
+    )
     pool = [m, close_subround(0, "s", 0)]
     assert names(view(pool, "bob", ALL)) == ["psst"]
     assert view(pool, "carol", ALL) == []
@@ -101,8 +123,9 @@ def test_subscription_by_kind_and_addressee() -> None:
 
 
 def test_subscription_never_bypasses_visibility() -> None:
-    private = Message(sender="alice", kind="private_chat", content="x", send_to=["bob"],
-                      visibility=Visibility.PARTICIPANTS)
+    private = Message(
+        sender="alice", kind="private_chat", content="x", send_to=["bob"], visibility=Visibility.PARTICIPANTS
+    )
     assert view([private], "carol", Subscription(kinds=frozenset({"private_chat"}))) == []
 
 
