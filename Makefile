@@ -1,0 +1,47 @@
+# One-command set-up: every target below creates the virtual environment and installs what it needs.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+IDEA ?= a command-line todo list
+EXTRAS ?= local,postgres,draw,dev
+
+# ../shared/wheels holds a prebuilt llama-cpp-python wheel: a cache only, the build works without it.
+SHARED_WHEELS := $(wildcard $(CURDIR)/../shared/wheels)
+ifneq ($(SHARED_WHEELS),)
+export PIP_FIND_LINKS := $(abspath $(SHARED_WHEELS)) $(PIP_FIND_LINKS)
+endif
+
+.PHONY: install demo test test-fast lint model bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e ".[$(EXTRAS)]"
+	touch $@
+
+install: $(VENV)/.installed
+
+model: install
+	$(BIN)/sopgraph model install
+
+demo: model
+	$(BIN)/sopgraph demo "$(IDEA)"
+
+test: model
+	$(BIN)/python -m pytest
+
+test-fast: install
+	$(BIN)/python -m pytest -m "not local_model"
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy graphs nodes state tools evals
+
+bench: install
+	for script in benchmarks/*.py; do $(BIN)/python $$script || exit 1; done
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .mypy_cache
