@@ -9,7 +9,7 @@ from typing import Annotated
 from langgraph.channels import DeltaChannel
 from pydantic import BaseModel, ConfigDict, Field
 
-from sopgraph.state.pool import append_unique
+from sopgraph.state.pool import SNAPSHOT_EVERY, append_unique
 
 
 class UsageRecord(BaseModel):
@@ -35,7 +35,7 @@ class UsageRecord(BaseModel):
         return self.input_tokens + self.output_tokens
 
 
-UsageChannel = Annotated[list[UsageRecord], DeltaChannel(append_unique(UsageRecord))]
+UsageChannel = Annotated[list[UsageRecord], DeltaChannel(append_unique(UsageRecord), snapshot_frequency=SNAPSHOT_EVERY)]
 
 
 class UsageTotals(BaseModel):
