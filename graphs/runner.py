@@ -60,7 +60,8 @@ def compile_graph(name: str, checkpointer: BaseCheckpointSaver | None) -> Compil
     return builder_for(name)().compile(checkpointer=checkpointer, name=name)
 
 
-def run_config(thread_id: str, checkpoint_id: str | None = None, **metadata: Any) -> dict[str, Any]:
+def run_config(thread_id: str, checkpoint_id: str | None = None, **metadata: Any) -> Any:
+    """A RunnableConfig for a run (typed Any: LangGraph's TypedDict does not take our extra keys kindly)."""
     configurable: dict[str, Any] = {"thread_id": thread_id, "checkpoint_ns": ""}
     if checkpoint_id:
         configurable["checkpoint_id"] = checkpoint_id
@@ -96,7 +97,8 @@ def execute(
     start = time.perf_counter()
     last = start
     with console.status(f"[bold]{graph.name}[/] {thread_id}: starting", spinner="dots") as status:
-        for chunk in graph.stream(payload, config, context=context, stream_mode="updates"):
+        stream: Any = graph.stream
+        for chunk in stream(payload, config, context=context, stream_mode="updates"):
             now = time.perf_counter()
             for node, update in chunk.items():
                 if node == "__interrupt__":
@@ -185,9 +187,9 @@ def history(checkpointer: BaseCheckpointSaver, thread_id: str) -> list[StateSnap
         return list(graph.get_state_history(run_config(thread_id)))
 
 
-def _checkpoint_config(checkpointer: BaseCheckpointSaver, thread_id: str, checkpoint_id: str) -> dict[str, Any]:
+def _checkpoint_config(checkpointer: BaseCheckpointSaver, thread_id: str, checkpoint_id: str) -> Any:
     config = run_config(thread_id, checkpoint_id)
-    if checkpointer.get_tuple(config) is None:  # type: ignore[arg-type]
+    if checkpointer.get_tuple(config) is None:
         raise RunError(f"run {thread_id!r} has no checkpoint {checkpoint_id!r}")
     return config
 
