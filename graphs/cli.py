@@ -271,11 +271,17 @@ def model_install(
 def model_serve(
     name: Annotated[str | None, typer.Argument(help="Registry name.")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default: a free one).")] = None,
+    detach: Annotated[bool, typer.Option(help="Start in the background and return.")] = False,
 ) -> None:
-    """Run the local model server in the foreground; other sopgraph processes reuse it."""
+    """Run the local model server; other sopgraph processes reuse it until `sopgraph model stop`."""
     from sopgraph.tools import local_model
 
-    local_model.serve(name, port=port)
+    def ready(handle: local_model.ServerHandle) -> None:
+        err.print(f"serving {handle.alias} at {handle.base_url} (pid {handle.pid}); Ctrl-C or `sopgraph model stop`")
+
+    handle = local_model.serve(name, port=port, detach=detach, on_ready=None if detach else ready)
+    if detach:
+        out.print(handle.base_url)
 
 
 @model_app.command("status")
@@ -291,7 +297,7 @@ def model_stop() -> None:
     """Stop a running local model server."""
     from sopgraph.tools import local_model
 
-    local_model.stop()
+    err.print("stopped" if local_model.stop() else "no server was running")
 
 
 def _known_errors() -> tuple[type[BaseException], ...]:

@@ -95,10 +95,18 @@ def structured_method(name: str) -> str:
     return "function_calling"
 
 
-def _openai_model(model: str, base_url: str | None, ctx: Context, api_key: str | None) -> BaseChatModel:
+def _openai_model(
+    model: str, base_url: str | None, ctx: Context, api_key: str | None, *, loopback: bool = False
+) -> BaseChatModel:
     from langchain_openai import ChatOpenAI
 
+    extra: dict[str, Any] = {}
+    if loopback:  # never send the embedded server's traffic through an HTTP(S)_PROXY from the environment
+        import httpx
+
+        extra["http_client"] = httpx.Client(trust_env=False, timeout=ctx.request_timeout_s)
     return ChatOpenAI(
+        **extra,
         model=model,
         base_url=base_url,
         api_key=api_key,  # type: ignore[arg-type]
@@ -134,7 +142,7 @@ def resolve_model(name: str, ctx: Context | None = None) -> BaseChatModel:
             server = local_model.ensure_server(spec_name) if spec_name else local_model.ensure_server()
         except local_model.LocalModelError as exc:
             raise ModelError(f"local model: {exc}") from exc
-        model = _openai_model(server.alias, server.base_url, ctx, api_key="sk-local-no-key")
+        model = _openai_model(server.alias, server.base_url, ctx, api_key="sk-local-no-key", loopback=True)
     else:
         base_url = os.environ.get("OPENAI_BASE_URL") or None
         api_key = os.environ.get("OPENAI_API_KEY")

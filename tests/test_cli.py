@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+import os
 import re
 import subprocess
 import sys
@@ -115,3 +117,23 @@ def test_console_script_is_installed(tmp_path: Path) -> None:
         check=False,
     )
     assert bad.returncode == 1 and bad.stderr.startswith("error: unknown model name") and "Traceback" not in bad.stderr
+
+
+def test_corrupt_model_file_is_one_line(tmp_path: Path) -> None:
+    if importlib.util.find_spec("llama_cpp") is None:  # not imported: it leaves /dev/null handles open
+        pytest.skip("llama-cpp-python is not installed (the local extra)")
+    bad = tmp_path / "broken.gguf"
+    bad.write_bytes(b"GGUF" + b"\0" * 4096)
+    env = {**os.environ, "SOPGRAPH_LOCAL_MODEL_PATH": str(bad), "SOPGRAPH_HOME": str(tmp_path / "home")}
+    exe = Path(sys.executable).with_name("sopgraph")
+    done = subprocess.run(
+        [str(exe), "demo", "--model", "local", "--db", "memory"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env=env,
+    )
+    assert done.returncode == 1, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: local model:") and "Traceback" not in done.stderr
