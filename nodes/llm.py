@@ -59,16 +59,31 @@ _cache_lock = threading.Lock()
 def register_model(name: str, model: BaseChatModel | Callable[[], BaseChatModel]) -> None:
     """Make `name` resolve to a given model (or factory); used by tests and plug-ins."""
     _registry[name] = model if callable(model) and not isinstance(model, BaseChatModel) else (lambda: model)
-    with _cache_lock:
-        for key in [k for k in _cache if k[0] == name]:
-            del _cache[key]
+    forget_model(name)
 
 
 def unregister_model(name: str) -> None:
     _registry.pop(name, None)
+    forget_model(name)
+
+
+def forget_model(name: str) -> None:
+    """Drop cached clients for a name so the next call resolves it afresh."""
     with _cache_lock:
-        for key in [k for k in _cache if k[0] == name]:
-            del _cache[key]
+        dropped = [_cache.pop(k) for k in [k for k in _cache if k[0] == name]]
+    for model in dropped:
+        client = getattr(model, "http_client", None)
+        if client is not None and hasattr(client, "close"):
+            client.close()
+
+
+def _is_connection_error(exc: BaseException) -> bool:
+    chain: BaseException | None = exc
+    while chain is not None:
+        if "ConnectionError" in type(chain).__name__ or "ConnectError" in type(chain).__name__:
+            return True
+        chain = chain.__cause__ or chain.__context__
+    return False
 
 
 def provider_of(name: str) -> str:
@@ -257,19 +272,26 @@ class ModelGateway:
             )
         )
 
-    def _invoke(self, runnable: Any, messages: list[BaseMessage]) -> Any:
-        try:
-            return runnable.invoke(messages, config={"metadata": {"sopgraph_role": self.role}})
-        except Exception as exc:
-            if isinstance(exc, GraphBubbleUp):
-                raise
-            raise ModelError(f"{self.model_name} ({self.role}): {_one_line(exc)}") from exc
+    def _invoke(self, build: Callable[[BaseChatModel], Any], messages: list[BaseMessage]) -> Any:
+        """One request. The embedded server is shared between processes and stops with the process that
+        started it, so a refused connection to it gets one fresh server and one retry."""
+        for retry in (False, True):
+            try:
+                return build(self._model()).invoke(messages, config={"metadata": {"sopgraph_role": self.role}})
+            except Exception as exc:
+                if isinstance(exc, GraphBubbleUp):
+                    raise
+                if not retry and provider_of(self.model_name) == "local" and _is_connection_error(exc):
+                    forget_model(self.model_name)
+                    continue
+                raise ModelError(f"{self.model_name} ({self.role}): {_one_line(exc)}") from exc
+        raise AssertionError("unreachable")
 
     def text(self, prompt: str | Sequence[BaseMessage], *, system: str | None = None) -> str:
         self.check_budget()
         messages = as_messages(prompt, system)
         start = time.perf_counter()
-        reply = self._invoke(self._model(), messages)
+        reply = self._invoke(lambda model: model, messages)
         tin, tout = _usage_of(reply)
         self._record("text", tin, tout, time.perf_counter() - start, 1, True)
         return str(reply.content)
@@ -278,15 +300,17 @@ class ModelGateway:
         """A validated `schema` instance; invalid replies go back with the error, then StructuredOutputError."""
         self.check_budget()
         messages = as_messages(prompt, system)
-        runnable = self._model().with_structured_output(
-            schema, method=structured_method(self.model_name), include_raw=True
-        )
+        method = structured_method(self.model_name)
+
+        def build(model: BaseChatModel) -> Any:
+            return model.with_structured_output(schema, method=method, include_raw=True)
+
         tin = tout = 0
         start = time.perf_counter()
         error = ""
         attempts = 0
         for attempts in range(1, self.ctx.max_reasks + 2):
-            result = self._invoke(runnable, messages)
+            result = self._invoke(build, messages)
             raw = result.get("raw")
             i, o = _usage_of(raw)
             tin, tout = tin + i, tout + o

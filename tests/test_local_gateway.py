@@ -71,3 +71,13 @@ def test_demo_graph_runs_on_the_local_model_with_sqlite(local: str, tmp_path: Pa
         assert kinds[:2] == ["pitch", "review"]
         assert all(r.model == "local" for r in outcome.values["usage"])
         assert runner.history(saver, outcome.thread_id)
+
+
+def test_gateway_restarts_a_server_that_went_away(local: str) -> None:
+    from sopgraph.tools import local_model
+
+    llm = ModelGateway(Context(model=local, max_output_tokens=8), role="tester")
+    assert llm.text("Say yes.").strip()
+    local_model.stop()  # as when the process that started the shared server exits
+    assert llm.text("Say yes again.").strip()
+    assert local_model.status()["running"]
