@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from sopgraph.graphs import runner
+from sopgraph.graphs.groupchat_cli import register as register_groupchat
 from sopgraph.graphs.registry import GRAPHS, builder_for
 from sopgraph.state.context import Context
 from sopgraph.state.usage import UsageTotals, totals_by
@@ -300,6 +301,9 @@ def model_stop() -> None:
     err.print("stopped" if local_model.stop() else "no server was running")
 
 
+register_groupchat(app)
+
+
 def _known_errors() -> tuple[type[BaseException], ...]:
     from sopgraph.nodes.llm import ModelError
     from sopgraph.tools.local_model import LocalModelError
@@ -308,25 +312,13 @@ def _known_errors() -> tuple[type[BaseException], ...]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: known failures print one line, not a traceback."""
+    """Entry point: usage errors are click's own; known failures print one line, not a traceback."""
     try:
-        app(args=argv, standalone_mode=False)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except typer.Abort:
-        err.print("aborted")
-        sys.exit(130)
-    except Exception as exc:
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        if isinstance(exc, _known_errors()):
-            message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-            err.print(f"[red]error:[/] {message}", markup=True, highlight=False, soft_wrap=True)
-            sys.exit(1)
-        raise
+        app(args=argv)
+    except _known_errors() as exc:
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        err.print(f"[red]error:[/] {message}", markup=True, highlight=False, soft_wrap=True)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

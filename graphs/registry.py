@@ -9,6 +9,7 @@ from langgraph.graph import StateGraph
 
 GRAPHS: dict[str, str] = {
     "demo": "sopgraph.graphs.demo:build_demo_graph",
+    "groupchat": "sopgraph.graphs.groupchat:build_groupchat_graph",
 }
 
 

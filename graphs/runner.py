@@ -177,8 +177,20 @@ def resume_run(
         snapshot = graph.get_state(config)
         if not snapshot.next:
             raise RunError(f"run {thread_id!r} has finished; nothing to resume (use replay or fork)")
-        payload: Any = Command(resume=True if answer is None else answer) if _interrupts(snapshot) else None
+        payload: Any = _resume_payload(snapshot, True if answer is None else answer)
         return execute(graph, payload, config, context, console)
+
+
+def _resume_payload(snapshot: StateSnapshot, answer: Any) -> Command | None:
+    """Parallel tasks can pause together (all over budget at once); LangGraph then wants one answer per
+    interrupt id. An answer already keyed by those ids is passed on; any other goes to every question."""
+    pending = [i for task in snapshot.tasks for i in task.interrupts]
+    if not pending:
+        return None
+    ids = {i.id for i in pending}
+    if len(pending) > 1 and not (isinstance(answer, dict) and answer and set(answer) <= ids):
+        answer = {i: answer for i in ids}
+    return Command(resume=answer)
 
 
 def history(checkpointer: BaseCheckpointSaver, thread_id: str) -> list[StateSnapshot]:

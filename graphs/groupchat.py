@@ -1,0 +1,101 @@
+"""The group-chat simulation graph: AgentGroupChat's stage machine on LangGraph.
+
+    START → setup → [update × all] → advance ─┬→ private_chat → private_turn ⟲ → [summarize × 2] → advance
+                                              ├→ meeting → meeting_turn ⟲ → [summarize × 2] → advance
+                                              ├→ [speak × all] → close_subround ⟲ → [summarize × all] → advance
+                                              ├→ [update × all] (the next round, or the final update) → advance
+                                              └→ settlement → [vote × rules × all] → tally → END
+
+`advance` decides the next stage (rounds, ablations, acting order); the conditional edges after it turn
+that decision into a node or a parallel fan-out (`Send`). Runtime settings are the plain `Context`;
+ablations and the round count are part of the input state, so a resume, replay or fork keeps them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from langgraph.graph import END, START, StateGraph
+
+from sopgraph.nodes.groupchat import stages
+from sopgraph.state.context import Context
+from sopgraph.state.groupchat import (
+    HUMAN,
+    Ablations,
+    GroupChatState,
+    Scenario,
+    ScenarioError,
+    Stage,
+    load_scenario,
+    parse_scenario,
+)
+
+
+def build_groupchat_graph() -> StateGraph:
+    builder = StateGraph(GroupChatState, context_schema=Context)
+    # Send targets take their task payload, not the state: declare the input schema so LangGraph does not
+    # infer one from the type hints.
+    builder.add_node("setup", stages.setup)
+    builder.add_node("update", stages.update, input_schema=GroupChatState)  # type: ignore[arg-type]
+    builder.add_node("advance", stages.advance)
+    builder.add_node("private_chat", stages.open_chat(Stage.PRIVATE_CHAT))
+    builder.add_node("private_turn", stages.chat_turn(Stage.PRIVATE_CHAT))
+    builder.add_node("meeting", stages.open_chat(Stage.MEETING))
+    builder.add_node("meeting_turn", stages.chat_turn(Stage.MEETING))
+    builder.add_node("summarize", stages.summarize, input_schema=GroupChatState)  # type: ignore[arg-type]
+    builder.add_node("speak", stages.speak, input_schema=GroupChatState)  # type: ignore[arg-type]
+    builder.add_node("close_subround", stages.close)
+    builder.add_node("settlement", stages.settlement)
+    builder.add_node("vote", stages.vote, input_schema=GroupChatState)  # type: ignore[arg-type]
+    builder.add_node("tally", stages.tally)
+
+    stage_targets = ["update", "private_chat", "meeting", "speak", "settlement"]
+    builder.add_edge(START, "setup")
+    builder.add_conditional_edges("setup", stages.route_stage, ["update"])  # round 1 starts with the update
+    builder.add_edge("update", "advance")
+    builder.add_conditional_edges("advance", stages.route_stage, stage_targets)
+    builder.add_edge("private_chat", "private_turn")
+    builder.add_conditional_edges("private_turn", stages.route_turn, ["private_turn", "summarize"])
+    builder.add_edge("meeting", "meeting_turn")
+    builder.add_conditional_edges("meeting_turn", stages.route_turn, ["meeting_turn", "summarize"])
+    builder.add_edge("summarize", "advance")
+    builder.add_edge("speak", "close_subround")
+    builder.add_conditional_edges("close_subround", stages.route_subround, ["speak", "summarize"])
+    builder.add_conditional_edges("settlement", stages.route_votes, ["vote"])
+    builder.add_edge("vote", "tally")
+    builder.add_edge("tally", END)
+    return builder
+
+
+def groupchat_input(
+    scenario: Scenario | str | Path,
+    *,
+    rounds: int | None = None,
+    ablate: Iterable[str] | Ablations = (),
+    seed: int | None = None,
+    humans: Iterable[str] = (),
+    **settings: Any,
+) -> GroupChatState:
+    """The input state of a run: a scenario (object, packaged name or YAML path) with optional overrides;
+    `humans` are character ids a person plays."""
+    story = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
+    overrides = {k: v for k, v in {"rounds": rounds, "seed": seed, **settings}.items() if v is not None}
+    people = set(humans)
+    if overrides or people:
+        unknown = people - set(story.ids)
+        if unknown:
+            raise ScenarioError(f"{story.title}: no character {', '.join(sorted(unknown))} to play")
+        data = story.model_dump(mode="json")
+        data["settings"] = data["settings"] | overrides
+        for character in data["characters"]:
+            if character["id"] in people:
+                character["model"] = HUMAN
+        changed = ", ".join(sorted(overrides) + [f"{h} played by a person" for h in sorted(people)])
+        story = parse_scenario(data, f"{story.title} (with {changed})")
+    ablations = ablate if isinstance(ablate, Ablations) else Ablations.of(ablate)
+    return {"scenario": story, "ablations": ablations}
+
+
+graph = build_groupchat_graph().compile(name="groupchat")

@@ -1,0 +1,292 @@
+"""The character actions: perceive, choose, think, speak, summarize, reflect, vote.
+
+Each builds a short prompt from what the caller passes in (already filtered through the pool), asks the
+character's player for a typed reply, and returns the reply with any `ClampWarning`s. A person playing a
+character is asked only for moves (choose, speak, vote); the bookkeeping actions (perceive, think,
+summarize, reflect) are theirs to do in their head, so for them these are recorded without a model.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+
+from sopgraph.nodes.groupchat import prompts
+from sopgraph.nodes.groupchat.asking import Player, Where, ask
+from sopgraph.state.groupchat import (
+    Choice,
+    ChoiceMade,
+    ClampWarning,
+    Perception,
+    Persona,
+    PersonaPatch,
+    Reflect,
+    Scenario,
+    Speech,
+    Stage,
+    Summary,
+    Thought,
+    Vote,
+    VoteRule,
+    choice_schema,
+    limit_words,
+    reflect_schema,
+    vote_schema,
+)
+from sopgraph.state.pool import Message
+
+Warnings = list[ClampWarning]
+
+
+def favourite(scenario: Scenario, persona: Persona, legal: Sequence[str], salt: str) -> str:
+    """The legal id the character likes most; ties broken by the scenario seed (the clamp for choices)."""
+    rng = random.Random(f"{scenario.settings.seed}:{persona.id}:{salt}")
+    tiebreak = {cid: rng.random() for cid in legal}
+
+    def score(cid: str) -> int:
+        rel = persona.relationships.get(cid)
+        return rel.score if rel else 50
+
+    return sorted(legal, key=lambda c: (-score(c), tiebreak[c]))[0]
+
+
+def _system(scenario: Scenario, cid: str, tool: str) -> str:
+    return prompts.system_prompt(scenario, cid, tool)
+
+
+def perceive(player: Player, scenario: Scenario, persona: Persona, round_: int) -> tuple[Perception, Warnings]:
+    where = Where(round_, Stage.UPDATE.value, persona.id)
+    if player.human:
+        return Perception(situation="", plan=persona.plan), []
+    name = scenario.name_of(persona.id)
+    task = prompts.PERCEIVE.format(name=name)
+    prompt = prompts.join(prompts.header(scenario, round_, Stage.UPDATE), prompts.memory(persona), task)
+    reply, warnings = ask(
+        player,
+        Perception,
+        prompt,
+        _system(scenario, persona.id, "Perception"),
+        action="perceive",
+        where=where,
+        fallback=lambda v: v or Perception(situation="", plan=persona.plan),
+    )
+    plan, cut = limit_words(prompts.clean(reply.plan, name, task), 30)
+    situation = limit_words(prompts.clean(reply.situation, name, task), 30)[0]
+    if cut:
+        warnings.append(where.warning("perceive", "plan longer than 30 words", "cut to 30 words"))
+    return Perception(situation=situation, plan=plan), warnings
+
+
+def choose(
+    player: Player,
+    scenario: Scenario,
+    persona: Persona,
+    round_: int,
+    stage: Stage,
+    legal: Sequence[str],
+    context: str = "",
+) -> tuple[ChoiceMade, Warnings]:
+    where = Where(round_, stage.value, persona.id)
+    schema = choice_schema(tuple(legal))
+    prompt = prompts.join(
+        prompts.header(scenario, round_, stage),
+        prompts.memory(persona),
+        context,
+        prompts.CHOOSE.format(what=prompts.WHAT[stage], ids=", ".join(legal)),
+    )
+
+    def fallback(_: object) -> Choice:
+        return schema(partner=favourite(scenario, persona, legal, f"{round_}:{stage}"), reason="(clamped)")
+
+    reply, warnings = ask(
+        player,
+        schema,
+        prompt,
+        _system(scenario, persona.id, "Choice"),
+        action="choose",
+        where=where,
+        fallback=fallback,
+    )
+    return ChoiceMade(partner=reply.partner, reason=limit_words(reply.reason, 15)[0]), warnings
+
+
+def think(player: Player, scenario: Scenario, persona: Persona, situation: str, where: Where) -> tuple[str, Warnings]:
+    if player.human:
+        return "", []
+    name = scenario.name_of(persona.id)
+    task = prompts.THINK.format(name=name)
+    reply, warnings = ask(
+        player,
+        Thought,
+        prompts.join(situation, task),
+        _system(scenario, persona.id, "Thought"),
+        action="think",
+        where=where,
+        check=lambda v: [prompts.REFUSED.format(name=name)] if prompts.refusal(v.thought) else [],
+        fallback=lambda v: Thought(thought=""),
+    )
+    return limit_words(prompts.clean(reply.thought, name, task), 30)[0], warnings
+
+
+def speak(
+    player: Player,
+    scenario: Scenario,
+    persona: Persona,
+    situation: str,
+    task: str,
+    where: Where,
+) -> tuple[str, Warnings]:
+    """One utterance, cut to the scenario's word limit; a refusal is asked again, then silence."""
+    words = scenario.settings.speech_words
+    name = scenario.name_of(persona.id)
+    instruction = task.splitlines()[-1]
+
+    def said(text: str) -> bool:
+        rest = prompts.clean(text, name, instruction).strip(" -.")
+        return bool(rest) and not prompts.refusal(text) and not rest.lower().startswith(f"{name.lower()}'s thought")
+
+    reply, warnings = ask(
+        player,
+        Speech,
+        prompts.join(situation, task),
+        _system(scenario, persona.id, "Speech"),
+        action="speak",
+        where=where,
+        check=lambda v: [] if said(v.speech) else [prompts.REFUSED.format(name=name)],
+        fallback=lambda v: Speech(speech="(says nothing)"),
+    )
+    text, cut = limit_words(prompts.clean(reply.speech, name, instruction), words)
+    if cut:
+        warnings.append(where.warning("speak", f"speech longer than {words} words", f"cut to {words} words"))
+    return text, warnings
+
+
+def summarize(
+    player: Player,
+    scenario: Scenario,
+    persona: Persona,
+    round_: int,
+    stage: Stage,
+    lines: Sequence[Message],
+    sub_round: int = 0,
+) -> tuple[str, Warnings]:
+    where = Where(round_, stage.value, persona.id, at=f"conversation {sub_round}")
+    what = prompts.WHAT[stage]
+    convo = prompts.transcript(scenario, lines, f"The {what}", "(nothing was said)")
+    excerpt = limit_words(" / ".join(prompts.line(scenario, m) for m in lines) or "nothing was said", 50)[0]
+    if player.human:
+        return f"{what}: {excerpt}", []
+    name = scenario.name_of(persona.id)
+    task = prompts.SUMMARIZE.format(name=name, what=what)
+    reply, warnings = ask(
+        player,
+        Summary,
+        prompts.join(prompts.header(scenario, round_, stage), convo, task),
+        _system(scenario, persona.id, "Summary"),
+        action="summarize",
+        where=where,
+        check=lambda v: [prompts.REFUSED.format(name=name)] if prompts.refusal(v.summary) else [],
+        fallback=lambda v: Summary(summary=excerpt),
+    )
+    text, cut = limit_words(prompts.clean(reply.summary, name, task), 50)
+    if cut:
+        warnings.append(where.warning("summarize", "summary longer than 50 words", "cut to 50 words"))
+    return f"{what}: {text}", warnings
+
+
+def reflect(
+    player: Player,
+    scenario: Scenario,
+    persona: Persona,
+    round_: int,
+    notes: Sequence[str],
+    final: bool = False,
+) -> tuple[PersonaPatch, Warnings]:
+    """New reflection = old reflection + last round's notes; relationship and belief changes bounded."""
+    stage = Stage.FINAL_UPDATE if final else Stage.UPDATE
+    where = Where(round_, stage.value, persona.id)
+    bounds = scenario.bounds()
+    folded = limit_words(" ".join([persona.reflection, *notes]), bounds.reflection_words)[0]
+    if player.human or not notes:
+        return PersonaPatch(reflection=folded), []
+    schema = reflect_schema(tuple(persona.relationships), tuple(persona.beliefs))
+    prompt = prompts.join(
+        prompts.header(scenario, round_, stage),
+        prompts.memory(persona),
+        prompts.REFLECT.format(
+            name=scenario.name_of(persona.id),
+            notes=prompts.bullet(notes),
+            words=bounds.reflection_words,
+            rstep=bounds.relationship_step,
+            bstep=bounds.belief_step,
+        ),
+    )
+
+    def check(value: Reflect) -> list[str]:
+        refused = (
+            [prompts.REFUSED.format(name=scenario.name_of(persona.id))] if prompts.refusal(value.reflection) else []
+        )
+        return (
+            refused
+            + bounds.belief_problems(persona, value.beliefs)
+            + bounds.relationship_problems(persona, value.relationships)
+        )
+
+    reply, warnings = ask(
+        player,
+        schema,
+        prompt,
+        _system(scenario, persona.id, "Reflect"),
+        action="reflect",
+        where=where,
+        check=check,
+        fallback=lambda v: v if v is not None and not prompts.refusal(v.reflection) else Reflect(reflection=folded),
+    )
+    task = prompt.splitlines()[-1]
+    reply = reply.model_copy(update={"reflection": prompts.clean(reply.reflection, scenario.name_of(persona.id), task)})
+    patch, clamped = bounds.apply_reflection(persona, reply)
+    if clamped and not warnings:
+        warnings.append(where.warning("reflect", "; ".join(clamped), "values clamped to their bounds"))
+    elif clamped:
+        warnings = [
+            w.model_copy(update={"fallback": "; ".join(clamped)[:300]}) if w.action == "reflect" else w
+            for w in warnings
+        ]
+    return patch, warnings
+
+
+def vote(
+    player: Player,
+    scenario: Scenario,
+    persona: Persona,
+    rule: VoteRule,
+    legal: Sequence[str],
+    knowledge: Sequence[str],
+) -> tuple[Vote, bool, Warnings]:
+    """A ballot among the legal candidates; returns it, whether it was clamped, and warnings."""
+    round_ = scenario.settings.rounds
+    where = Where(round_, f"{Stage.SETTLEMENT.value}:{rule.value}", persona.id)
+    if rule.knowledge == "own":
+        known = prompts.KNOW_OWN.format(memory=prompts.bullet(knowledge) or "- nothing")
+    else:
+        known = prompts.KNOW_ALL.format(memories=prompts.bullet(knowledge) or "- nothing")
+    prompt = prompts.join(
+        prompts.header(scenario, round_, Stage.SETTLEMENT),
+        prompts.memory(persona),
+        prompts.VOTE.format(knowledge=known, question=scenario.settings.winner.question, legal=", ".join(legal)),
+    )
+    schema = vote_schema(tuple(legal))
+
+    def fallback(_: object) -> Vote:
+        return schema(candidate=favourite(scenario, persona, legal, f"vote:{rule.value}"), reason="(clamped)")
+
+    reply, warnings = ask(
+        player,
+        schema,
+        prompt,
+        _system(scenario, persona.id, "Vote"),
+        action="vote",
+        where=where,
+        fallback=fallback,
+    )
+    return Vote(candidate=reply.candidate, reason=limit_words(reply.reason, 20)[0]), bool(warnings), warnings

@@ -1,0 +1,136 @@
+"""Who answers for a character, and the ask → re-ask → clamp discipline every action follows.
+
+A character is played by its model (through the gateway) or by a person (`model: human`, through a
+LangGraph interrupt that carries the prompt and the expected JSON schema; the run resumes with
+`Command(resume={...})`). Either way an answer that is malformed or out of bounds is asked for again a
+bounded number of times (`Context.max_reasks`), then replaced by a legal fallback, and a `ClampWarning`
+records what happened.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from langgraph.types import interrupt
+from pydantic import BaseModel, ValidationError
+
+from sopgraph.nodes.groupchat import prompts
+from sopgraph.nodes.llm import ModelGateway, StructuredOutputError
+from sopgraph.state.context import Context
+from sopgraph.state.groupchat import HUMAN, CharacterSpec, ClampWarning
+from sopgraph.state.usage import UsageRecord, UsageTotals
+
+T = TypeVar("T", bound=BaseModel)
+
+
+def model_for(spec: CharacterSpec, ctx: Context) -> str:
+    """The scenario's model for the character, else the run's per-character model, else the default."""
+    return spec.model or ctx.models.get(spec.id) or ctx.model
+
+
+@dataclasses.dataclass
+class Where:
+    round: int
+    stage: str
+    character: str
+    at: str = ""
+
+    def warning(self, action: str, problem: str, fallback: str) -> ClampWarning:
+        return ClampWarning(
+            round=self.round,
+            stage=self.stage,
+            character=self.character,
+            action=action,
+            problem=problem[:500],
+            fallback=fallback[:300],
+            at=self.at,
+        )
+
+
+class Player:
+    """Answers structured questions for one character within one node execution."""
+
+    def __init__(self, spec: CharacterSpec, ctx: Context | None, spent: UsageTotals | None = None) -> None:
+        self.spec = spec
+        self.ctx = ctx or Context()
+        model = model_for(spec, self.ctx)
+        self.human = model == HUMAN
+        self.llm: ModelGateway | None = None
+        if not self.human:
+            models = {**self.ctx.models, spec.id: model}
+            self.llm = ModelGateway(dataclasses.replace(self.ctx, models=models), role=spec.id, spent=spent)
+
+    def ask(self, schema: type[T], prompt: str, system: str, action: str) -> T:
+        if self.llm is not None:
+            return self.llm.structured(schema, prompt, system=system)
+        return self._ask_human(schema, prompt, action)
+
+    def _ask_human(self, schema: type[T], prompt: str, action: str) -> T:
+        error = ""
+        for _ in range(self.ctx.max_reasks + 1):
+            answer = interrupt(
+                {
+                    "reason": "human",
+                    "character": self.spec.id,
+                    "action": action,
+                    "message": f"{self.spec.name} ({self.spec.id}) is yours to play: {action}. "
+                    f"Answer with a JSON object of the {schema.__name__} schema."
+                    + (f" Your last answer was invalid: {error}" if error else ""),
+                    "prompt": prompt,
+                    "schema": schema.model_json_schema(),
+                }
+            )
+            try:
+                return schema.model_validate(answer)
+            except ValidationError as exc:
+                error = " ".join(str(exc).split())[:300]
+        raise StructuredOutputError(f"human ({self.spec.id}) gave no valid {schema.__name__}: {error}")
+
+    def records(self) -> list[UsageRecord]:
+        return list(self.llm.records) if self.llm is not None else []
+
+
+def ask(
+    player: Player,
+    schema: type[T],
+    prompt: str,
+    system: str,
+    *,
+    action: str,
+    where: Where,
+    fallback: Callable[[T | None], T],
+    check: Callable[[T], list[str]] | None = None,
+    describe: Callable[[T], str] = lambda v: v.model_dump_json()[:200],
+) -> tuple[T, list[ClampWarning]]:
+    """A valid answer, or a clamped one with a warning.
+
+    Type and enum errors are re-asked by the gateway (or the human loop); `check` finds range problems,
+    which are re-asked here with the problems spelled out; whatever is still wrong goes to `fallback`.
+    """
+    try:
+        value = player.ask(schema, prompt, system, action)
+    except StructuredOutputError as exc:
+        fixed = fallback(None)
+        return fixed, [where.warning(action, str(exc), describe(fixed))]
+    if check is None:
+        return value, []
+    for _ in range(player.ctx.max_reasks):
+        problems = check(value)
+        if not problems:
+            return value, []
+        try:
+            value = player.ask(schema, prompt + prompts.REASK.format(problems="; ".join(problems)), system, action)
+        except StructuredOutputError as exc:
+            fixed = fallback(value)
+            return fixed, [where.warning(action, str(exc), describe(fixed))]
+    problems = check(value)
+    if not problems:
+        return value, []
+    fixed = fallback(value)
+    return fixed, [where.warning(action, "; ".join(problems), describe(fixed))]
+
+
+def usage(*players: Player) -> dict[str, Any]:
+    return {"usage": [r for p in players for r in p.records()]}

@@ -1,0 +1,655 @@
+"""The nodes and routes of the group-chat stage machine.
+
+setup → [update → private chat → confidential meeting → group chat × sub-rounds] × rounds → final update
+→ settlement (votes) → tally. `advance` is the join after every unit of work; it writes the next stage and
+`route_stage` turns that into the next node (or the parallel `Send`s of a stage). Everything a character
+is shown is read through `pool.view` as that character; parallel tasks get exactly that view in their
+`Send` payload, never the raw pool.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+from langgraph.runtime import Runtime
+from langgraph.types import Send
+
+from sopgraph.nodes.groupchat import actions, prompts
+from sopgraph.nodes.groupchat.asking import Player, Where, usage
+from sopgraph.state.context import Context
+from sopgraph.state.groupchat import (
+    ONE_ON_ONE,
+    Ablations,
+    Ballot,
+    BallotPaper,
+    ChatCursor,
+    GroupChatState,
+    Outcome,
+    Persona,
+    PersonaPatch,
+    PersonaSnapshot,
+    Scenario,
+    SpeakTask,
+    Stage,
+    SummarizeTask,
+    UpdateTask,
+    VoteRule,
+    VoteTask,
+    acting_order,
+    merge_personas,
+)
+from sopgraph.state.pool import SYSTEM, Message, Pool, Subscription, Visibility, close_subround
+from sopgraph.state.usage import UsageTotals
+
+EVERYTHING = Subscription(all_kinds=True, own=True)
+STAGE_ORDER = (Stage.PRIVATE_CHAT, Stage.MEETING, Stage.GROUP_CHAT)
+TURN_NODE = {Stage.PRIVATE_CHAT: "private_turn", Stage.MEETING: "meeting_turn"}
+OPEN_NODE = {Stage.PRIVATE_CHAT: "private_chat", Stage.MEETING: "meeting"}
+VISIBILITY = {Stage.PRIVATE_CHAT: Visibility.PARTICIPANTS, Stage.MEETING: Visibility.EXISTENCE_PUBLIC}
+
+SUMMARY = "summary"
+SNAPSHOT = "snapshot"
+PLAN = "plan"
+THINK = "think"
+CHOICE = "choice"
+
+
+# -- reading state ----------------------------------------------------------------------------------------
+
+
+def scenario_of(state: Any) -> Scenario:
+    value = state["scenario"]
+    return value if isinstance(value, Scenario) else Scenario.model_validate(value)
+
+
+def ablations_of(state: Any) -> Ablations:
+    value = state.get("ablations")
+    if value is None:
+        return Ablations()
+    return value if isinstance(value, Ablations) else Ablations.model_validate(value)
+
+
+def context_of(runtime: Runtime[Context] | None) -> Context:
+    return getattr(runtime, "context", None) or Context()
+
+
+def spent(state: GroupChatState) -> UsageTotals:
+    return UsageTotals.of(state.get("usage") or [])
+
+
+def seen_by(state: GroupChatState, cid: str) -> list[Message]:
+    """Everything `cid` may see, as it may see it: the only way a prompt is filled from the pool."""
+    return Pool(state.get("pool")).view(cid, EVERYTHING)
+
+
+MEMORY_KINDS = frozenset({SUMMARY, SNAPSHOT, PLAN, THINK, CHOICE})
+
+
+def memory(state: GroupChatState, cid: str) -> list[Message]:
+    """A character's memory: its own private notes in the pool, oldest first (append-only, as the pool)."""
+    return [m for m in seen_by(state, cid) if m.sender == cid and m.kind in MEMORY_KINDS]
+
+
+def own_notes(seen: Sequence[Message], cid: str, round_: int) -> list[str]:
+    return [m.content for m in seen if m.kind == SUMMARY and m.sender == cid and m.round == round_]
+
+
+def news(scenario: Scenario, seen: Sequence[Message], round_: int) -> list[str]:
+    """Public facts of the round: the confidential meetings the viewer was not part of."""
+    out: dict[tuple[int, frozenset[str]], str] = {}
+    for m in seen:
+        if m.redacted and m.round == round_:
+            who = m.participants()
+            names = " and ".join(scenario.name_of(c) for c in sorted(who))
+            out.setdefault((m.sub_round, who), f"{names} held a confidential meeting.")
+    return list(out.values())
+
+
+def key(round_: int, stage: Stage | str, *parts: object) -> str:
+    """A message id fixed by where the message belongs: a node run twice (a retry, a fork that re-enters a
+    stage) republishes the same ids, which the pool drops, so nothing is ever said twice."""
+    return ":".join(str(p) for p in (round_, Stage(stage).value, *parts))
+
+
+def private_note(
+    cid: str, kind: str, content: str, round_: int, stage: Stage, payload: Any = None, sub_round: int = 0
+) -> Message:
+    """A message only its author sees: memory, plans, thoughts, choices."""
+    return Message(
+        id=key(round_, stage, sub_round, cid, kind),
+        sender=cid,
+        send_to=(cid,),
+        visibility=Visibility.PARTICIPANTS,
+        kind=kind,
+        content=content,
+        payload=payload,
+        round=round_,
+        stage=stage.value,
+        sub_round=sub_round,
+    )
+
+
+def snapshot(persona: Persona, round_: int, stage: Stage) -> Message:
+    doc = PersonaSnapshot(
+        character=persona.id,
+        round=round_,
+        beliefs=dict(persona.beliefs),
+        relationships={o: r.score for o, r in persona.relationships.items()},
+        reflection=persona.reflection,
+    )
+    return private_note(persona.id, SNAPSHOT, persona.reflection or persona.plan, round_, stage, payload=doc)
+
+
+# -- setup and transitions ------------------------------------------------------------------------------------
+
+
+def setup(state: GroupChatState) -> dict[str, Any]:
+    scenario = scenario_of(state)
+    personas = {cid: Persona.initial(scenario, cid) for cid in scenario.ids}
+    cast = "; ".join(f"{c.name} ({c.id})" for c in scenario.characters)
+    intro = Message(
+        id=key(0, Stage.SETUP, "intro"),
+        sender=SYSTEM,
+        kind="setup",
+        content=f"{scenario.title}. {scenario.rules.strip()} Cast: {cast}.",
+        stage=Stage.SETUP.value,
+    )
+    return {
+        "scenario": scenario,
+        "ablations": ablations_of(state),
+        "personas": personas,
+        "round": 1,
+        "stage": Stage.UPDATE,
+        "order": [],
+        "actor": 0,
+        "chat": None,
+        "sub_round": 0,
+        "pool": [intro, *(snapshot(p, 0, Stage.SETUP) for p in personas.values())],
+    }
+
+
+def _enter(state: GroupChatState, stages: Sequence[Stage]) -> dict[str, Any]:
+    """The first enabled stage among `stages` that has work, else the end of the round."""
+    scenario, ablations = scenario_of(state), ablations_of(state)
+    round_ = state["round"]
+    for stage in stages:
+        if not ablations.stage_enabled(stage):
+            continue
+        if stage in ONE_ON_ONE:
+            order = acting_order(scenario, state["personas"], round_, stage)
+            if order:
+                return {"stage": stage, "order": order, "actor": 0, "chat": None}
+            continue
+        return {"stage": stage, "sub_round": 1, "chat": None}
+    if round_ < scenario.settings.rounds:
+        return {"round": round_ + 1, "stage": Stage.UPDATE, "order": [], "actor": 0, "chat": None}
+    if ablations.stage_enabled(Stage.FINAL_UPDATE):
+        return {"stage": Stage.FINAL_UPDATE, "chat": None}
+    return {"stage": Stage.SETTLEMENT, "chat": None}
+
+
+def advance(state: GroupChatState) -> dict[str, Any]:
+    """A unit of work is done (an update, a conversation, a group chat): decide what comes next."""
+    stage = state["stage"]
+    if stage == Stage.UPDATE:
+        return _enter(state, STAGE_ORDER)
+    if stage == Stage.FINAL_UPDATE:
+        return {"stage": Stage.SETTLEMENT}
+    if stage in ONE_ON_ONE:
+        nxt = state["actor"] + 1
+        if nxt < len(state["order"]):
+            return {"actor": nxt, "chat": None}
+        return _enter(state, STAGE_ORDER[STAGE_ORDER.index(stage) + 1 :])
+    if stage == Stage.GROUP_CHAT:
+        return _enter(state, ())
+    raise ValueError(f"advance: nothing follows stage {stage!r}")
+
+
+def route_stage(state: GroupChatState) -> str | list[Send]:
+    """The conditional edge of the stage machine."""
+    stage = state["stage"]
+    if stage in (Stage.UPDATE, Stage.FINAL_UPDATE):
+        return update_sends(state)
+    if stage in ONE_ON_ONE:
+        return OPEN_NODE[stage]
+    if stage == Stage.GROUP_CHAT:
+        return speak_sends(state)
+    return "settlement"
+
+
+# -- update (parallel) -------------------------------------------------------------------------------------
+
+
+def update_sends(state: GroupChatState) -> list[Send]:
+    scenario, ablations = scenario_of(state), ablations_of(state)
+    final = state["stage"] == Stage.FINAL_UPDATE
+    round_ = state["round"]
+    last = round_ if final else round_ - 1
+    reflect = not ablations.no_reflection and last >= 1
+    sends = []
+    for cid in scenario.ids:
+        notes = own_notes(seen_by(state, cid), cid, last) if reflect else []
+        task = UpdateTask(
+            character=cid,
+            round=round_,
+            scenario=scenario,
+            persona=state["personas"][cid],
+            spent=spent(state),
+            notes=notes,
+            reflect=reflect,
+            perceive=not final,
+            final=final,
+        )
+        sends.append(Send("update", task))
+    return sends
+
+
+def update(task: UpdateTask, runtime: Runtime[Context]) -> dict[str, Any]:
+    """Reflect on the last round (bounded changes, folded memory), then perceive and plan this one."""
+    scenario, cid = task.scenario, task.character
+    player = Player(scenario.character(cid), context_of(runtime), task.spent)
+    stage = Stage.FINAL_UPDATE if task.final else Stage.UPDATE
+    persona = task.persona
+    patch = PersonaPatch()
+    warnings = []
+    pool: list[Message] = []
+    if task.reflect:
+        patch, warned = actions.reflect(player, scenario, persona, task.round, task.notes, final=task.final)
+        warnings += warned
+        persona = merge_personas({cid: persona}, {cid: patch})[cid]
+    if task.perceive:
+        seen, warned = actions.perceive(player, scenario, persona, task.round)
+        warnings += warned
+        patch = patch.model_copy(update={"plan": seen.plan})
+        persona = persona.model_copy(update={"plan": seen.plan})
+        if seen.situation or seen.plan:
+            text = f"{seen.situation} Plan: {seen.plan}".strip()
+            pool.append(private_note(cid, PLAN, text, task.round, stage))
+    pool.append(snapshot(persona, task.round, stage))
+    return {"personas": {cid: patch}, "pool": pool, "warnings": warnings, **usage(player)}
+
+
+# -- one-on-one stages: private chat, confidential meeting --------------------------------------------------
+
+
+def open_chat(stage: Stage) -> Any:
+    """The node where the acting principal chooses a partner (legal ids only)."""
+
+    def node(state: GroupChatState, runtime: Runtime[Context]) -> dict[str, Any]:
+        scenario, round_ = scenario_of(state), state["round"]
+        index = state["actor"]
+        actor = state["order"][index]
+        persona = state["personas"][actor]
+        seen = seen_by(state, actor)
+        context = prompts.round_context(own_notes(seen, actor, round_), news(scenario, seen, round_))
+        player = Player(scenario.character(actor), context_of(runtime), spent(state))
+        choice, warnings = actions.choose(
+            player, scenario, persona, round_, stage, scenario.others(actor), context=context
+        )
+        lines = 2 * (
+            scenario.settings.private_turns if stage == Stage.PRIVATE_CHAT else scenario.settings.meeting_turns
+        )
+        cursor = ChatCursor(stage=stage, index=index, actor=actor, partner=choice.partner, lines=lines)
+        note = private_note(actor, CHOICE, f"chose {choice.partner}: {choice.reason}", round_, stage, choice, index)
+        return {"chat": cursor, "pool": [note], "warnings": warnings, **usage(player)}
+
+    node.__name__ = OPEN_NODE[stage]
+    return node
+
+
+def _situation(
+    scenario: Scenario, persona: Persona, seen: Sequence[Message], round_: int, stage: Stage, sub_round: int
+) -> str:
+    return prompts.join(
+        prompts.header(scenario, round_, stage, sub_round),
+        prompts.memory(persona),
+        prompts.round_context(own_notes(seen, persona.id, round_), news(scenario, seen, round_)),
+    )
+
+
+def chat_turn(stage: Stage) -> Any:
+    """One line of a one-on-one conversation (a node of its own: a crash or a question to a person
+    repeats one line, not the conversation)."""
+
+    def node(state: GroupChatState, runtime: Runtime[Context]) -> dict[str, Any]:
+        scenario, round_ = scenario_of(state), state["round"]
+        chat = state["chat"]
+        assert chat is not None
+        speaker, listener = (chat.actor, chat.partner) if chat.turn % 2 == 0 else (chat.partner, chat.actor)
+        persona = state["personas"][speaker]
+        seen = seen_by(state, speaker)
+        convo = [m for m in seen if m.kind == stage.value and m.round == round_ and m.sub_round == chat.index]
+        situation = prompts.join(
+            _situation(scenario, persona, seen, round_, stage, chat.index),
+            prompts.transcript(scenario, convo, f"Your {prompts.WHAT[stage]} so far", "(you speak first)"),
+        )
+        player = Player(scenario.character(speaker), context_of(runtime), spent(state))
+        where = Where(round_, stage.value, speaker, at=f"conversation {chat.index} line {chat.turn}")
+        pool: list[Message] = []
+        thought, warnings = "", []
+        if not ablations_of(state).no_think:
+            thought, warnings = actions.think(player, scenario, persona, situation, where)
+            if thought:
+                note = private_note(speaker, THINK, thought, round_, stage, sub_round=chat.index)
+                pool.append(note.model_copy(update={"id": f"{note.id}:{chat.turn}"}))
+        task = prompts.join(
+            prompts.THOUGHT.format(name=scenario.name_of(speaker), thought=thought) if thought else "",
+            prompts.SPEAK_ONE.format(
+                name=scenario.name_of(speaker),
+                opening="reply" if convo else "opening words",
+                partner_name=scenario.name_of(listener),
+                words=scenario.settings.speech_words,
+            ),
+        )
+        text, warned = actions.speak(player, scenario, persona, situation, task, where)
+        pool.append(
+            Message(
+                id=key(round_, stage, chat.index, chat.turn, speaker),
+                sender=speaker,
+                send_to=(listener,),
+                visibility=VISIBILITY[stage],
+                kind=stage.value,
+                content=text,
+                round=round_,
+                stage=stage.value,
+                sub_round=chat.index,
+            )
+        )
+        return {
+            "chat": chat.model_copy(update={"turn": chat.turn + 1}),
+            "pool": pool,
+            "warnings": warnings + warned,
+            **usage(player),
+        }
+
+    node.__name__ = TURN_NODE[stage]
+    return node
+
+
+def route_turn(state: GroupChatState) -> str | list[Send]:
+    chat = state["chat"]
+    assert chat is not None
+    if chat.turn < chat.lines:
+        return TURN_NODE[chat.stage]
+    return [summarize_send(state, cid, chat.stage, chat.index) for cid in (chat.actor, chat.partner)]
+
+
+# -- summaries (parallel) ------------------------------------------------------------------------------------
+
+
+def summarize_send(state: GroupChatState, cid: str, stage: Stage, sub_round: int) -> Send:
+    round_ = state["round"]
+    seen = seen_by(state, cid)
+    if stage == Stage.GROUP_CHAT:
+        lines = [m for m in seen if m.kind == stage.value and m.round == round_]
+    else:
+        lines = [m for m in seen if m.kind == stage.value and m.round == round_ and m.sub_round == sub_round]
+    task = SummarizeTask(
+        character=cid,
+        round=round_,
+        scenario=scenario_of(state),
+        persona=state["personas"][cid],
+        spent=spent(state),
+        stage=stage,
+        sub_round=sub_round,
+        lines=lines,
+    )
+    return Send("summarize", task)
+
+
+def summarize(task: SummarizeTask, runtime: Runtime[Context]) -> dict[str, Any]:
+    """A character's own summary of a conversation: its memory (private to itself)."""
+    player = Player(task.scenario.character(task.character), context_of(runtime), task.spent)
+    text, warnings = actions.summarize(
+        player, task.scenario, task.persona, task.round, task.stage, task.lines, task.sub_round
+    )
+    note = private_note(task.character, SUMMARY, text, task.round, task.stage, sub_round=task.sub_round)
+    return {"pool": [note], "warnings": warnings, **usage(player)}
+
+
+# -- group chat (parallel speakers per sub-round) ---------------------------------------------------------------
+
+
+def speak_sends(state: GroupChatState) -> list[Send]:
+    scenario, round_ = scenario_of(state), state["round"]
+    think = not ablations_of(state).no_think
+    sends = []
+    for cid in scenario.ids:
+        seen = seen_by(state, cid)
+        task = SpeakTask(
+            character=cid,
+            round=round_,
+            scenario=scenario,
+            persona=state["personas"][cid],
+            spent=spent(state),
+            sub_round=state["sub_round"],
+            heard=[m for m in seen if m.kind == Stage.GROUP_CHAT.value and m.round == round_],
+            facts=news(scenario, seen, round_),
+            notes=own_notes(seen, cid, round_),
+            think=think,
+        )
+        sends.append(Send("speak", task))
+    return sends
+
+
+def speak(task: SpeakTask, runtime: Runtime[Context]) -> dict[str, Any]:
+    """One character's group-chat speech, visible to the others once the sub-round closes."""
+    scenario, cid, round_ = task.scenario, task.character, task.round
+    stage = Stage.GROUP_CHAT
+    persona = task.persona
+    situation = prompts.join(
+        prompts.header(scenario, round_, stage, task.sub_round),
+        prompts.memory(persona),
+        prompts.round_context(task.notes, task.facts),
+        prompts.transcript(scenario, task.heard, "Said in the group so far", "(nothing yet)"),
+    )
+    player = Player(scenario.character(cid), context_of(runtime), task.spent)
+    where = Where(round_, stage.value, cid, at=f"sub-round {task.sub_round}")
+    pool: list[Message] = []
+    thought, warnings = "", []
+    if task.think:
+        thought, warnings = actions.think(player, scenario, persona, situation, where)
+        if thought:
+            pool.append(private_note(cid, THINK, thought, round_, stage, sub_round=task.sub_round))
+    ask = prompts.join(
+        prompts.THOUGHT.format(name=scenario.name_of(cid), thought=thought) if thought else "",
+        prompts.SPEAK_GROUP.format(name=scenario.name_of(cid), words=scenario.settings.speech_words),
+    )
+    text, warned = actions.speak(player, scenario, persona, situation, ask, where)
+    pool.append(
+        Message(
+            id=key(round_, stage, task.sub_round, cid, "speech"),
+            sender=cid,
+            kind=stage.value,
+            content=text,
+            visibility=Visibility.AFTER_SUBROUND,
+            round=round_,
+            stage=stage.value,
+            sub_round=task.sub_round,
+        )
+    )
+    return {"pool": pool, "warnings": warnings + warned, **usage(player)}
+
+
+def close(state: GroupChatState) -> dict[str, Any]:
+    """The join after a sub-round's speeches: they become visible to everyone."""
+    marker = close_subround(state["round"], Stage.GROUP_CHAT.value, state["sub_round"])
+    return {
+        "pool": [marker.model_copy(update={"id": key(state["round"], Stage.GROUP_CHAT, state["sub_round"], "closed")})],
+        "sub_round": state["sub_round"] + 1,
+    }
+
+
+def route_subround(state: GroupChatState) -> list[Send]:
+    scenario = scenario_of(state)
+    if state["sub_round"] <= scenario.settings.group_subrounds:
+        return speak_sends(state)
+    return [summarize_send(state, cid, Stage.GROUP_CHAT, 0) for cid in scenario.ids]
+
+
+# -- settlement ------------------------------------------------------------------------------------------------
+
+
+def settlement(state: GroupChatState) -> dict[str, Any]:
+    scenario = scenario_of(state)
+    names = ", ".join(f"{scenario.name_of(c)} ({c})" for c in scenario.candidates())
+    rules = ", ".join(r.value for r in scenario.settings.vote_rules)
+    notice = Message(
+        id=key(state["round"], Stage.SETTLEMENT, "notice"),
+        sender=SYSTEM,
+        kind="settlement",
+        content=f"The story ends after {state['round']} rounds. {scenario.settings.winner.question} "
+        f"Candidates: {names}. Votes are taken under: {rules}.",
+        round=state["round"],
+        stage=Stage.SETTLEMENT.value,
+    )
+    return {"stage": Stage.SETTLEMENT, "pool": [notice]}
+
+
+def knowledge(state: GroupChatState, cid: str, rule: VoteRule) -> list[str]:
+    """What a voter may go by: its own memory, or (all knowledge) everyone's."""
+    last = state["round"]
+
+    def memory_of(who: str) -> list[str]:
+        persona = state["personas"][who]
+        notes = own_notes(seen_by(state, who), who, last)
+        return [persona.reflection] if persona.reflection else notes
+
+    if rule.knowledge == "own":
+        return memory_of(cid)
+    scenario = scenario_of(state)
+    return [f"{scenario.name_of(w)} ({w}): {' '.join(memory_of(w)) or 'nothing'}" for w in scenario.ids]
+
+
+def route_votes(state: GroupChatState) -> list[Send]:
+    scenario = scenario_of(state)
+    sends = []
+    for cid in scenario.ids:
+        papers = [
+            BallotPaper(
+                rule=rule,
+                legal=[c for c in scenario.candidates() if rule.self_vote or c != cid],
+                knowledge=knowledge(state, cid, rule),
+            )
+            for rule in scenario.settings.vote_rules
+        ]
+        batches = [papers] if scenario.character(cid).is_human else [[p] for p in papers]
+        for batch in batches:
+            task = VoteTask(
+                character=cid,
+                round=state["round"],
+                scenario=scenario,
+                persona=state["personas"][cid],
+                spent=spent(state),
+                papers=batch,
+            )
+            sends.append(Send("vote", task))
+    return sends
+
+
+def vote(task: VoteTask, runtime: Runtime[Context]) -> dict[str, Any]:
+    player = Player(task.scenario.character(task.character), context_of(runtime), task.spent)
+    ballots, warnings = [], []
+    for paper in task.papers:
+        ballot_id = f"{paper.rule.value}:{task.character}"
+        if not paper.legal:  # nobody to vote for under this rule: abstain
+            ballots.append(Ballot(id=ballot_id, voter=task.character, rule=paper.rule, candidate=None))
+            continue
+        reply, clamped, warned = actions.vote(
+            player, task.scenario, task.persona, paper.rule, paper.legal, paper.knowledge
+        )
+        warnings += warned
+        ballots.append(
+            Ballot(
+                id=ballot_id,
+                voter=task.character,
+                rule=paper.rule,
+                candidate=reply.candidate,
+                reason=reply.reason,
+                clamped=clamped,
+            )
+        )
+    return {"ballots": ballots, "warnings": warnings, **usage(player)}
+
+
+def count(ballots: Sequence[Ballot], rule: VoteRule, candidates: Sequence[str]) -> dict[str, int]:
+    counts = Counter(b.candidate for b in ballots if b.rule == rule and b.candidate is not None)
+    return {c: counts.get(c, 0) for c in candidates}
+
+
+def decide(scenario: Scenario, ballots: Sequence[Ballot]) -> Outcome:
+    """The scenario's winner rule over the ballots; ties broken by a RNG seeded from the scenario seed."""
+    settings = scenario.settings
+    rule = settings.winner
+    candidates = scenario.candidates()
+    tallies = {r.value: count(ballots, r, candidates) for r in settings.vote_rules}
+    decisive = tallies[rule.vote_rule.value]
+    rng = random.Random(f"{settings.seed}:winner")
+
+    def most(scores: dict[str, float], why: str) -> Outcome:
+        top = max(scores.values(), default=0)
+        tied = sorted(c for c, v in scores.items() if v == top)
+        if not tied or top <= 0:
+            return Outcome(tallies=tallies, winner=None, rule=rule.kind, explanation=f"{why}: no votes were cast")
+        winner = rng.choice(tied) if len(tied) > 1 else tied[0]
+        tie = f"; tie between {', '.join(tied)} broken by the seed" if len(tied) > 1 else ""
+        return Outcome(
+            tallies=tallies,
+            winner=winner,
+            rule=rule.kind,
+            explanation=f"{why}: {scenario.name_of(winner)} with {top:g}{tie}",
+            tie_broken=len(tied) > 1,
+        )
+
+    if rule.kind == "judge":
+        verdict = next((b for b in ballots if b.voter == rule.judge and b.rule == rule.vote_rule and b.candidate), None)
+        if verdict is not None and verdict.candidate is not None:
+            return Outcome(
+                tallies=tallies,
+                winner=verdict.candidate,
+                rule=rule.kind,
+                explanation=f"the judge {scenario.name_of(rule.judge or '')} decided for "
+                f"{scenario.name_of(verdict.candidate)} ({rule.vote_rule.value})",
+            )
+        return most(
+            {c: float(v) for c, v in decisive.items()},
+            f"the judge gave no verdict; most votes under {rule.vote_rule.value}",
+        )
+    if rule.kind == "weighted_threshold":
+        weights: dict[str, float] = dict.fromkeys(candidates, 0.0)
+        for b in ballots:
+            if b.rule == rule.vote_rule and b.candidate in weights:
+                weights[b.candidate] += scenario.holdings(b.voter)
+        total = sum(scenario.holdings(c) for c in scenario.ids)
+        if total <= 0:
+            return most({c: float(v) for c, v in decisive.items()}, "no one holds resources; most votes")
+        share = {c: w / total for c, w in weights.items()}
+        leader = max(share.values(), default=0.0)
+        if leader < rule.threshold:
+            return Outcome(
+                tallies=tallies,
+                winner=None,
+                rule=rule.kind,
+                explanation=f"no candidate reached {rule.threshold:.0%} of the weight (best {leader:.0%})",
+            )
+        return most(share, f"weighted by holdings, at least {rule.threshold:.0%} of the weight")
+    return most({c: float(v) for c, v in decisive.items()}, f"most votes under {rule.vote_rule.value}")
+
+
+def tally(state: GroupChatState) -> dict[str, Any]:
+    scenario = scenario_of(state)
+    outcome = decide(scenario, state.get("ballots") or [])
+    winner = f"{scenario.name_of(outcome.winner)} ({outcome.winner})" if outcome.winner else "nobody"
+    notice = Message(
+        id=key(state["round"], Stage.SETTLEMENT, "outcome"),
+        sender=SYSTEM,
+        kind="outcome",
+        content=f"Winner: {winner}. {outcome.explanation}.",
+        payload=outcome,
+        round=state["round"],
+        stage=Stage.SETTLEMENT.value,
+    )
+    return {"outcome": outcome, "stage": Stage.DONE, "pool": [notice]}
