@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from sopgraph.graphs import runner
+from sopgraph.graphs.company_cli import register as register_company
 from sopgraph.graphs.groupchat_cli import register as register_groupchat
 from sopgraph.graphs.registry import GRAPHS, builder_for
 from sopgraph.state.context import Context
@@ -301,6 +302,7 @@ def model_stop() -> None:
     err.print("stopped" if local_model.stop() else "no server was running")
 
 
+register_company(app)
 register_groupchat(app)
 
 

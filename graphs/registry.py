@@ -10,6 +10,7 @@ from langgraph.graph import StateGraph
 GRAPHS: dict[str, str] = {
     "demo": "sopgraph.graphs.demo:build_demo_graph",
     "groupchat": "sopgraph.graphs.groupchat:build_groupchat_graph",
+    "company": "sopgraph.graphs.company:build_company_graph",
 }
 
 

@@ -1,0 +1,102 @@
+"""The software company graph: MetaGPT's SOP as a LangGraph state graph.
+
+intake → product_manager → review_prd → architect → review_design → project_manager → engineer
+(⇄ write_code, files in dependency order, independent ones in parallel) → code_review (⇄ review_code, LBTM
+sends a file back to the engineer) → qa (⇄ write_test) → run_tests (sandbox) → pass: deliver; fail with
+fix rounds left: debug → run_tests; else deliver, reporting that it gave up. review_prd and review_design
+pause for a human only when asked to. Roles talk only through the message pool, with typed documents.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+from langgraph.graph import END, START, StateGraph
+
+from sopgraph.nodes.company.architect import architect
+from sopgraph.nodes.company.engineer import debug, engineer, write_code
+from sopgraph.nodes.company.human import STAGES, review_design, review_prd
+from sopgraph.nodes.company.product_manager import product_manager
+from sopgraph.nodes.company.project_manager import project_manager
+from sopgraph.nodes.company.qa import after_tests, qa, run_tests, write_test
+from sopgraph.nodes.company.repository import deliver, intake
+from sopgraph.nodes.company.reviewer import code_review, review_code
+from sopgraph.state.company import CompanyState
+from sopgraph.state.context import Context
+
+REVIEW_STAGES = tuple(STAGES)
+
+
+def build_company_graph() -> StateGraph:
+    builder = StateGraph(CompanyState, context_schema=Context)
+    builder.add_node("intake", intake)
+    builder.add_node("product_manager", product_manager)
+    builder.add_node("review_prd", review_prd)
+    builder.add_node("architect", architect)
+    builder.add_node("review_design", review_design)
+    builder.add_node("project_manager", project_manager)
+    builder.add_node("engineer", engineer, destinations=("write_code", "code_review"))
+    builder.add_node("write_code", write_code)
+    builder.add_node("code_review", code_review, destinations=("review_code", "qa"))
+    builder.add_node("review_code", review_code)
+    builder.add_node("qa", qa, destinations=("write_test", "run_tests"))
+    builder.add_node("write_test", write_test)
+    builder.add_node("run_tests", run_tests)
+    builder.add_node("debug", debug)
+    builder.add_node("deliver", deliver)
+
+    builder.add_edge(START, "intake")
+    builder.add_edge("intake", "product_manager")
+    builder.add_edge("product_manager", "review_prd")
+    builder.add_edge("review_prd", "architect")
+    builder.add_edge("architect", "review_design")
+    builder.add_edge("review_design", "project_manager")
+    builder.add_edge("project_manager", "engineer")
+    builder.add_edge("write_code", "engineer")
+    builder.add_edge("review_code", "engineer")
+    builder.add_edge("write_test", "qa")
+    builder.add_conditional_edges("run_tests", after_tests, ["debug", "deliver"])
+    builder.add_edge("debug", "run_tests")
+    builder.add_edge("deliver", END)
+    return builder
+
+
+def company_input(
+    idea: str,
+    *,
+    out_dir: str | Path | None = None,
+    review: Iterable[str] = (),
+    max_debug: int = 3,
+    max_files: int = 5,
+    max_review_rounds: int = 1,
+    parallel: bool = True,
+    incremental: bool | None = None,
+    test_timeout_s: float = 60.0,
+) -> CompanyState:
+    """The graph input. `out_dir` defaults to .sopgraph/workspaces/<run id>; an existing generated repository
+    there is updated (incremental mode) unless `incremental=False`."""
+    stages = [s.strip().lower() for s in review if s.strip()]
+    unknown = sorted(set(stages) - set(REVIEW_STAGES))
+    if unknown:
+        raise ValueError(f"unknown review point(s) {', '.join(unknown)}; choose from {', '.join(REVIEW_STAGES)}")
+    if not idea.strip():
+        raise ValueError("the requirement is empty")
+    if max_debug < 0 or max_files < 1 or max_review_rounds < 0:
+        raise ValueError("max_debug and max_review_rounds must be >= 0, max_files >= 1")
+    state: CompanyState = {
+        "idea": idea.strip(),
+        "review": stages,
+        "max_debug": max_debug,
+        "max_files": max_files,
+        "max_review_rounds": max_review_rounds,
+        "parallel": parallel,
+        "incremental": incremental,
+        "test_timeout_s": test_timeout_s,
+    }
+    if out_dir is not None:
+        state["out_dir"] = str(Path(out_dir).expanduser().absolute())
+    return state
+
+
+graph = build_company_graph().compile(name="company")

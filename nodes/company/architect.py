@@ -1,0 +1,56 @@
+"""The architect: designs the program (files, classes, call flow) from the PRD."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from langgraph.runtime import Runtime
+
+from sopgraph.nodes.company.common import Role, latest
+from sopgraph.nodes.company.repository import write_docs
+from sopgraph.state.company import EXISTING_DESIGN, PRD, WRITE_DESIGN, WRITE_PRD, SystemDesign
+from sopgraph.state.context import Context
+from sopgraph.state.pool import Message, Subscription
+
+ROLE = Role(
+    name="architect",
+    profile="Bob, a software architect",
+    goal="design a small, simple Python program that meets the PRD",
+    constraints=(
+        "Python standard library only; as few files as the job needs; plain module names such as todo.py "
+        "and main.py; no test files (QA writes tests); answer only through the SystemDesign tool"
+    ),
+    watches=Subscription(kinds=frozenset({WRITE_PRD, EXISTING_DESIGN})),
+)
+
+DESIGN = (
+    "PRD:\n{prd}\n\n{current}"
+    "Design the program in at most {max_files} Python files. data_structures: a mermaid classDiagram with the "
+    "classes, their fields and methods. call_flow: a mermaid sequenceDiagram of the main flow."
+)
+CURRENT = "Current design (update it; keep its files where they still fit):\n{design}\n\n"
+
+
+def architect(state: dict[str, Any], runtime: Runtime[Context]) -> dict[str, Any]:
+    seen = ROLE.view(state)
+    prd = latest(seen, PRD, [WRITE_PRD])
+    assert prd is not None, "the product manager publishes the PRD first"
+    current = latest(seen, SystemDesign, [EXISTING_DESIGN])
+    max_files = max(1, int(state.get("max_files", 5)))
+    prompt = DESIGN.format(
+        prd=prd.brief(),
+        current=CURRENT.format(design=current.brief()) if current else "",
+        max_files=max_files,
+    )
+    llm = ROLE.gateway(state, runtime)
+    design = llm.structured(SystemDesign, prompt, system=ROLE.system)
+    warnings = [f"design: {problem}" for problem in design.rejected]
+    if len(design.file_list) > max_files:
+        dropped = design.file_list[max_files:]
+        warnings.append(f"design: kept the first {max_files} files, dropped {', '.join(dropped)}")
+        design = design.model_copy(update={"file_list": design.file_list[:max_files]})
+    write_docs(state["out_dir"], design=design)
+    message = Message(
+        sender=ROLE.name, kind=WRITE_DESIGN, content=f"design: {', '.join(design.file_list)}", payload=design
+    )
+    return {"pool": [message], "warnings": warnings, **llm.usage_update()}

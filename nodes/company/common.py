@@ -1,0 +1,275 @@
+"""What every company role shares: its profile and subscription, pool look-ups, and code replies.
+
+A role reads the pool only through `Role.view` (its subscription), so what a prompt can contain is decided
+by what the role watches. Code is asked for as plain text (a weak model writes code far better than it
+escapes code into JSON) and only ever parsed here (`ast.parse`), never run: running is the sandbox's job.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
+
+from sopgraph.nodes.llm import ModelGateway
+from sopgraph.state.company import CodeFile, FileJob, JobInput, clip
+from sopgraph.state.context import Context
+from sopgraph.state.pool import Document, Message, Pool, Subscription
+from sopgraph.state.usage import UsageTotals
+from sopgraph.tools.workspace import Workspace, module_name
+
+D = TypeVar("D", bound=Document)
+
+ENTRY_STEMS = frozenset({"main", "app", "cli", "run", "__main__"})
+"""Modules that start the program: they import the others, and are not unit-tested on their own."""
+
+
+@dataclass(frozen=True)
+class Role:
+    """A company role: who it is, what it is for, what it must not do, and what it watches."""
+
+    name: str
+    profile: str
+    goal: str
+    constraints: str
+    watches: Subscription
+
+    @property
+    def system(self) -> str:
+        return f"You are {self.profile}. Your goal: {self.goal}. Constraints: {self.constraints}."
+
+    def view(self, state: Any) -> list[Message]:
+        return Pool(state.get("pool")).view(self.name, self.watches)
+
+    def gateway(self, state: Any, runtime: Any) -> ModelGateway:
+        return ModelGateway.for_node(state, runtime, self.name)
+
+    def worker_gateway(self, runtime: Any, job: FileJob) -> ModelGateway:
+        """A gateway for a Send worker, which gets the usage so far in its job instead of the ledger."""
+        ctx = getattr(runtime, "context", None) or Context()
+        return ModelGateway(ctx, self.name, job.spent)
+
+
+def spent(state: Any) -> UsageTotals:
+    return UsageTotals.of(state.get("usage") or [])
+
+
+def latest(messages: Iterable[Message], cls: type[D], kinds: Sequence[str] | None = None) -> D | None:
+    """The newest payload of a document class (optionally only from some message kinds)."""
+    found: D | None = None
+    for message in messages:
+        if isinstance(message.payload, cls) and (kinds is None or message.kind in kinds):
+            found = message.payload
+    return found
+
+
+def every(messages: Iterable[Message], cls: type[D], kinds: Sequence[str] | None = None) -> list[D]:
+    return [m.payload for m in messages if isinstance(m.payload, cls) and (kinds is None or m.kind in kinds)]
+
+
+def latest_files(messages: Iterable[Message], kinds: Sequence[str]) -> dict[str, CodeFile]:
+    """Path -> newest version of each file published under the given kinds."""
+    files: dict[str, CodeFile] = {}
+    for doc in every(messages, CodeFile, kinds):
+        files[doc.path] = doc
+    return files
+
+
+def workspace(state: Any) -> Workspace:
+    return Workspace(state["out_dir"])
+
+
+def stem(path: str) -> str:
+    name = path.rsplit("/", 1)[-1]
+    return name.rsplit(".", 1)[0] if "." in name else name
+
+
+def fence(path: str, text: str, limit: int) -> str:
+    """A file for a prompt, clipped, in a fence tagged with its language."""
+    lang = "python" if path.endswith(".py") else ""
+    return f"--- {path} ---\n```{lang}\n{clip(text, limit).rstrip()}\n```"
+
+
+# -- code replies -----------------------------------------------------------------------------------------
+
+_FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+.-]*)[^\n]*\n(.*?)(?:```|\Z)", re.DOTALL)
+
+
+def extract_code(reply: str) -> str:
+    """The code in a reply: the fenced block (the longest python one if several), else the whole text."""
+    blocks = [(lang.lower(), body) for lang, body in _FENCE.findall(reply)]
+    if blocks:
+        python = [body for lang, body in blocks if lang in ("python", "py", "python3")]
+        body = max(python or [body for _, body in blocks], key=len)
+    else:
+        body = reply
+    return body.strip("\n").rstrip() + "\n" if body.strip() else ""
+
+
+def syntax_problem(path: str, code: str) -> str | None:
+    """Why a .py file cannot be parsed (parsed only, never run), or None."""
+    if not path.endswith(".py"):
+        return None
+    if not code.strip():
+        return "the reply held no code"
+    try:
+        ast.parse(code, filename=path)
+    except SyntaxError as exc:
+        return f"SyntaxError: {exc.msg} (line {exc.lineno})"
+    except (ValueError, RecursionError, MemoryError) as exc:
+        return f"{type(exc).__name__}: cannot parse"
+    return None
+
+
+_KEYWORD_START = re.compile(
+    r"^(def|class|if|elif|else|for|while|with|try|except|finally|import|from|return|async|@|#|\"\"\"|''')"
+)
+
+
+def _is_prose(line: str) -> bool:
+    text = line.strip()
+    if not text:
+        return True
+    if line[0].isspace() or _KEYWORD_START.match(text):
+        return False
+    try:
+        ast.parse(text)
+    except SyntaxError:
+        return True
+    return False
+
+
+def _trim_prose(path: str, code: str) -> str:
+    """Drop chatter a model wrote around unfenced code ("Here is the code:"), if that makes it parse."""
+    if syntax_problem(path, code) is None:
+        return code
+    lines = code.splitlines()
+    head = 0
+    while head < len(lines) and _is_prose(lines[head]):
+        head += 1
+    tail = len(lines)
+    while tail > head and _is_prose(lines[tail - 1]):
+        tail -= 1
+    candidate = "\n".join(lines[head:tail]).strip("\n") + "\n"
+    if candidate.strip() and syntax_problem(path, candidate) is None:
+        return candidate
+    return code
+
+
+def generate_file(llm: ModelGateway, prompt: str, path: str, system: str) -> tuple[str, list[str]]:
+    """Ask for one file as text; on unparsable Python re-ask once (budget permitting), then keep the best.
+
+    Returns the code and warnings. Never raises on bad code: the test run and debug loop deal with it.
+    """
+    messages: list[BaseMessage] = [HumanMessage(prompt)]
+    reply = llm.text(messages, system=system)
+    code = _trim_prose(path, extract_code(reply))
+    problem = syntax_problem(path, code)
+    if problem is None:
+        return code, []
+    if llm.over_budget() is None:
+        messages += [
+            AIMessage(reply[:6000]),
+            HumanMessage(
+                f"That code of {path} does not parse: {problem}. Reply with the complete corrected file "
+                "in one ```python block and nothing else."
+            ),
+        ]
+        second = _trim_prose(path, extract_code(llm.text(messages, system=system)))
+        again = syntax_problem(path, second)
+        if again is None:
+            return second, []
+        if second.strip() and not code.strip():
+            code, problem = second, again
+    return code, [f"{path}: kept code that does not parse ({problem})"]
+
+
+def file_worker(role: Role, kind: str) -> Any:
+    """A Send worker that writes the one file its job names (code for the engineer, tests for QA)."""
+
+    def worker(state: JobInput, runtime: Any) -> dict[str, Any]:
+        job = state["job"]
+        llm = role.worker_gateway(runtime, job)
+        code, warnings = generate_file(llm, job.prompt, job.path, role.system)
+        if job.subject and syntax_problem(job.path, code) is None:
+            code, added = complete_imports(code, module_name(job.subject), job.subject_code)
+            if added:
+                warnings.append(f"{job.path}: added missing imports: {'; '.join(added)}")
+        doc = CodeFile(path=job.path, content=code, version=job.version, note=job.note)
+        Workspace(job.out_dir).write(job.path, code)
+        message = Message(
+            sender=role.name, kind=kind, content=f"{job.path} v{job.version}: {doc.lines} lines", payload=doc
+        )
+        return {"pool": [message], "warnings": warnings, **llm.usage_update()}
+
+    worker.__name__ = f"{role.name}_{kind}"
+    worker.__doc__ = f"{role.name}: {kind} for one file (a Send worker)."
+    return worker
+
+
+def _top_level_names(tree: ast.Module) -> set[str]:
+    names: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names |= {t.id for t in targets if isinstance(t, ast.Name)}
+    return {n for n in names if not n.startswith("_")}
+
+
+def _bound_names(tree: ast.Module) -> set[str]:
+    bound: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)):
+            bound.add(node.id)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            bound.add(node.name)
+        elif isinstance(node, ast.arg):
+            bound.add(node.arg)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            bound |= {(a.asname or a.name).split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ExceptHandler) and node.name:
+            bound.add(node.name)
+    return bound
+
+
+def _is_future(node: ast.stmt) -> bool:
+    return isinstance(node, ast.ImportFrom) and node.module == "__future__"
+
+
+def complete_imports(test_code: str, module: str, module_code: str) -> tuple[str, list[str]]:
+    """Add the imports a generated test forgot: names it uses that the module under test defines, the module
+    itself when used as `module.x`, and pytest. Both files are only parsed, never run."""
+    try:
+        tree = ast.parse(test_code)
+        provided = _top_level_names(ast.parse(module_code))
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return test_code, []
+    bound = _bound_names(tree)
+    used = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+    lines: list[str] = []
+    missing = sorted((used & provided) - bound)
+    if missing:
+        lines.append(f"from {module} import {', '.join(missing)}")
+    top = module.split(".")[0]
+    if top in used and top not in bound:
+        lines.append(f"import {module}")
+    if "pytest" in used and "pytest" not in bound:
+        lines.insert(0, "import pytest")
+    if not lines:
+        return test_code, []
+    body = tree.body
+    start = 0
+    if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+        start = 1  # after the docstring
+    while start < len(body) and _is_future(body[start]):
+        start += 1
+    at = body[start].lineno - 1 if start < len(body) else len(test_code.splitlines())
+    source = test_code.splitlines()
+    fixed = "\n".join([*source[:at], *lines, *source[at:]]) + "\n"
+    return fixed, lines

@@ -1,0 +1,211 @@
+"""The engineer: writes the files in dependency order, rewrites what review sends back, fixes failing tests.
+
+`engineer` is the dispatcher. Each time it runs it looks at what is written and hands out the next wave:
+every file whose dependencies are already written (in parallel, with Send), then every file whose review
+said LBTM while review rounds are left, and when nothing is left it passes on to code review. A worker
+gets a prompt bounded to the design, its task, and the files it imports, never the whole pool.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from langgraph.runtime import Runtime
+from langgraph.types import Command, Send
+
+from sopgraph.nodes.company.common import (
+    Role,
+    every,
+    fence,
+    file_worker,
+    generate_file,
+    latest,
+    latest_files,
+    spent,
+    workspace,
+)
+from sopgraph.state.company import (
+    EXISTING_CODE,
+    REVIEW_CODE,
+    RUN_TESTS,
+    WRITE_CODE,
+    WRITE_DESIGN,
+    WRITE_TASKS,
+    WRITE_TEST,
+    CodeFile,
+    CodeReview,
+    FileJob,
+    QAReport,
+    SystemDesign,
+    TaskPlan,
+    clip,
+)
+from sopgraph.state.context import Context
+from sopgraph.state.pool import Message, Subscription
+
+ROLE = Role(
+    name="engineer",
+    profile="Frank, a Python engineer",
+    goal="write correct, complete and simple code that follows the design",
+    constraints=(
+        "Python standard library only; no placeholders or TODOs; importing a module must not start the program "
+        "(put the command-line entry under if __name__ == '__main__'); reply with the code of the one file "
+        "asked for, in one ```python block"
+    ),
+    watches=Subscription(
+        kinds=frozenset({WRITE_TASKS, WRITE_DESIGN, WRITE_CODE, REVIEW_CODE, EXISTING_CODE, WRITE_TEST, RUN_TESTS}),
+        own=True,
+    ),
+)
+
+CONTEXT_CHARS = 9000
+"""All files shown in one prompt together; about 2,500 tokens."""
+
+WRITE = "{context}\n{current}Write `{path}`: {task}\nReply with the complete code of {path} in one ```python block."
+CURRENT = "Current content of {path} (update it for the new design):\n{code}\n\n"
+REWRITE = (
+    "{context}\nCurrent code:\n{code}\n\nCode review of {path} (LBTM):\n{comments}\n\n"
+    "Rewrite {path} fixing these points. Reply with the complete code of {path} in one ```python block."
+)
+FIX = (
+    "{context}\nThe tests fail:\n{failure}\n\n{tests}\nCurrent code:\n{code}\n\n"
+    "Fix {path} so that the tests pass. Reply with the complete corrected code of {path} in one ```python block."
+)
+FIX_TEST = (
+    "{context}\nThe tests fail:\n{failure}\n\nCurrent test file:\n{code}\n\n"
+    "The test file {path} itself is broken. Reply with the complete corrected test file in one ```python block."
+)
+
+
+def _design_context(design: SystemDesign, plan: TaskPlan) -> str:
+    text = design.brief(diagrams=True, limit=1500)
+    if plan.shared_knowledge:
+        text += f"\nShared knowledge: {clip(plan.shared_knowledge, 500)}"
+    return text + "\n"
+
+
+def _files_block(title: str, paths: list[str], files: dict[str, CodeFile], budget: int) -> str:
+    shown = [p for p in paths if p in files]
+    if not shown:
+        return ""
+    each = max(400, budget // len(shown))
+    return f"{title}\n" + "\n".join(fence(p, files[p].content, each) for p in shown) + "\n"
+
+
+def engineer(state: dict[str, Any], runtime: Runtime[Context]) -> Command[Any]:
+    seen = ROLE.view(state)
+    plan = latest(seen, TaskPlan, [WRITE_TASKS])
+    design = latest(seen, SystemDesign, [WRITE_DESIGN])
+    assert plan is not None and design is not None, "the project manager publishes the tasks first"
+    code = latest_files(seen, [WRITE_CODE])
+    existing = latest_files(seen, [EXISTING_CODE])
+    reviews = {(r.path, r.version): r for m in seen if isinstance((r := m.payload), CodeReview)}
+    max_rounds = int(state.get("max_review_rounds", 1))
+    context = _design_context(design, plan)
+    jobs: list[FileJob] = []
+
+    missing = [f for f in plan.task_list if f not in code]
+    if missing:
+        for path in missing:
+            task = plan.task_for(path)
+            deps = task.depends_on if task else []
+            if any(d not in code for d in deps):
+                continue
+            current = existing.get(path)
+            prompt = WRITE.format(
+                context=context + _files_block("Files it imports:", deps, code, CONTEXT_CHARS // 2),
+                current=CURRENT.format(path=path, code=fence(path, current.content, 3000)) if current else "",
+                path=path,
+                task=(task.description if task and task.description else "as the design says") + ".",
+            )
+            note = "update of the existing file" if current else "first version"
+            jobs.append(FileJob(path=path, out_dir=state["out_dir"], version=1, prompt=prompt, note=note))
+    else:
+        for path in plan.task_list:
+            review = reviews.get((path, code[path].version))
+            if review is None or review.verdict != "LBTM" or code[path].version > max_rounds:
+                continue
+            comments = "\n".join(f"- {c}" for c in review.comments) or "- the reviewer found it wrong"
+            prompt = REWRITE.format(
+                context=context,
+                code=fence(path, code[path].content, CONTEXT_CHARS // 2),
+                path=path,
+                comments=clip(comments, 1500),
+            )
+            version = code[path].version + 1
+            jobs.append(
+                FileJob(
+                    path=path,
+                    out_dir=state["out_dir"],
+                    version=version,
+                    prompt=prompt,
+                    note=f"rewrite after review round {version - 1}",
+                )
+            )
+    if not jobs:
+        return Command(goto="code_review")
+    if not state.get("parallel", True):
+        jobs = jobs[:1]
+    # Check the budget here, once: workers then never pause in parallel (one resume answers one pause).
+    ROLE.gateway(state, runtime).check_budget()
+    so_far = spent(state)
+    return Command(goto=[Send("write_code", {"job": job.model_copy(update={"spent": so_far})}) for job in jobs])
+
+
+write_code = file_worker(ROLE, WRITE_CODE)
+
+
+def debug(state: dict[str, Any], runtime: Runtime[Context]) -> dict[str, Any]:
+    """Rewrite the files the failing test run points at (MetaGPT's DebugError), one after another."""
+    seen = ROLE.view(state)
+    report = latest(seen, QAReport, [RUN_TESTS])
+    plan = latest(seen, TaskPlan, [WRITE_TASKS])
+    design = latest(seen, SystemDesign, [WRITE_DESIGN])
+    assert report is not None and plan is not None and design is not None
+    code = latest_files(seen, [WRITE_CODE])
+    tests = latest_files(seen, [WRITE_TEST])
+    context = _design_context(design, plan)
+    failure = clip(report.summary, 2500)
+    targets = [p for p in report.suspects if p in code or p in tests] or [p for p in plan.task_list if p in code]
+    reports = every(seen, QAReport, [RUN_TESTS])
+    if len(reports) >= 2 and report.failures and reports[-2].failures == report.failures:
+        # The last fix changed nothing: the tests themselves are the likelier culprit now.
+        targets = [p for p in report.failing_tests if p in tests] or targets
+    llm = ROLE.gateway(state, runtime)
+    ws = workspace(state)
+    messages: list[Message] = []
+    warnings: list[str] = []
+    for path in targets:
+        if path in tests:
+            current, kind = tests[path], WRITE_TEST
+            prompt = FIX_TEST.format(
+                context=context, failure=failure, code=fence(path, current.content, CONTEXT_CHARS // 2), path=path
+            )
+        else:
+            current, kind = code[path], WRITE_CODE
+            related = [t for t in tests if _mentions(tests[t].content, path)] or list(tests)
+            prompt = FIX.format(
+                context=context,
+                failure=failure,
+                tests=_files_block("Tests:", related, tests, CONTEXT_CHARS // 3),
+                code=fence(path, current.content, CONTEXT_CHARS // 3),
+                path=path,
+            )
+        fixed, problems = generate_file(llm, prompt, path, ROLE.system)
+        warnings += problems
+        version = current.version + 1
+        doc = CodeFile(path=path, content=fixed, version=version, note=f"debug fix after test run {report.attempt}")
+        ws.write(path, fixed)
+        messages.append(
+            Message(
+                sender=ROLE.name, kind=kind, content=f"{path} v{version}: fix after run {report.attempt}", payload=doc
+            )
+        )
+    return {"pool": messages, "warnings": warnings, **llm.usage_update()}
+
+
+def _mentions(test_code: str, path: str) -> bool:
+    from sopgraph.tools.workspace import module_name
+
+    return re.search(rf"\b{re.escape(module_name(path))}\b", test_code) is not None

@@ -1,0 +1,208 @@
+"""QA: writes pytest tests per module, runs them in the sandbox, and reports what failed and where.
+
+The test run is the executable feedback of the SOP: its report names the files the failures point at, the
+engineer's debug node rewrites those, and the run repeats until it passes or `max_debug` fix rounds are
+spent. Generated code only ever runs inside tools/sandbox.py.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from langgraph.runtime import Runtime
+from langgraph.types import Command, Send
+
+from sopgraph.nodes.company.common import ENTRY_STEMS, Role, fence, file_worker, latest, latest_files, spent, stem
+from sopgraph.state.company import (
+    EXISTING_CODE,
+    RUN_TESTS,
+    WRITE_CODE,
+    WRITE_DESIGN,
+    WRITE_TEST,
+    FileJob,
+    QAReport,
+    SystemDesign,
+)
+from sopgraph.state.context import Context
+from sopgraph.state.pool import Message, Pool, Subscription
+from sopgraph.tools import sandbox
+from sopgraph.tools.workspace import Workspace, module_name
+
+ROLE = Role(
+    name="qa",
+    profile="Heidi, a QA engineer",
+    goal="write small pytest tests that check what the code is meant to do",
+    constraints=(
+        "pytest and the standard library only; import the module under test by its module name; use only names "
+        "the code defines; no input(), network, sleeping, or files outside pytest's tmp_path; reply with the "
+        "test file only, in one ```python block"
+    ),
+    watches=Subscription(kinds=frozenset({WRITE_CODE, WRITE_DESIGN, EXISTING_CODE, WRITE_TEST, RUN_TESTS}), own=True),
+)
+
+WRITE_TESTS = (
+    "Design: {design}\n\nModule `{module}`:\n{code}\n\n{current}"
+    "Write {test_path}: 3 to 6 small pytest test functions for `{module}`. Import it with "
+    "`from {module} import ...`; the tests run from the project root. Reply with the complete test file in one "
+    "```python block."
+)
+CURRENT = "Current tests (update them):\n{tests}\n\n"
+
+
+def path_of_tests(path: str) -> str:
+    return f"tests/test_{module_name(path).replace('.', '_')}.py"
+
+
+def modules_to_test(paths: list[str]) -> list[str]:
+    """Every .py module except package markers and, when there are others, the entry modules."""
+    modules = [p for p in paths if p.endswith(".py") and not p.endswith("__init__.py")]
+    libraries = [p for p in modules if stem(p) not in ENTRY_STEMS]
+    return libraries or modules
+
+
+def qa(state: dict[str, Any], runtime: Runtime[Context]) -> Command[Any]:
+    seen = ROLE.view(state)
+    design = latest(seen, SystemDesign, [WRITE_DESIGN])
+    assert design is not None
+    code = latest_files(seen, [WRITE_CODE])
+    written = latest_files(seen, [WRITE_TEST])
+    existing = latest_files(seen, [EXISTING_CODE])
+    jobs: list[FileJob] = []
+    for path in modules_to_test([p for p in design.file_list if p in code]):
+        test_path = path_of_tests(path)
+        if test_path in written:
+            continue
+        current = existing.get(test_path)
+        prompt = WRITE_TESTS.format(
+            design=design.implementation_approach,
+            module=module_name(path),
+            code=fence(path, code[path].content, 6000),
+            current=CURRENT.format(tests=fence(test_path, current.content, 2500)) if current else "",
+            test_path=test_path,
+        )
+        note = "update of the existing tests" if current else "first version"
+        jobs.append(
+            FileJob(
+                path=test_path,
+                out_dir=state["out_dir"],
+                prompt=prompt,
+                note=note,
+                subject=path,
+                subject_code=code[path].content,
+            )
+        )
+    if not jobs:
+        return Command(goto="run_tests")
+    if not state.get("parallel", True):
+        jobs = jobs[:1]
+    ROLE.gateway(state, runtime).check_budget()
+    so_far = spent(state)
+    return Command(goto=[Send("write_test", {"job": job.model_copy(update={"spent": so_far})}) for job in jobs])
+
+
+write_test = file_worker(ROLE, WRITE_TEST)
+
+
+def run_tests(state: dict[str, Any], runtime: Runtime[Context]) -> dict[str, Any]:
+    """Write the newest version of every file, then run the project's tests in the sandbox."""
+    seen = ROLE.view(state)
+    code = latest_files(seen, [WRITE_CODE])
+    tests = latest_files(seen, [WRITE_TEST])
+    attempt = 1 + sum(1 for m in seen if isinstance(m.payload, QAReport))
+    ws = Workspace(state["out_dir"]).ensure()
+    for doc in [*code.values(), *tests.values()]:
+        ws.write(doc.path, doc.content)
+    test_files = [p for p in ws.files("tests") if p.rsplit("/", 1)[-1].startswith("test_") and p.endswith(".py")]
+    if not test_files:
+        report = QAReport(attempt=attempt, note="no tests to run")
+    else:
+        timeout = float(state.get("test_timeout_s", 60.0))
+        limits = sandbox.SandboxLimits(wall_s=timeout, cpu_s=max(5, int(timeout)))
+        result = sandbox.run_tests(ws.root, "tests", limits=limits, copy=True)
+        summary = result.summary_for_model(max_chars=2500)
+        bad = [c for c in result.cases if c.outcome in ("failed", "error")]
+        report = QAReport(
+            attempt=attempt,
+            passed=result.passed,
+            failed=result.failed,
+            errors=result.errors,
+            skipped=result.skipped,
+            all_passed=result.all_passed,
+            exit_code=result.result.exit_code,
+            timed_out=result.result.timed_out,
+            duration_s=result.result.duration_s,
+            summary=summary,
+            suspects=suspects(result, list(code), list(tests)),
+            test_files=test_files,
+            failures=[f"{c.name}: {_gist(c.message)}" for c in bad],
+            failing_tests=sorted({c.file for c in bad if c.file in test_files}),
+            note="" if result.report_found else "pytest wrote no report",
+        )
+    status = "passed" if report.all_passed else report.note or f"{report.failed} failed, {report.errors} errors"
+    message = Message(
+        sender=ROLE.name,
+        kind=RUN_TESTS,
+        content=f"test run {attempt}: {report.passed} passed; {status}",
+        payload=report,
+        send_to=("engineer",),
+    )
+    return {"pool": [message]}
+
+
+def _gist(message: str) -> str:
+    """A failure's first line without object addresses, so the same failure compares equal across runs."""
+    first = message.strip().splitlines()[0] if message.strip() else ""
+    return re.sub(r"0x[0-9a-fA-F]+", "0x?", first)[:200]
+
+
+def _path_pattern(path: str) -> re.Pattern[str]:
+    """A file name as it shows in a traceback (absolute or relative), not as the tail of a longer name."""
+    return re.compile(rf"(?:^|(?<=[/\"'\s])){re.escape(path)}(?=[\"':\s,]|$)", re.MULTILINE)
+
+
+def suspects(result: sandbox.TestReport, code_paths: list[str], test_paths: list[str]) -> list[str]:
+    """The files a failing run points at: modules named in the failures, else the modules failing tests cover.
+
+    A test file is itself a suspect only when it does not even parse.
+    """
+    bad = [c for c in result.cases if c.outcome in ("failed", "error")]
+    text = "\n".join(f"{c.name}\n{c.message}\n{c.details}" for c in bad)
+    if not result.report_found or not bad:
+        text += "\n" + result.result.stdout[-4000:] + "\n" + result.result.stderr[-4000:]
+    modules = [p for p in code_paths if p.endswith(".py")]
+    known = [*test_paths, *modules]
+    broken: list[str] = []
+    for error in re.finditer(r"SyntaxError|IndentationError", text):
+        # The last `File "...", line N` before the error is the file that does not parse.
+        frames = re.findall(r'File "([^"]+)", line \d+', text[: error.start()])
+        if frames:
+            broken += [p for p in known if frames[-1] == p or frames[-1].endswith("/" + p)]
+    if broken:
+        return list(dict.fromkeys(broken))  # nothing runs until these parse
+    patterns = {p: _path_pattern(p) for p in modules}
+    found: list[str] = []
+    project = {module_name(p).split(".")[0] for p in modules}
+    for case in bad:  # a test importing a module the project does not have is itself wrong
+        wrong = re.findall(r"No module named '([\w.]+)'", f"{case.message}\n{case.details}")
+        if case.file in test_paths and any(name.split(".")[0] not in project for name in wrong):
+            found.append(case.file)
+    for path in modules:
+        if patterns[path].search(text) or re.search(rf"\b{re.escape(module_name(path))}\b", text):
+            found.append(path)
+    if not found:
+        for case in bad:
+            for path in modules:
+                test_module = path_of_tests(path).replace("/", ".").removesuffix(".py")
+                if case.name.startswith(test_module) or case.file == path_of_tests(path):
+                    found.append(path)
+    return list(dict.fromkeys(found))
+
+
+def after_tests(state: dict[str, Any]) -> str:
+    """Pass -> deliver; fail with fix rounds left -> debug; otherwise deliver (giving up)."""
+    report = latest(Pool(state.get("pool")).messages, QAReport, [RUN_TESTS])
+    assert report is not None
+    if report.all_passed or report.note == "no tests to run" or report.exit_code == 5:
+        return "deliver"
+    return "debug" if report.attempt <= int(state.get("max_debug", 3)) else "deliver"

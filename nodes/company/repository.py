@@ -1,0 +1,259 @@
+"""The repository on disk: intake (new or existing project), documents as markdown, and delivery.
+
+The pool is the source of truth; the disk is a rendering of it. Everything written here is a pure
+function of documents already in the pool, so a node re-run after a crash writes the same bytes.
+`docs/sopgraph.json` keeps the documents machine-readable, which is what lets a later run update the
+repository incrementally.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+from langgraph.config import get_config
+from langgraph.runtime import Runtime
+from pydantic import ValidationError
+
+from sopgraph.nodes.company import diagrams
+from sopgraph.nodes.company.common import latest, latest_files
+from sopgraph.state.company import (
+    DELIVER,
+    EXISTING_CODE,
+    EXISTING_DESIGN,
+    EXISTING_PRD,
+    EXISTING_TASKS,
+    PRD,
+    RUN_TESTS,
+    USER_REQUIREMENT,
+    WRITE_CODE,
+    WRITE_DESIGN,
+    WRITE_PRD,
+    WRITE_TASKS,
+    WRITE_TEST,
+    CodeFile,
+    Delivery,
+    QAReport,
+    SystemDesign,
+    TaskPlan,
+    UserRequirement,
+)
+from sopgraph.state.context import Context
+from sopgraph.state.pool import Document, Message, Pool, Subscription
+from sopgraph.tools.workspace import Workspace, WorkspaceError
+
+MANIFEST = "docs/sopgraph.json"
+MANIFEST_FORMAT = 1
+DEFAULT_ROOT = Path(".sopgraph") / "workspaces"
+SENDER = "company"
+EVERYTHING = Subscription(all_kinds=True, own=True)
+
+
+def default_out_dir(thread_id: str) -> Path:
+    return DEFAULT_ROOT / thread_id
+
+
+def _thread_id() -> str:
+    try:
+        return str(get_config()["configurable"]["thread_id"])
+    except (RuntimeError, KeyError):
+        return f"company-{uuid.uuid4().hex[:10]}"
+
+
+def load_manifest(root: str | Path) -> dict[str, Any] | None:
+    """The documents of a repository an earlier run generated, or None if it is not one."""
+    text = Workspace(root).read(MANIFEST, max_bytes=2 * 1024 * 1024)
+    if text is None:
+        return None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        return None
+    return data if isinstance(data, dict) and data.get("format") == MANIFEST_FORMAT else None
+
+
+def intake(state: dict[str, Any], runtime: Runtime[Context]) -> dict[str, Any]:
+    """Publish the requirement; for an update, also what the repository already holds."""
+    ws = Workspace(state.get("out_dir") or default_out_dir(_thread_id()))
+    manifest = load_manifest(ws.root)
+    incremental = state.get("incremental")
+    warnings: list[str] = []
+    if incremental is None:
+        incremental = manifest is not None
+    elif incremental and manifest is None:
+        warnings.append(f"no {MANIFEST} in {ws.root}: not a generated repository, starting a new project")
+        incremental = False
+    history = [str(r) for r in (manifest or {}).get("requirements", [])] if incremental else []
+    messages = [
+        Message(
+            sender="user",
+            kind=USER_REQUIREMENT,
+            content=state["idea"],
+            payload=UserRequirement(text=state["idea"], history=history),
+        )
+    ]
+    if incremental and manifest is not None:
+        messages += _existing(ws, manifest, warnings)
+    ws.ensure()
+    return {"out_dir": str(ws.root), "incremental": incremental, "pool": messages, "warnings": warnings}
+
+
+def _existing(ws: Workspace, manifest: dict[str, Any], warnings: list[str]) -> list[Message]:
+    out: list[Message] = []
+    for key, kind, cls in (
+        ("prd", EXISTING_PRD, PRD),
+        ("design", EXISTING_DESIGN, SystemDesign),
+        ("tasks", EXISTING_TASKS, TaskPlan),
+    ):
+        raw = manifest.get(key)
+        if raw is None:
+            continue
+        try:
+            doc: Document = cls.model_validate(raw)
+        except ValidationError as exc:
+            warnings.append(f"existing {key} in {MANIFEST} is invalid, ignored: {exc.error_count()} errors")
+            continue
+        out.append(Message(sender="repository", kind=kind, content=f"existing {key}", payload=doc))
+    for path in [*manifest.get("files", []), *manifest.get("tests", [])]:
+        try:
+            content = ws.read(str(path))
+        except WorkspaceError:
+            content = None
+        if content is None:
+            warnings.append(f"existing file {path!r} is missing or unreadable, ignored")
+            continue
+        doc = CodeFile(path=str(path), content=content, version=0, note="existing")
+        out.append(Message(sender="repository", kind=EXISTING_CODE, content=f"existing {path}", payload=doc))
+    return out
+
+
+def write_docs(
+    out_dir: str,
+    *,
+    prd: PRD | None = None,
+    design: SystemDesign | None = None,
+    tasks: TaskPlan | None = None,
+    requirement: UserRequirement | None = None,
+) -> None:
+    """Render documents as markdown into docs/ (idempotent)."""
+    ws = Workspace(out_dir).ensure()
+    if prd is not None:
+        ws.write("docs/prd.md", prd.to_markdown(requirement.text if requirement else ""))
+    if design is not None:
+        ws.write("docs/design.md", design.to_markdown())
+    if tasks is not None:
+        ws.write("docs/tasks.md", tasks.to_markdown())
+
+
+def deliver(state: dict[str, Any], runtime: Runtime[Context]) -> dict[str, Any]:
+    """Write the finished repository (docs, code, tests, README, manifest) and the closing report."""
+    seen = Pool(state.get("pool")).view(SENDER, EVERYTHING)
+    request = latest(seen, UserRequirement, [USER_REQUIREMENT])
+    prd = latest(seen, PRD, [WRITE_PRD])
+    design = latest(seen, SystemDesign, [WRITE_DESIGN])
+    tasks = latest(seen, TaskPlan, [WRITE_TASKS])
+    old_code = latest_files(seen, [EXISTING_CODE])
+    code = latest_files(seen, [WRITE_CODE])
+    tests = latest_files(seen, [WRITE_TEST])
+    reports = [m.payload for m in seen if isinstance(m.payload, QAReport) and m.kind == RUN_TESTS]
+    ws = Workspace(state["out_dir"]).ensure()
+    for doc in [*code.values(), *tests.values()]:
+        ws.write(doc.path, doc.content)
+    notes: list[str] = []
+    if design is not None:
+        design, notes = _with_diagrams(design, {p: d.content for p, d in code.items()})
+    write_docs(state["out_dir"], prd=prd, design=design, tasks=tasks, requirement=request)
+
+    last = reports[-1] if reports else None
+    passed_on = next((r.attempt for r in reports if r.all_passed), None)
+    if passed_on is not None:
+        outcome = "passed"
+    elif last is None or not last.ran_tests:
+        outcome = "no_tests"
+    else:
+        outcome = "gave_up"
+    kept = [p for p in old_code if not p.startswith("tests/")]  # an update keeps files it did not touch
+    files = list(dict.fromkeys([*(design.file_list if design else []), *code, *kept]))
+    test_files = sorted({*tests, *(p for p in old_code if p.startswith("tests/"))})
+    lines = sum(len((ws.read(p) or "").splitlines()) for p in [*files, *test_files])
+    delivery = Delivery(
+        outcome=outcome,
+        attempts=len(reports),
+        passed_on_attempt=passed_on,
+        files=files,
+        tests=test_files,
+        lines=lines,
+        out_dir=str(ws.root),
+        incremental=bool(state.get("incremental")),
+        warnings=[*(state.get("warnings") or []), *notes],
+    )
+    history = [*(request.history if request else []), *([request.text] if request else [])]
+    ws.write("docs/test_report.md", report_markdown(reports, delivery))
+    ws.write("README.md", readme(prd, design, delivery, history))
+    manifest = {
+        "format": MANIFEST_FORMAT,
+        "requirements": history,
+        "prd": prd.model_dump(mode="json") if prd else None,
+        "design": design.model_dump(mode="json") if design else None,
+        "tasks": tasks.model_dump(mode="json") if tasks else None,
+        "files": files,
+        "tests": test_files,
+        "outcome": delivery.headline(),
+    }
+    ws.write(MANIFEST, json.dumps(manifest, indent=2) + "\n")
+    message = Message(sender=SENDER, kind=DELIVER, content=delivery.headline(), payload=delivery)
+    return {"pool": [message], "outcome": delivery.headline(), "warnings": notes}
+
+
+def entry_module(files: list[str]) -> str | None:
+    entry = next((f for f in files if f.rsplit("/", 1)[-1] in ("main.py", "app.py", "cli.py", "__main__.py")), None)
+    return entry or next((f for f in files if f.endswith(".py")), None)
+
+
+def _with_diagrams(design: SystemDesign, code: dict[str, str]) -> tuple[SystemDesign, list[str]]:
+    """The design, with any empty diagram read off the code instead (the architect's may come back empty)."""
+    update: dict[str, str] = {}
+    notes: list[str] = []
+    if diagrams.is_empty(design.data_structures) and not diagrams.is_empty(derived := diagrams.class_diagram(code)):
+        update["data_structures"] = derived
+        notes.append("design: the class diagram was empty; docs/design.md shows one read off the code")
+    entry = entry_module(design.file_list)
+    if diagrams.is_empty(design.call_flow) and not diagrams.is_empty(flow := diagrams.call_flow(code, entry)):
+        update["call_flow"] = flow
+        notes.append("design: the call flow was empty; docs/design.md shows one read off the code")
+    return (design.model_copy(update=update), notes) if update else (design, notes)
+
+
+def report_markdown(reports: list[QAReport], delivery: Delivery) -> str:
+    out = ["# Test report", "", f"**{delivery.headline()}**", ""]
+    if reports:
+        out += ["| attempt | passed | failed | errors | seconds | result |", "|---|---|---|---|---|---|"]
+        for r in reports:
+            result = "pass" if r.all_passed else (r.note or "fail")
+            out.append(f"| {r.attempt} | {r.passed} | {r.failed} | {r.errors} | {r.duration_s:.1f} | {result} |")
+        last = reports[-1]
+        if last.summary and not last.all_passed:
+            out += ["", "## Last failure", "", "```", last.summary, "```"]
+    out.append("")
+    return "\n".join(out)
+
+
+def readme(prd: PRD | None, design: SystemDesign | None, delivery: Delivery, history: list[str]) -> str:
+    name = prd.project_name if prd else "project"
+    files = design.file_list if design else delivery.files
+    entry = entry_module(files)
+    out = [f"# {name}", ""]
+    if history:
+        out += ["Built from these requirements:", "", *[f"- {h}" for h in history], ""]
+    if prd:
+        out += ["## Goals", "", *[f"- {g}" for g in prd.product_goals], ""]
+    out += ["## Files", "", *[f"- `{f}`" for f in files], ""]
+    if entry:
+        out += ["## Run", "", "```", f"python {entry}", "```", ""]
+    out += ["## Test", "", "```", "python -m pytest tests", "```", "", f"Status: {delivery.headline()}.", ""]
+    out += ["Documents: [PRD](docs/prd.md), [design](docs/design.md), [tasks](docs/tasks.md), "]
+    out[-1] += "[test report](docs/test_report.md). Generated by sopgraph's software company graph."
+    out.append("")
+    return "\n".join(out)

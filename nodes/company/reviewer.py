@@ -1,0 +1,87 @@
+"""Code review: every written file version up to the review-round limit gets an LGTM or LBTM verdict.
+
+`code_review` dispatches one review per unreviewed file version (in parallel, with Send); the engineer
+then rewrites what came back LBTM. A version beyond `max_review_rounds` is not reviewed again, so the
+send-back loop is bounded.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from langgraph.runtime import Runtime
+from langgraph.types import Command, Send
+
+from sopgraph.nodes.company.common import Role, fence, latest, latest_files, spent
+from sopgraph.state.company import (
+    REVIEW_CODE,
+    WRITE_CODE,
+    WRITE_DESIGN,
+    WRITE_TASKS,
+    CodeReview,
+    FileJob,
+    JobInput,
+    ReviewReply,
+    SystemDesign,
+    TaskPlan,
+)
+from sopgraph.state.context import Context
+from sopgraph.state.pool import Message, Subscription
+
+ROLE = Role(
+    name="reviewer",
+    profile="Grace, a senior code reviewer",
+    goal="catch real bugs before testing",
+    constraints=(
+        "judge only the file shown; say LBTM only for a concrete bug, a missing part the task asks for, or code "
+        "that cannot run, else LGTM; at most 3 short comments; answer only through the ReviewReply tool"
+    ),
+    watches=Subscription(kinds=frozenset({WRITE_CODE, WRITE_DESIGN, WRITE_TASKS, REVIEW_CODE}), own=True),
+)
+
+REVIEW = "{design}\nTask of {path}: {task}\n\nCode:\n{code}\n\nReview {path}: LGTM or LBTM, with comments."
+
+
+def code_review(state: dict[str, Any], runtime: Runtime[Context]) -> Command[Any]:
+    seen = ROLE.view(state)
+    plan = latest(seen, TaskPlan, [WRITE_TASKS])
+    design = latest(seen, SystemDesign, [WRITE_DESIGN])
+    assert plan is not None and design is not None
+    code = latest_files(seen, [WRITE_CODE])
+    reviewed = {(r.path, r.version) for m in seen if isinstance((r := m.payload), CodeReview)}
+    max_rounds = int(state.get("max_review_rounds", 1))
+    jobs: list[FileJob] = []
+    for path in plan.task_list:
+        doc = code.get(path)
+        if doc is None or doc.version > max_rounds or (path, doc.version) in reviewed:
+            continue
+        task = plan.task_for(path)
+        prompt = REVIEW.format(
+            design=design.brief(diagrams=True, limit=1200),
+            path=path,
+            task=task.description if task and task.description else "as the design says",
+            code=fence(path, doc.content, 6000),
+        )
+        jobs.append(FileJob(path=path, out_dir=state["out_dir"], version=doc.version, prompt=prompt))
+    if not jobs:
+        return Command(goto="qa")
+    if not state.get("parallel", True):
+        jobs = jobs[:1]
+    ROLE.gateway(state, runtime).check_budget()
+    so_far = spent(state)
+    return Command(goto=[Send("review_code", {"job": job.model_copy(update={"spent": so_far})}) for job in jobs])
+
+
+def review_code(state: JobInput, runtime: Runtime[Context]) -> dict[str, Any]:
+    job = state["job"]
+    llm = ROLE.worker_gateway(runtime, job)
+    reply = llm.structured(ReviewReply, job.prompt, system=ROLE.system)
+    review = CodeReview(path=job.path, version=job.version, verdict=reply.verdict, comments=reply.comments[:3])
+    message = Message(
+        sender=ROLE.name,
+        kind=REVIEW_CODE,
+        content=f"{job.path} v{job.version}: {review.verdict}",
+        payload=review,
+        send_to=("engineer",),
+    )
+    return {"pool": [message], **llm.usage_update()}
