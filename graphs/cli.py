@@ -315,8 +315,13 @@ def _known_errors() -> tuple[type[BaseException], ...]:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: usage errors are click's own; known failures print one line, not a traceback."""
+    import click
+
     try:
         app(args=argv)
+    except click.ClickException as exc:  # the click package's own (typer's standalone mode catches its vendored copy)
+        exc.show()
+        sys.exit(exc.exit_code)
     except _known_errors() as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         err.print(f"[red]error:[/] {message}", markup=True, highlight=False, soft_wrap=True)
