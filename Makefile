@@ -27,7 +27,7 @@ model: install
 	$(BIN)/sopgraph model install
 
 demo: model
-	$(BIN)/sopgraph demo "$(IDEA)"
+	$(BIN)/sopgraph company "$(IDEA)"
 
 test: model
 	$(BIN)/python -m pytest
