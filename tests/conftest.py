@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from langgraph.checkpoint.base import BaseCheckpointSaver
@@ -68,3 +68,37 @@ def checkpointer_url(request: pytest.FixtureRequest, tmp_path) -> str:  # type: 
 def checkpointer(checkpointer_url: str) -> Iterator[BaseCheckpointSaver]:
     with open_checkpointer(checkpointer_url) as saver:
         yield saver
+
+
+@pytest.fixture(scope="session")
+def local_model_name() -> str:
+    """The embedded model, installed and served once per session; skipped where it can't be installed,
+    unless SOPGRAPH_REQUIRE_LOCAL_MODEL is set (CI)."""
+    from sopgraph.nodes.llm import resolve_model
+    from sopgraph.tools import local_model
+
+    try:
+        local_model.install()
+    except local_model.LocalModelError as exc:
+        if os.environ.get("SOPGRAPH_REQUIRE_LOCAL_MODEL"):
+            raise
+        pytest.skip(f"local model not installable here: {exc}")
+    resolve_model("local")
+    return "local"
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., tuple[int, str, str]]:
+    """Run `sopgraph ARGS...` in-process: (exit code, stdout, stderr)."""
+    from sopgraph.graphs.cli import main
+
+    def run(*args: str) -> tuple[int, str, str]:
+        code = 0
+        try:
+            main(list(args))
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    return run

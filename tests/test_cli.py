@@ -11,18 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from sopgraph.graphs.cli import main
-
-
-def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = 0
-    try:
-        main(list(args))
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
 
 def _thread(err: str) -> str:
     match = re.search(r"run (demo-[0-9a-f]+)", err)
@@ -30,27 +18,26 @@ def _thread(err: str) -> str:
     return match.group(1)
 
 
-def test_demo_runs_lists_history_replay_fork(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_demo_runs_lists_history_replay_fork(tmp_path: Path, cli) -> None:
     db = str(tmp_path / "cli.sqlite")
-    code, out, err = run_cli(capsys, "demo", "a kettle", "--model", "scripted", "--db", db)
+    code, out, err = cli("demo", "a kettle", "--model", "scripted", "--db", db)
     assert code == 0, err
     thread = _thread(err)
     assert "✓ writer" in err and "✓ critic" in err and "model calls" in err
     assert '"title"' in out  # the final pitch as JSON
 
-    code, out, _ = run_cli(capsys, "runs", "--db", db)
+    code, out, _ = cli("runs", "--db", db)
     assert code == 0 and thread in out and "demo" in out
 
-    code, out, _ = run_cli(capsys, "history", thread, "--db", db)
+    code, out, _ = cli("history", thread, "--db", db)
     ids = re.findall(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", out)
     assert code == 0 and len(ids) >= 5
     first_checkpoint = ids[-1]  # the input checkpoint
 
-    code, _, err = run_cli(capsys, "replay", thread, "--checkpoint", ids[-2], "--db", db)
+    code, _, err = cli("replay", thread, "--checkpoint", ids[-2], "--db", db)
     assert code == 0 and "done" in err, err
 
-    code, _, err = run_cli(
-        capsys,
+    code, _, err = cli(
         "fork",
         thread,
         "--checkpoint",
@@ -64,26 +51,26 @@ def test_demo_runs_lists_history_replay_fork(tmp_path: Path, capsys: pytest.Capt
     )
     assert code == 0 and "forked" in err and "done" in err, err
 
-    code, _, err = run_cli(capsys, "resume", thread, "--db", db)
+    code, _, err = cli("resume", thread, "--db", db)
     assert code == 1 and "has finished" in err
 
 
-def test_budget_pause_and_resume_from_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_budget_pause_and_resume_from_cli(tmp_path: Path, cli) -> None:
     db = str(tmp_path / "b.sqlite")
-    code, _, err = run_cli(capsys, "demo", "--model", "scripted", "--budget-tokens", "150", "--db", db)
+    code, _, err = cli("demo", "--model", "scripted", "--budget-tokens", "150", "--db", db)
     assert code == 0 and "paused" in err and "token budget spent" in err, err
     thread = _thread(err)
-    code, _, err = run_cli(capsys, "resume", thread, "--budget-tokens", "100000", "--db", db)
+    code, _, err = cli("resume", thread, "--budget-tokens", "100000", "--db", db)
     assert code == 0 and "done" in err and "outcome" not in err.split("done")[0], err
 
 
-def test_draw_mermaid_and_ascii(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run_cli(capsys, "draw", "demo")
+def test_draw_mermaid_and_ascii(tmp_path: Path, cli) -> None:
+    code, out, _ = cli("draw", "demo")
     assert code == 0 and "graph TD" in out and "writer" in out and "critic" in out
-    code, out, _ = run_cli(capsys, "draw", "demo", "--format", "ascii")
+    code, out, _ = cli("draw", "demo", "--format", "ascii")
     assert code == 0 and "publish" in out
     target = tmp_path / "demo.mmd"
-    code, _, _ = run_cli(capsys, "draw", "demo", "--out", str(target))
+    code, _, _ = cli("draw", "demo", "--out", str(target))
     assert code == 0 and "critic" in target.read_text()
 
 
@@ -98,8 +85,8 @@ def test_draw_mermaid_and_ascii(tmp_path: Path, capsys: pytest.CaptureFixture[st
         (["draw", "nope"], "unknown graph 'nope'"),
     ],
 )
-def test_bad_settings_give_one_line(capsys: pytest.CaptureFixture[str], args: list[str], expected: str) -> None:
-    code, _, err = run_cli(capsys, *args)
+def test_bad_settings_give_one_line(cli, args: list[str], expected: str) -> None:
+    code, _, err = cli(*args)
     assert code != 0
     assert expected in err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err

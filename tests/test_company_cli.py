@@ -8,18 +8,7 @@ from pathlib import Path
 import pytest
 from company_script import Company
 
-from sopgraph.graphs.cli import main
 from sopgraph.graphs.company_cli import parse_budget, parse_review
-
-
-def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = 0
-    try:
-        main(list(args))
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def _thread(err: str) -> str:
@@ -29,12 +18,12 @@ def _thread(err: str) -> str:
 
 
 def test_company_command_builds_a_repository_and_summarises(  # type: ignore[no-untyped-def]
-    scripted, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    scripted, tmp_path: Path, cli
 ) -> None:
     name, model = scripted
     model.script = Company(buggy_until_fix=True)
     out_dir, db = tmp_path / "repo", str(tmp_path / "cli.sqlite")
-    code, _, err = run_cli(capsys, "company", "a calculator", "--model", name, "--out", str(out_dir), "--db", db)
+    code, _, err = cli("company", "a calculator", "--model", name, "--out", str(out_dir), "--db", db)
     assert code == 0, err
     for role in ("product_manager", "architect", "project_manager", "write_code", "review_code", "run_tests", "debug"):
         assert f"✓ {role}" in err
@@ -43,34 +32,34 @@ def test_company_command_builds_a_repository_and_summarises(  # type: ignore[no-
     assert re.search(r"usage: \d+ model calls, \d+ in / \d+ out tokens, \$0\.0000", err)
     assert f"repository: {out_dir}" in err and (out_dir / "README.md").exists()
     thread = _thread(err)
-    code, _, err = run_cli(capsys, "company-summary", thread, "--db", db)
+    code, _, err = cli("company-summary", thread, "--db", db)
     assert code == 0 and "passed on attempt 2" in err and "calc.py" in err
 
 
 def test_review_pause_and_resume_from_the_cli(  # type: ignore[no-untyped-def]
-    scripted, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    scripted, tmp_path: Path, cli
 ) -> None:
     name, model = scripted
     model.script = Company()
     out_dir, db = tmp_path / "repo", str(tmp_path / "cli.sqlite")
     args = ["--model", name, "--out", str(out_dir), "--db", db, "--review", "design", "--budget", "200k"]
-    code, _, err = run_cli(capsys, "company", "a calculator", *args)
+    code, _, err = cli("company", "a calculator", *args)
     assert code == 0 and "paused:" in err and "review the SystemDesign" in err, err
     assert "tests: not run yet" in err
     thread = _thread(err)
-    code, _, err = run_cli(capsys, "resume", thread, "--answer", '{"action": "approve"}', "--db", db)
+    code, _, err = cli("resume", thread, "--answer", '{"action": "approve"}', "--db", db)
     assert code == 0 and "done" in err, err
-    code, _, err = run_cli(capsys, "company-summary", thread, "--db", db)
+    code, _, err = cli("company-summary", thread, "--db", db)
     assert "tests passed on attempt 1" in err
 
 
-def test_bad_options_are_one_line_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = run_cli(capsys, "company", "x", "--model", "scripted", "--review", "code", "--db", "memory")
+def test_bad_options_are_one_line_errors(tmp_path: Path, cli) -> None:
+    code, _, err = cli("company", "x", "--model", "scripted", "--review", "code", "--db", "memory")
     assert code == 2 and "unknown review point code" in err
     busy = tmp_path / "busy"
     busy.mkdir()
     (busy / "notes.txt").write_text("mine")
-    code, _, err = run_cli(capsys, "company", "x", "--model", "scripted", "--out", str(busy), "--db", "memory")
+    code, _, err = cli("company", "x", "--model", "scripted", "--out", str(busy), "--db", "memory")
     assert code == 2 and "not empty and not a generated repository" in err
 
 

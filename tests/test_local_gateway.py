@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 from pydantic import BaseModel, Field
 
 from sopgraph.graphs import runner
-from sopgraph.nodes.llm import ModelGateway, resolve_model
+from sopgraph.nodes.llm import ModelGateway
 from sopgraph.state.context import Context
 from sopgraph.state.demo import Pitch, Review
 from sopgraph.tools.persistence import open_checkpointer
@@ -22,18 +21,9 @@ class Arithmetic(BaseModel):
     result: int = Field(description="Its integer value")
 
 
-@pytest.fixture(scope="module")
-def local() -> str:
-    from sopgraph.tools import local_model
-
-    try:
-        local_model.install()
-    except local_model.LocalModelError as exc:
-        if os.environ.get("SOPGRAPH_REQUIRE_LOCAL_MODEL"):
-            raise
-        pytest.skip(f"local model not installable here: {exc}")
-    resolve_model("local")  # starts (or reuses) the server once for the module
-    return "local"
+@pytest.fixture
+def local(local_model_name: str) -> str:
+    return local_model_name
 
 
 def test_structured_requests_parse_into_schema_objects(local: str) -> None:
