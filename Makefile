@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 IDEA ?= a command-line todo list
-EXTRAS ?= local,postgres,draw,dev
+EXTRAS ?= local,postgres,draw,evals,dev
 
 # ../shared/wheels holds a prebuilt llama-cpp-python wheel: a cache only, the build works without it.
 SHARED_WHEELS := $(wildcard $(CURDIR)/../shared/wheels)

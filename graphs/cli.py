@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from sopgraph.evals.cli import register as register_evals
 from sopgraph.graphs import runner
 from sopgraph.graphs.company_cli import register as register_company
 from sopgraph.graphs.groupchat_cli import register as register_groupchat
@@ -304,6 +305,7 @@ def model_stop() -> None:
 
 register_company(app)
 register_groupchat(app)
+register_evals(app)
 
 
 def _known_errors() -> tuple[type[BaseException], ...]:

