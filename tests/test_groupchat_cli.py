@@ -7,7 +7,6 @@ import re
 from pathlib import Path
 
 import pytest
-from test_cli import run_cli
 
 from sopgraph.graphs import groupchat_cli
 from sopgraph.graphs.groupchat import groupchat_input
@@ -28,12 +27,10 @@ def _thread(err: str) -> str:
     return match.group(1)
 
 
-def test_groupchat_command_runs_a_story_and_writes_the_report(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_groupchat_command_runs_a_story_and_writes_the_report(tmp_path: Path, cli) -> None:
     db, report = str(tmp_path / "gc.sqlite"), tmp_path / "story.html"
-    code, _, err = run_cli(
-        capsys, "groupchat", "casting", "--model", "scripted", "--rounds", "1", "--ablate", "think",
+    code, _, err = cli(
+        "groupchat", "casting", "--model", "scripted", "--rounds", "1", "--ablate", "think",
         "--db", db, "--report", str(report),
     )  # fmt: skip
     assert code == 0, err
@@ -47,42 +44,40 @@ def test_groupchat_command_runs_a_story_and_writes_the_report(
     assert "Casting the lead" in page and "Winner:" in page and "own_noself" in page
 
     again = tmp_path / "again.html"
-    code, _, err = run_cli(capsys, "groupchat-report", thread, "--db", db, "--out", str(again))
+    code, _, err = cli("groupchat-report", thread, "--db", db, "--out", str(again))
     assert code == 0 and again.exists(), err
-    code, _, err = run_cli(capsys, "history", thread, "--db", db)
+    code, _, err = cli("history", thread, "--db", db)
     assert code == 0
 
 
-def test_bad_scenario_and_ablation_are_one_line_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = run_cli(capsys, "groupchat", "atlantis", "--model", "scripted", "--db", "memory")
+def test_bad_scenario_and_ablation_are_one_line_errors(tmp_path: Path, cli) -> None:
+    code, _, err = cli("groupchat", "atlantis", "--model", "scripted", "--db", "memory")
     assert code == 1 and "no such scenario file" in err
-    code, _, err = run_cli(capsys, "groupchat", "court", "--ablate", "gossip", "--db", "memory")
+    code, _, err = cli("groupchat", "court", "--ablate", "gossip", "--db", "memory")
     assert code != 0 and "unknown ablation" in err
-    code, _, err = run_cli(capsys, "groupchat", "court", "--human", "zed", "--db", "memory")
+    code, _, err = cli("groupchat", "court", "--human", "zed", "--db", "memory")
     assert code == 1 and "no character zed" in err
 
 
-def test_a_human_player_pauses_the_run_and_resume_answers(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_human_player_pauses_the_run_and_resume_answers(tmp_path: Path, cli) -> None:
     db = str(tmp_path / "human.sqlite")
     args = ["groupchat", "philosophers", "--model", "scripted", "--rounds", "1", "--human", "lina"]
-    code, _, err = run_cli(capsys, *args, "--no-interactive", "--ablate", "meeting,private_chat", "--db", db)
+    code, _, err = cli(*args, "--no-interactive", "--ablate", "meeting,private_chat", "--db", db)
     assert code == 0 and "paused" in err and "sopgraph resume" in err, err
     thread = _thread(err)
     for _ in range(12):
         action = re.findall(r"is yours to play: (\w+)", err)[-1]
         answer = {"candidate": "aria", "reason": "clear"} if action == "vote" else {"speech": "Lina speaks up."}
-        code, _, err = run_cli(capsys, "resume", thread, "--answer", json.dumps(answer), "--db", db)
+        code, _, err = cli("resume", thread, "--answer", json.dumps(answer), "--db", db)
         assert code == 0, err
         if "paused" not in err:
             break
     assert "done" in err
-    code, _, err = run_cli(capsys, "groupchat-report", thread, "--db", db, "--out", str(tmp_path / "h.html"))
+    code, _, err = cli("groupchat-report", thread, "--db", db, "--out", str(tmp_path / "h.html"))
     assert "Lina speaks up." in (tmp_path / "h.html").read_text()
 
 
-def test_interactive_play_asks_at_the_terminal(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_interactive_play_asks_at_the_terminal(monkeypatch: pytest.MonkeyPatch, cli) -> None:
     asked: list[str] = []
 
     def prompt(label: str, default: str | None = None) -> str:
@@ -91,8 +86,8 @@ def test_interactive_play_asks_at_the_terminal(
         return options.group(1).split("/")[0] if options else "my words"
 
     monkeypatch.setattr(groupchat_cli.typer, "prompt", prompt)
-    code, _, err = run_cli(
-        capsys, "groupchat", "philosophers", "--model", "scripted", "--rounds", "1", "--human", "aria",
+    code, _, err = cli(
+        "groupchat", "philosophers", "--model", "scripted", "--rounds", "1", "--human", "aria",
         "--ablate", "meeting", "--db", "memory",
     )  # fmt: skip
     assert code == 0 and "done" in err, err
