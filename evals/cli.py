@@ -104,7 +104,9 @@ def _run(problems: list[Problem], settings: EvalSettings, out: Path) -> None:
         except KeyboardInterrupt:
             bar.stop()
             raise _fail(
-                f"interrupted; finished problems are kept in {out}: run the same command to resume", 130
+                f"interrupted; finished problems are kept in {out} (problems still waiting on the model are "
+                "recorded when it answers; Ctrl-C again to stop now): run the same command to resume",
+                130,
             ) from None
         except harness.EvalAborted as exc:
             bar.stop()

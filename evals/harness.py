@@ -25,7 +25,7 @@ import threading
 import time
 import traceback
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -502,40 +502,44 @@ def run_eval(
     pending = iter(todo)
     workers = max(1, settings.concurrency)
     sandbox_pool = ThreadPoolExecutor(max_workers=2 * workers, thread_name_prefix="eval-sandbox")
+    items = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="eval-item")
+    inflight: set[Future[ItemResult]] = set()
+
+    def refill() -> None:
+        while len(inflight) < workers:
+            problem = next(pending, None)
+            if problem is None:
+                return
+            inflight.add(items.submit(_attempt, problem, settings, sandbox_pool, store))
+
+    finished = False
     try:
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="eval-item") as items:
-            inflight: set[Future[ItemResult]] = set()
-
-            def refill(source: Iterator[Problem]) -> None:
-                while len(inflight) < workers:
-                    problem = next(source, None)
-                    if problem is None:
-                        return
-                    inflight.add(items.submit(_attempt, problem, settings, sandbox_pool, store))
-
-            if progress is not None:
-                progress(None, _tally(problems, records))
-            refill(pending)
-            while inflight:
-                done, inflight_left = wait(inflight, return_when=FIRST_COMPLETED)
-                inflight.clear()
-                inflight.update(inflight_left)
-                for future in done:
-                    result = future.result()  # re-raises KeyboardInterrupt from a worker
-                    if result.scored:
-                        records[result.task_id] = result
-                        newly += 1
-                        consecutive_errors = 0
-                    else:
-                        consecutive_errors += 1
-                    if progress is not None:
-                        progress(result, _tally(problems, records))
-                    if consecutive_errors >= settings.max_consecutive_errors:
-                        raise EvalAborted(
-                            f"{consecutive_errors} problems in a row could not be scored; last error: {result.error}"
-                        )
-                refill(pending)
+        if progress is not None:
+            progress(None, _tally(problems, records))
+        refill()
+        while inflight:
+            done, _ = wait(inflight, return_when=FIRST_COMPLETED)
+            inflight.difference_update(done)
+            for future in done:
+                result = future.result()  # re-raises KeyboardInterrupt from a worker
+                if result.scored:
+                    records[result.task_id] = result
+                    newly += 1
+                    consecutive_errors = 0
+                else:
+                    consecutive_errors += 1
+                if progress is not None:
+                    progress(result, _tally(problems, records))
+                if consecutive_errors >= settings.max_consecutive_errors:
+                    raise EvalAborted(
+                        f"{consecutive_errors} problems in a row could not be scored; last error: {result.error}"
+                    )
+            refill()
+        finished = True
     finally:
+        # On an interrupt, return at once: problems still in flight record themselves when their model call
+        # returns (the interpreter waits for them at exit; a second Ctrl-C stops that wait).
+        items.shutdown(wait=finished, cancel_futures=True)
         sandbox_pool.shutdown(wait=False, cancel_futures=True)
         summary = summarize(settings, problems, records, time.perf_counter() - start)
         report = write_report(summary, out_dir)

@@ -337,3 +337,18 @@ def test_cli_errors_are_one_line(scripted: Scripted, tmp_path: Path, cli) -> Non
     assert code == 1 and "unknown model name" in err
     code, out, _ = cli("eval", "--help")
     assert code == 0 and "humaneval" in out and "mbpp" in out
+
+
+def test_cli_interrupt_keeps_results_and_says_how_to_resume(scripted: Scripted, tmp_path: Path, cli) -> None:
+    name, model = scripted
+    data = tmp_path / "mbpp.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in TINY_MBPP))
+
+    def interrupt(request: ScriptedRequest) -> str:
+        raise KeyboardInterrupt
+
+    model.script = interrupt
+    out = tmp_path / "out"
+    code, _, err = cli("eval", "mbpp", "--data", str(data), "--model", name, "--out", str(out))
+    assert code == 130 and "interrupted" in err and "run the same command to resume" in err
+    assert (out / "summary.md").is_file() and not (out / "results.jsonl").exists()
