@@ -52,7 +52,7 @@ class StructuredOutputError(ModelError):
 
 
 _registry: dict[str, Callable[[], BaseChatModel]] = {}
-_cache: dict[tuple[str, float, float, int], BaseChatModel] = {}
+_cache: dict[tuple[str, float, float, int, int | None], BaseChatModel] = {}
 _cache_lock = threading.Lock()
 
 
@@ -116,6 +116,11 @@ def _openai_model(
     from langchain_openai import ChatOpenAI
 
     extra: dict[str, Any] = {}
+    if base_url is not None:
+        # langchain-openai sends the cap as `max_completion_tokens`, which llama.cpp's server (and other
+        # OpenAI-compatible servers) silently ignore: a rambling reply then runs on to the context limit.
+        # Those servers read `max_tokens`; OpenAI itself reads the new name.
+        extra["extra_body"] = {"max_tokens": ctx.max_output_tokens}
     if loopback:  # never send the embedded server's traffic through an HTTP(S)_PROXY from the environment
         import httpx
 
@@ -137,7 +142,7 @@ def _openai_model(
 def resolve_model(name: str, ctx: Context | None = None) -> BaseChatModel:
     """A chat model for a model name; clear one-line ModelError on a bad name or missing setting."""
     ctx = ctx or Context(model=name)
-    key = (name, ctx.temperature, ctx.request_timeout_s, ctx.max_output_tokens)
+    key = (name, ctx.temperature, ctx.request_timeout_s, ctx.max_output_tokens, ctx.seed)
     with _cache_lock:
         if key in _cache:
             return _cache[key]

@@ -48,6 +48,46 @@ def test_unreachable_endpoint_is_one_line(monkeypatch: pytest.MonkeyPatch) -> No
     assert "\n" not in message and "openai:some-model" in message and "Connection" in message
 
 
+def test_compatible_endpoints_get_the_output_cap_as_max_tokens(monkeypatch: pytest.MonkeyPatch) -> None:
+    """OpenAI-compatible servers (llama.cpp's among them) read `max_tokens`, not `max_completion_tokens`."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    bodies: list[dict[str, Any]] = []
+
+    class Endpoint(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+            bodies.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            reply = {
+                "id": "x",
+                "object": "chat.completion",
+                "created": 0,
+                "model": "m",
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4},
+            }
+            data = json.dumps(reply).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Endpoint)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setenv("OPENAI_BASE_URL", f"http://127.0.0.1:{server.server_port}/v1")
+        assert gateway("openai:m", max_output_tokens=77).text("hi") == "ok"
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert bodies and bodies[0]["max_tokens"] == 77
+
+
 def test_structured_output_is_schema_valid_and_deterministic(scripted) -> None:  # type: ignore[no-untyped-def]
     name, model = scripted
     first = gateway(name).structured(Answer, "Which city?")

@@ -51,6 +51,13 @@ def test_text_request(local: str) -> None:
     assert llm.records[0].output_tokens <= 40
 
 
+def test_output_cap_stops_a_long_reply(local: str) -> None:
+    # llama.cpp's server ignores `max_completion_tokens`; without `max_tokens` this runs to the context limit
+    llm = ModelGateway(Context(model=local, max_output_tokens=24), role="tester")
+    llm.text("Write a 600-word essay on the history of the printing press.")
+    assert llm.records[0].output_tokens <= 24
+
+
 def test_demo_graph_runs_on_the_local_model_with_sqlite(local: str, tmp_path: Path) -> None:
     with open_checkpointer(str(tmp_path / "state.sqlite")) as saver:
         outcome = runner.start_run(
