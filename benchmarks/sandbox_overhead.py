@@ -40,8 +40,10 @@ def main(n: int = 10) -> None:
         start = time.perf_counter()
         sb.run_many([lambda: sb.run_python(sleeper)] * workers, max_workers=workers)
         wall = time.perf_counter() - start
-        print(f"run_many x{workers}: {wall:5.2f} s vs {workers * one:5.2f} s serial  "
-              f"speed-up {workers * one / wall:4.1f}x")
+        print(
+            f"run_many x{workers}: {wall:5.2f} s vs {workers * one:5.2f} s serial  "
+            f"speed-up {workers * one / wall:4.1f}x"
+        )
 
 
 if __name__ == "__main__":

@@ -15,7 +15,10 @@ if TYPE_CHECKING:
     from sopgraph.evals.harness import EvalSettings, ItemResult, Tally
 
 eval_app = typer.Typer(
-    help="Benchmarks: HumanEval and MBPP pass@1 with and without executable feedback (code runs in the sandbox).",
+    help=(
+        "Evaluations: HumanEval and MBPP pass@1 with and without executable feedback, software tasks through the "
+        "company (executability 1-4), and group-chat behaviour (T1/T2, probes, entropy, ablations)."
+    ),
     no_args_is_help=True,
 )
 
@@ -53,19 +56,25 @@ MaxTokens = Annotated[int, typer.Option("--max-tokens", min=16, help="Output tok
 
 def register(app: typer.Typer) -> None:
     """Add the `eval` command group to the sopgraph CLI."""
+    from sopgraph.evals import groupchat_cli, software_cli
+
+    groupchat_cli.register(eval_app)
+    software_cli.register(eval_app)
     app.add_typer(eval_app, name="eval")
 
 
 def _fail(message: str, code: int = 1) -> SystemExit:
-    """A one-line error; a SystemExit because the CLI runs click with standalone_mode=False."""
+    """A one-line error; a SystemExit because the CLI runs click with standalone_mode=False. The message is
+    escaped: `tasks[x1]` or `characters[dana]` in it are text, not rich markup."""
+    from rich.markup import escape
+
     from sopgraph.graphs import cli
 
-    cli.err.print(f"[red]error:[/] {message}", highlight=False, soft_wrap=True)
+    cli.err.print(f"[red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     return SystemExit(code)
 
 
 def _run(problems: list[Problem], settings: EvalSettings, out: Path) -> None:
-    from rich.markdown import Markdown
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from sopgraph.evals import harness
@@ -113,10 +122,20 @@ def _run(problems: list[Problem], settings: EvalSettings, out: Path) -> None:
             raise _fail(f"{exc}; finished problems are kept in {out}: run the same command to resume") from exc
         except harness.SettingsMismatch as exc:
             raise _fail(str(exc), 2) from exc
-    cli.out.print(Markdown(outcome.report.read_text(encoding="utf-8").split("\n![", 1)[0]))
-    cli.err.print(f"wrote {outcome.report} and {out / 'results.jsonl'}", highlight=False)
-    if outcome.summary.unscored:
-        raise _fail(f"{outcome.summary.unscored} problems could not be scored; run the same command to retry them")
+    _show_report(outcome.report, out / "results.jsonl", outcome.summary.unscored, "problems")
+
+
+def _show_report(report: Path, results: Path, unscored: int, items: str, upto: str = "\n![") -> None:
+    """Print a report up to `upto` (its image link by default), say where it and the results are, and fail
+    when `unscored` items are left for a rerun."""
+    from rich.markdown import Markdown
+
+    from sopgraph.graphs import cli
+
+    cli.out.print(Markdown(report.read_text(encoding="utf-8").split(upto, 1)[0]))
+    cli.err.print(f"wrote {report} and {results}", highlight=False)
+    if unscored:
+        raise _fail(f"{unscored} {items} could not be scored; run the same command to retry them")
 
 
 def _settings(

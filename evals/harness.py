@@ -29,7 +29,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, Protocol, Self, TypeVar, cast
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 
@@ -52,12 +52,18 @@ __all__ = [
     "EvalAborted",
     "EvalSettings",
     "ItemResult",
+    "JsonRecord",
     "ResultsFile",
     "RunOutcome",
     "SettingsMismatch",
     "Summary",
     "Tally",
+    "describe_error",
+    "pct",
+    "pyplot",
     "run_eval",
+    "safe_name",
+    "save_report",
     "select_problems",
     "solve",
     "summarize",
@@ -126,8 +132,21 @@ class EvalSettings:
         }
 
 
+class JsonRecord:
+    """A dataclass stored as one JSON line of a results file; keys it does not know are ignored on load, so
+    files written by an older version still load."""
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(cast(Any, self)), ensure_ascii=False)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Self:
+        names = cast(Any, cls).__dataclass_fields__
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
 @dataclass
-class ItemResult:
+class ItemResult(JsonRecord):
     """One problem's line in results.jsonl."""
 
     task_id: str
@@ -163,14 +182,6 @@ class ItemResult:
     code_with_feedback: str | None = None
     replies: list[str] = field(default_factory=list)
     """Every raw model reply, in order, to audit code extraction."""
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), ensure_ascii=False)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ItemResult:
-        names = cls.__dataclass_fields__
-        return cls(**{k: v for k, v in data.items() if k in names})
 
 
 # ------------------------------------------------------------------------------------------ one problem
@@ -266,19 +277,35 @@ def solve(problem: Problem, settings: EvalSettings, pool: ThreadPoolExecutor | N
 # --------------------------------------------------------------------------------------- results file
 
 
-class ResultsFile:
-    """results.jsonl: appended one whole line at a time, flushed and fsynced; a torn last line (a crash
-    mid-write) is dropped when the file is opened again."""
+class Record(Protocol):
+    """A line of a results file: a key attribute (see `ResultsFile`), `scored`, and a JSON round trip."""
 
-    def __init__(self, path: Path) -> None:
+    scored: bool
+
+    def to_json(self) -> str: ...
+
+
+R = TypeVar("R", bound=Record)
+
+
+class ResultsFile(Generic[R]):
+    """results.jsonl: appended one whole line at a time, flushed and fsynced; a torn last line (a crash
+    mid-write) is dropped when the file is opened again.
+
+    Lines are `record` objects (`ItemResult` by default) rebuilt with `record.from_dict`; `key` names the
+    attribute that identifies an item (a task id, an ablation switch)."""
+
+    def __init__(self, path: Path, record: Any = ItemResult, key: str = "task_id") -> None:
         self.path = path
+        self.record = record
+        self.key = key
         self._lock = threading.Lock()
 
-    def load(self) -> list[ItemResult]:
+    def load(self) -> list[R]:
         if not self.path.exists():
             return []
         raw = self.path.read_bytes()
-        records: list[ItemResult] = []
+        records: list[R] = []
         good_end = 0
         offset = 0
         for line in raw.splitlines(keepends=True):
@@ -289,19 +316,19 @@ class ResultsFile:
                 data = json.loads(line)
             except ValueError:
                 continue
-            if isinstance(data, dict) and "task_id" in data:
-                records.append(ItemResult.from_dict(data))
+            if isinstance(data, dict) and self.key in data:
+                records.append(self.record.from_dict(data))
             good_end = offset
         if good_end < len(raw):
             with open(self.path, "r+b") as fh:
                 fh.truncate(good_end)
         return records
 
-    def scored(self) -> dict[str, ItemResult]:
-        """The last scored record of each task id."""
-        return {r.task_id: r for r in self.load() if r.scored}
+    def scored(self) -> dict[str, R]:
+        """The last scored record of each key."""
+        return {getattr(r, self.key): r for r in self.load() if r.scored}
 
-    def append(self, result: ItemResult) -> None:
+    def append(self, result: R) -> None:
         data = (result.to_json() + "\n").encode("utf-8")
         with self._lock:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -318,12 +345,13 @@ class ResultsFile:
 # -------------------------------------------------------------------------------------------- runner
 
 
-def select_problems(
-    problems: Sequence[Problem], limit: int | None = None, seed: int = 0, first: bool = False
-) -> list[Problem]:
-    """All problems, or `limit` of them: a seeded random sample (kept in benchmark order), or the first
-    `limit` with `first`. The same seed always picks the same subset, and a larger limit a superset of it,
-    so a run can be extended in the same output directory."""
+P = TypeVar("P")
+
+
+def select_problems(problems: Sequence[P], limit: int | None = None, seed: int = 0, first: bool = False) -> list[P]:
+    """All problems (or any items), or `limit` of them: a seeded random sample (kept in benchmark order), or
+    the first `limit` with `first`. The same seed always picks the same subset, and a larger limit a superset
+    of it, so a run can be extended in the same output directory."""
     if limit is None or limit >= len(problems):
         return list(problems)
     if limit < 1:
@@ -435,7 +463,12 @@ def _tally(problems: Sequence[Problem], records: dict[str, ItemResult]) -> Tally
     )
 
 
-def _check_settings(out_dir: Path, settings: EvalSettings) -> None:
+class Identified(Protocol):
+    def identity(self) -> dict[str, Any]: ...
+
+
+def _check_settings(out_dir: Path, settings: Identified) -> None:
+    """Record the settings that decide the numbers in out_dir/run.json, or refuse a directory made with others."""
     path = out_dir / "run.json"
     wanted = settings.identity()
     if path.exists():
@@ -461,20 +494,27 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[:400]}" if text else type(exc).__name__
 
 
-def _attempt(problem: Problem, settings: EvalSettings, pool: ThreadPoolExecutor, store: ResultsFile) -> ItemResult:
+def describe_error(exc: BaseException) -> str:
+    """One line for a results file: the exception, its message and the file and line that raised it."""
+    tb = traceback.extract_tb(exc.__traceback__)[-1:]
+    where = f" at {Path(tb[0].filename).name}:{tb[0].lineno}" if tb else ""
+    return _one_line(exc) + where
+
+
+def _attempt(
+    problem: Problem, settings: EvalSettings, pool: ThreadPoolExecutor, store: ResultsFile[ItemResult]
+) -> ItemResult:
     """Solve and record one problem; failures of the model or sandbox become an unscored record."""
     start = time.perf_counter()
     try:
         result = solve(problem, settings, pool)
     except Exception as exc:  # noqa: BLE001 - recorded, retried on restart, and counted towards abort
-        tb = traceback.extract_tb(exc.__traceback__)[-1:]
-        where = f" at {Path(tb[0].filename).name}:{tb[0].lineno}" if tb else ""
         result = ItemResult(
             problem.task_id,
             settings.benchmark,
             settings.model,
             scored=False,
-            error=_one_line(exc) + where,
+            error=describe_error(exc),
             seconds=round(time.perf_counter() - start, 3),
         )
     store.append(result)
@@ -493,7 +533,7 @@ def run_eval(
     sandbox runs overlap). An interrupt (KeyboardInterrupt) or abort leaves every finished problem recorded.
     """
     _check_settings(out_dir, settings)
-    store = ResultsFile(out_dir / "results.jsonl")
+    store: ResultsFile[ItemResult] = ResultsFile(out_dir / "results.jsonl")
     records = store.scored()
     todo = [p for p in problems if p.task_id not in records]
     start = time.perf_counter()
@@ -549,7 +589,8 @@ def run_eval(
 # -------------------------------------------------------------------------------------------- report
 
 
-def _pct(value: float | None) -> str:
+def pct(value: float | None) -> str:
+    """A share as a percentage with one decimal, or n/a."""
     return "n/a" if value is None else f"{100 * value:.1f}%"
 
 
@@ -561,11 +602,11 @@ def render_markdown(summary: Summary) -> str:
         "",
         "| | pass@1 | passed / scored |",
         "|---|---:|---:|",
-        f"| without feedback | {_pct(s.pass1_without_feedback)} | {s.passed_without_feedback} / {s.scored} |",
+        f"| without feedback | {pct(s.pass1_without_feedback)} | {s.passed_without_feedback} / {s.scored} |",
     ]
     if s.feedback:
         lines.append(
-            f"| with executable feedback (≤ {s.attempts} fixes) | {_pct(s.pass1_with_feedback)} | "
+            f"| with executable feedback (≤ {s.attempts} fixes) | {pct(s.pass1_with_feedback)} | "
             f"{s.passed_with_feedback} / {s.scored} |"
         )
     per_item = max(1, s.scored)
@@ -591,14 +632,22 @@ def render_markdown(summary: Summary) -> str:
     return "\n".join(lines)
 
 
-def _plot(summary: Summary, path: Path) -> bool:
-    """A two-bar chart of pass@1; skipped (False) when matplotlib is not installed."""
+def pyplot() -> Any | None:
+    """matplotlib's pyplot on the file-only Agg backend, or None when matplotlib is not installed."""
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
+        return None
+    return plt
+
+
+def _plot(summary: Summary, path: Path) -> bool:
+    """A two-bar chart of pass@1; skipped (False) when matplotlib is not installed."""
+    plt = pyplot()
+    if plt is None:
         return False
     labels = ["without feedback"]
     values = [summary.pass1_without_feedback or 0.0]
@@ -618,18 +667,31 @@ def _plot(summary: Summary, path: Path) -> bool:
     return True
 
 
-def write_report(summary: Summary, out_dir: Path) -> Path:
-    """summary.md, summary.json and (with matplotlib) pass_at_1.png in out_dir; returns the markdown path."""
+def save_report(
+    out_dir: Path,
+    markdown: str,
+    data: dict[str, Any],
+    plot: Callable[[Path], bool] | None = None,
+    image: str = "plot.png",
+    alt: str = "plot",
+) -> Path:
+    """summary.md (with the image linked when `plot(path)` drew it) and summary.json in out_dir; returns the
+    markdown path. Every evaluation's report goes through here, so they all look alike on disk."""
     out_dir.mkdir(parents=True, exist_ok=True)
     md = out_dir / "summary.md"
-    text = render_markdown(summary)
-    if summary.scored and _plot(summary, out_dir / "pass_at_1.png"):
-        text += "\n![pass@1](pass_at_1.png)\n"
-    md.write_text(text, encoding="utf-8")
-    (out_dir / "summary.json").write_text(json.dumps(summary.to_dict(), indent=1) + "\n", encoding="utf-8")
+    if plot is not None and plot(out_dir / image):
+        markdown += f"\n![{alt}]({image})\n"
+    md.write_text(markdown, encoding="utf-8")
+    (out_dir / "summary.json").write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
     return md
 
 
+def write_report(summary: Summary, out_dir: Path) -> Path:
+    """summary.md, summary.json and (with matplotlib) pass_at_1.png in out_dir; returns the markdown path."""
+    plot = (lambda path: _plot(summary, path)) if summary.scored else None
+    return save_report(out_dir, render_markdown(summary), summary.to_dict(), plot, "pass_at_1.png", "pass@1")
+
+
 def safe_name(text: str) -> str:
-    """A model name as a directory name."""
+    """A model name (or any label) as a file or directory name."""
     return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-") or "model"

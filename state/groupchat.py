@@ -18,18 +18,17 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypedDict
 
-import yaml
 from langgraph.channels import DeltaChannel
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    ValidationError,
     create_model,
     field_validator,
     model_validator,
 )
 
+from sopgraph.state.datafile import read_mapping, validate
 from sopgraph.state.pool import SNAPSHOT_EVERY, Document, Message, PoolChannel, append_unique
 from sopgraph.state.usage import UsageChannel, UsageTotals
 
@@ -241,22 +240,6 @@ class Scenario(_Strict):
         )
 
 
-def _where(loc: Sequence[int | str], data: Any) -> str:
-    """A validation location as a readable path; list items are named by their id when they have one."""
-    parts: list[str] = []
-    node = data
-    for key in loc:
-        if isinstance(key, int) and isinstance(node, list):
-            item = node[key] if key < len(node) else None
-            label = item.get("id") if isinstance(item, dict) else None
-            parts[-1:] = [f"{parts[-1] if parts else ''}[{label or key}]"]
-            node = item
-        else:
-            parts.append(str(key))
-            node = node.get(key) if isinstance(node, dict) else None
-    return ".".join(parts) or "(top level)"
-
-
 def scenario_path(name_or_path: str | Path) -> Path:
     """A packaged story by name (`succession`) or a YAML file path."""
     path = Path(name_or_path)
@@ -270,15 +253,7 @@ def packaged_scenarios() -> list[str]:
 
 
 def parse_scenario(data: Any, source: str = "<scenario>") -> Scenario:
-    try:
-        return Scenario.model_validate(data)
-    except ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            where = _where(err["loc"], data)
-            msg = err["msg"].removeprefix("Value error, ")
-            problems.append(f"{source}: {where}: {msg}" if where != "(top level)" else f"{source}: {msg}")
-        raise ScenarioError("\n".join(problems)) from None
+    return validate(Scenario, data, source, ScenarioError)
 
 
 def load_scenario(name_or_path: str | Path) -> Scenario:
@@ -287,14 +262,7 @@ def load_scenario(name_or_path: str | Path) -> Scenario:
     if not path.exists():
         known = ", ".join(packaged_scenarios())
         raise ScenarioError(f"{path}: no such scenario file (packaged stories: {known})")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ScenarioError(f"{path}: not valid YAML{at}: {getattr(exc, 'problem', exc)}") from None
-    if not isinstance(data, dict):
-        raise ScenarioError(f"{path}: expected a mapping with title, rules, characters, resources, settings")
+    data = read_mapping(path, "title, rules, characters, resources, settings", ScenarioError)
     return parse_scenario(data, str(path))
 
 

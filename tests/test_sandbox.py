@@ -28,11 +28,13 @@ BEST = sb.detect_isolation()
 FALLBACK = sb.detect_isolation("none")
 IS_ROOT = os.geteuid() == 0
 
-needs_netns = pytest.mark.skipif(not BEST.network_isolated,
-                                 reason=f"no network isolation on this machine (isolation={BEST.name})")
+needs_netns = pytest.mark.skipif(
+    not BEST.network_isolated, reason=f"no network isolation on this machine (isolation={BEST.name})"
+)
 needs_uid_fallback = pytest.mark.skipif(
     BEST.name == "none" or not FALLBACK.uid_drop,
-    reason="the forced no-namespace fallback needs root (uid drop) and a stronger default to compare")
+    reason="the forced no-namespace fallback needs root (uid drop) and a stronger default to compare",
+)
 
 
 def pool_pids() -> list[int]:
@@ -69,8 +71,7 @@ def private_pool() -> Iterator[Path]:
     root.chmod(0o711)  # the sandbox uid must be able to traverse it when there is no mount namespace
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("SOPGRAPH_SANDBOX_TMP", str(root))
-        mp.setenv("SOPGRAPH_SANDBOX_UID_BASE",
-                  str(sb.DEFAULT_UID_BASE + (1 + os.getpid() % 4096) * sb.UID_POOL_SIZE))
+        mp.setenv("SOPGRAPH_SANDBOX_UID_BASE", str(sb.DEFAULT_UID_BASE + (1 + os.getpid() % 4096) * sb.UID_POOL_SIZE))
         yield root
     root.rmdir()
 
@@ -101,18 +102,20 @@ def test_isolation_is_reported_and_strongest_first() -> None:
     if IS_ROOT and BEST.name == "unshare":
         assert BEST.uid_drop and BEST.network_isolated and BEST.pid_namespace and BEST.private_tmp
     r = py("print('hi')")
-    assert (r.exit_code, r.stdout, r.isolation, r.network_isolated) == (0, "hi\n", BEST.name,
-                                                                        BEST.network_isolated)
+    assert (r.exit_code, r.stdout, r.isolation, r.network_isolated) == (0, "hi\n", BEST.name, BEST.network_isolated)
     assert r.uid_dropped == BEST.uid_drop and r.ok and not r.truncated and r.limit_hit is None
 
 
 def test_runs_in_a_copy_of_the_workspace(tmp_path: Path) -> None:
     (tmp_path / "data.txt").write_text("original")
-    r = py(f"""
+    r = py(
+        f"""
         import os
         print(open('data.txt').read(), os.getcwd() != {str(tmp_path)!r})
         open('data.txt', 'w').write('changed'); open('new.txt', 'w').write('x')
-        """, workspace=tmp_path)
+        """,
+        workspace=tmp_path,
+    )
     assert r.exit_code == 0, r.stderr
     assert r.stdout == "original True\n"
     assert (tmp_path / "data.txt").read_text() == "original" and not (tmp_path / "new.txt").exists()
@@ -122,14 +125,18 @@ def test_lent_workspace_keeps_results_and_gets_its_owner_back(tmp_path: Path) ->
     ws = tmp_path / "ws"
     (ws / "pkg").mkdir(parents=True)
     (ws / "pkg" / "mod.py").write_text("VALUE = 41\n")
-    r = py("""
+    r = py(
+        """
         import os, sys
         sys.path.insert(0, '.')
         from pkg.mod import VALUE
         open('out.txt', 'w').write(str(VALUE + 1))
         os.chmod('out.txt', 0o4755)
         print(os.getcwd())
-        """, workspace=ws, copy=False)
+        """,
+        workspace=ws,
+        copy=False,
+    )
     assert r.exit_code == 0, r.stderr
     assert r.stdout.strip() == str(ws)
     out = ws / "out.txt"
@@ -194,14 +201,17 @@ def test_fork_bomb_is_bounded_by_the_process_limit() -> None:
     sampler = threading.Thread(target=sample)
     sampler.start()
     try:
-        r = py("""
+        r = py(
+            """
             import os
             while True:
                 try:
                     os.fork()
                 except OSError:
                     pass
-            """, SandboxLimits(wall_s=3, nproc=nproc))
+            """,
+            SandboxLimits(wall_s=3, nproc=nproc),
+        )
     finally:
         done.set()
         sampler.join()
@@ -212,23 +222,31 @@ def test_fork_bomb_is_bounded_by_the_process_limit() -> None:
 
 def test_memory_bomb_hits_the_address_space_limit() -> None:
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    r = py("""
+    r = py(
+        """
         hog = []
         while True:
             hog.append(bytearray(32 * 1024 * 1024))
-        """, SandboxLimits(memory_mb=256))
+        """,
+        SandboxLimits(memory_mb=256),
+    )
     assert r.exit_code == 1 and "MemoryError" in r.stderr
     assert r.limit_hit == "memory" and not r.timed_out
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before < 64 * 1024
 
 
 def test_ten_gigabyte_file_is_stopped_by_the_file_size_limit(tmp_path: Path) -> None:
-    r = py("""
+    r = py(
+        """
         chunk = b"\\0" * (1 << 20)
         with open("big.bin", "wb") as f:
             for _ in range(10 * 1024):
                 f.write(chunk)
-        """, SandboxLimits(file_size_mb=8), workspace=tmp_path, copy=False)
+        """,
+        SandboxLimits(file_size_mb=8),
+        workspace=tmp_path,
+        copy=False,
+    )
     assert r.exit_code == 1 and "File too large" in r.stderr
     assert r.limit_hit == "file_size"
     assert (tmp_path / "big.bin").stat().st_size <= 8 * 1024 * 1024
@@ -343,14 +361,17 @@ def test_private_loopback_still_works_inside() -> None:
 def test_hundred_megabytes_of_stdout_are_captured_bounded() -> None:
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     limits = SandboxLimits(output_bytes=32 * 1024)
-    r = py("""
+    r = py(
+        """
         import sys
         sys.stdout.buffer.write(b"BEGIN")
         chunk = b"x" * (1 << 20)
         for _ in range(100):
             sys.stdout.buffer.write(chunk)
         sys.stdout.buffer.write(b"END")
-        """, limits)
+        """,
+        limits,
+    )
     assert r.exit_code == 0 and r.truncated
     assert r.stdout_bytes == 100 * (1 << 20) + 8
     assert r.stdout.startswith("BEGIN") and r.stdout.endswith("END")
@@ -388,8 +409,7 @@ def test_daemon_is_killed_when_the_run_ends(tmp_path: Path, tail: str) -> None:
 
 @needs_uid_fallback
 @pytest.mark.parametrize("case", ["fork_bomb", "daemon", "file_size", "outside", "secrets", "stdout"])
-def test_fallback_without_namespaces_still_contains(case: str, victim: Path,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_fallback_without_namespaces_still_contains(case: str, victim: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     marker = str(900000 + uuid.uuid4().int % 99999)
     monkeypatch.setenv("OPENAI_API_KEY", "sk-" + marker)
     scripts = {
@@ -450,18 +470,27 @@ print(json.dumps(out))
 """
 
 
-@pytest.mark.skipif(not IS_ROOT or not os.access("/usr/bin/python3", os.X_OK),
-                    reason="simulating an unprivileged caller needs root and a system python3")
+@pytest.mark.skipif(
+    not IS_ROOT or not os.access("/usr/bin/python3", os.X_OK),
+    reason="simulating an unprivileged caller needs root and a system python3",
+)
 def test_unprivileged_caller_gets_user_namespaces() -> None:
     """Developers run as themselves: the same module, driven by uid 65534, must contain the same cases."""
     marker = str(900000 + uuid.uuid4().int % 99999)
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
         listener.listen(1)
-        proc = subprocess.run(["/usr/bin/python3", "-c", USERNS_DRIVER, str(sb.LAUNCHER), marker,
-                               str(listener.getsockname()[1])], user=65534, group=65534, extra_groups=[],
-                              env={"PATH": "/usr/bin:/bin", "HOME": "/nonexistent"}, cwd="/",
-                              capture_output=True, text=True, timeout=120)
+        proc = subprocess.run(
+            ["/usr/bin/python3", "-c", USERNS_DRIVER, str(sb.LAUNCHER), marker, str(listener.getsockname()[1])],
+            user=65534,
+            group=65534,
+            extra_groups=[],
+            env={"PATH": "/usr/bin:/bin", "HOME": "/nonexistent"},
+            cwd="/",
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert select.select([listener], [], [], 0.1)[0] == []
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
@@ -552,8 +581,7 @@ def test_run_tests_reports_each_case_and_a_short_summary(tmp_path: Path) -> None
     assert report.report_found and not report.all_passed
     assert (report.passed, report.failed, report.errors) == (2, 2, 0)
     outcomes = {c.name.rsplit("::", 1)[1]: c.outcome for c in report.cases}
-    assert outcomes == {"test_ok": "passed", "test_wrong": "failed", "test_crash": "failed",
-                        "test_unit": "passed"}
+    assert outcomes == {"test_ok": "passed", "test_wrong": "failed", "test_crash": "failed", "test_unit": "passed"}
     summary = report.summary_for_model(max_chars=1200)
     assert len(summary) <= 1200
     assert "2 passed, 2 failed" in summary
@@ -575,12 +603,15 @@ def test_run_tests_collection_error(tmp_path: Path) -> None:
 
 
 def test_run_tests_loads_only_the_plugins_asked_for(tmp_path: Path) -> None:
-    project = make_project(tmp_path, """
+    project = make_project(
+        tmp_path,
+        """
         import pytest
         def test_plugins(pytestconfig):
             names = {getattr(p, "__name__", "") for p in pytestconfig.pluginmanager.get_plugins()}
             print("timeout" in str(names), "langsmith" in str(names))
-        """)
+        """,
+    )
     report = sb.run_tests(project, plugins=["pytest_timeout"], pytest_args=["-s"])
     assert report.all_passed, report.summary_for_model()
     assert "True False" in report.result.stdout
@@ -595,14 +626,16 @@ def test_run_tests_hanging_test_is_reported_as_timeout(tmp_path: Path) -> None:
 
 def test_run_tests_does_not_follow_a_planted_report_symlink(tmp_path: Path) -> None:
     project = make_project(tmp_path, "def test_ok():\n    pass\n")
-    (project / "conftest.py").write_text(textwrap.dedent("""
+    (project / "conftest.py").write_text(
+        textwrap.dedent("""
         import os
         def pytest_unconfigure(config):
             path = config.option.xmlpath
             if path and os.path.exists(path):
                 os.remove(path)
                 os.symlink("/etc/shadow", path)
-        """))
+        """)
+    )
     report = sb.run_tests(project)
     assert not report.report_found and not report.all_passed
     assert "root:" not in report.summary_for_model()
@@ -622,14 +655,17 @@ def test_capture_keeps_head_and_tail() -> None:
     assert not small.truncated and small.text() == "0123456789"
 
 
-@pytest.mark.parametrize(("exit_code", "timed_out", "stderr", "expected"), [
-    (-signal.SIGXFSZ, False, "", "file_size"),
-    (128 + signal.SIGXFSZ, False, "File size limit exceeded", "file_size"),
-    (-signal.SIGXCPU, False, "", "cpu"),
-    (1, False, "MemoryError", "memory"),
-    (1, False, "BlockingIOError: [Errno 11] Resource temporarily unavailable", "nproc"),
-    (-signal.SIGKILL, True, "", "wall"),
-    (0, False, "MemoryError (handled)", None),
-])
+@pytest.mark.parametrize(
+    ("exit_code", "timed_out", "stderr", "expected"),
+    [
+        (-signal.SIGXFSZ, False, "", "file_size"),
+        (128 + signal.SIGXFSZ, False, "File size limit exceeded", "file_size"),
+        (-signal.SIGXCPU, False, "", "cpu"),
+        (1, False, "MemoryError", "memory"),
+        (1, False, "BlockingIOError: [Errno 11] Resource temporarily unavailable", "nproc"),
+        (-signal.SIGKILL, True, "", "wall"),
+        (0, False, "MemoryError (handled)", None),
+    ],
+)
 def test_limit_classification(exit_code: int, timed_out: bool, stderr: str, expected: str | None) -> None:
     assert sb._classify(exit_code, timed_out, None, 0, stderr, SandboxLimits()) == expected

@@ -90,8 +90,7 @@ LAUNCHER = Path(__file__).resolve()
 UNSHARE_FLAGS = ["--mount", "--pid", "--net", "--ipc", "--uts", "--fork", "--kill-child", "--mount-proc"]
 # World-writable places an unprivileged uid could otherwise scribble in (and leave traps for later runs).
 PRIVATE_TMP_DIRS = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock")
-COPY_IGNORE = (".git", ".venv", "venv", "node_modules", "__pycache__", ".pytest_cache", ".mypy_cache",
-               ".ruff_cache")
+COPY_IGNORE = (".git", ".venv", "venv", "node_modules", "__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache")
 SAFE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # Names that must never reach generated code, even when a caller passes them explicitly.
 SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSW|CREDENTIAL|AUTH|COOKIE|SESSION|PRIVATE", re.IGNORECASE)
@@ -179,17 +178,24 @@ class TestReport:
 
     @property
     def all_passed(self) -> bool:
-        return (self.report_found and self.passed > 0 and self.failed == 0 and self.errors == 0
-                and self.result.exit_code == 0 and not self.result.timed_out)
+        return (
+            self.report_found
+            and self.passed > 0
+            and self.failed == 0
+            and self.errors == 0
+            and self.result.exit_code == 0
+            and not self.result.timed_out
+        )
 
     def summary_for_model(self, max_chars: int = 2000, max_cases: int = 5, frame_lines: int = 10) -> str:
         """A short debugging brief: counts, why the run ended, and the trimmed failing assertions."""
         r = self.result
-        lines = [f"Tests: {self.passed} passed, {self.failed} failed, {self.errors} errors, "
-                 f"{self.skipped} skipped."]
+        lines = [f"Tests: {self.passed} passed, {self.failed} failed, {self.errors} errors, {self.skipped} skipped."]
         if r.timed_out:
-            lines.append(f"The run was killed after {r.duration_s:.0f}s (wall-clock limit); "
-                         "a test probably hangs or loops forever.")
+            lines.append(
+                f"The run was killed after {r.duration_s:.0f}s (wall-clock limit); "
+                "a test probably hangs or loops forever."
+            )
         elif r.limit_hit:
             lines.append(f"The run hit the sandbox's {r.limit_hit.replace('_', ' ')} limit.")
         if not self.report_found:
@@ -224,10 +230,15 @@ def _probe(name: str) -> Isolation | None:
         uid_ok = False
         if root:
             with contextlib.suppress(OSError, subprocess.SubprocessError):
-                uid_ok = subprocess.run(["/bin/sh", "-c", "exit 0"], user=65534, group=65534, extra_groups=[],
-                                        env={}, timeout=10).returncode == 0
-        return Isolation("none", False, False, False, uid_ok,
-                         "process group + rlimits" + (" + uid drop" if uid_ok else ""))
+                uid_ok = (
+                    subprocess.run(
+                        ["/bin/sh", "-c", "exit 0"], user=65534, group=65534, extra_groups=[], env={}, timeout=10
+                    ).returncode
+                    == 0
+                )
+        return Isolation(
+            "none", False, False, False, uid_ok, "process group + rlimits" + (" + uid drop" if uid_ok else "")
+        )
     unshare = shutil.which("unshare")
     if unshare is None or (name == "unshare") != root:
         return None
@@ -242,8 +253,14 @@ def _probe(name: str) -> Isolation | None:
             return None
     if not info.get("ok"):
         return None
-    return Isolation(name, True, True, True, root,
-                     f"mount+pid+net+ipc+uts namespaces{' + uid drop' if root else ' in a user namespace'}")
+    return Isolation(
+        name,
+        True,
+        True,
+        True,
+        root,
+        f"mount+pid+net+ipc+uts namespaces{' + uid drop' if root else ' in a user namespace'}",
+    )
 
 
 def _get(name: str) -> Isolation | None:
@@ -363,9 +380,17 @@ def _kill_uid(uid: int, timeout_s: float = 10.0) -> None:
     deadline = time.monotonic() + timeout_s
     while _pids_of_uid(uid):
         with contextlib.suppress(OSError, subprocess.SubprocessError):
-            subprocess.run(["/bin/sh", "-c", "kill -9 -1"], user=uid, group=uid, extra_groups=[], env={},
-                           stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                           timeout=5)
+            subprocess.run(
+                ["/bin/sh", "-c", "kill -9 -1"],
+                user=uid,
+                group=uid,
+                extra_groups=[],
+                env={},
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                timeout=5,
+            )
         if time.monotonic() > deadline:
             raise SandboxError(f"processes of sandbox uid {uid} survive SIGKILL")
         time.sleep(0.01)
@@ -400,8 +425,7 @@ def _under(path: str, parent: str) -> bool:
 def _interpreter_paths() -> list[str]:
     import site
 
-    paths = {sys.base_prefix, sys.prefix, os.path.dirname(os.path.realpath(sys.executable)),
-             *site.getsitepackages()}
+    paths = {sys.base_prefix, sys.prefix, os.path.dirname(os.path.realpath(sys.executable)), *site.getsitepackages()}
     return sorted({os.path.realpath(p) for p in paths if os.path.isdir(p)})
 
 
@@ -474,12 +498,15 @@ class _Capture:
         return self.total > len(self.head) + min(len(self.tail), self.tail_max)
 
     def text(self) -> str:
-        tail = bytes(self.tail[-self.tail_max:]) if self.tail_max else b""
+        tail = bytes(self.tail[-self.tail_max :]) if self.tail_max else b""
         if not self.truncated:
             return (bytes(self.head) + bytes(self.tail)).decode("utf-8", "replace")
         dropped = self.total - len(self.head) - len(tail)
-        return (self.head.decode("utf-8", "replace") + f"\n...[truncated {dropped} bytes]...\n"
-                + tail.decode("utf-8", "replace"))
+        return (
+            self.head.decode("utf-8", "replace")
+            + f"\n...[truncated {dropped} bytes]...\n"
+            + tail.decode("utf-8", "replace")
+        )
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -522,8 +549,9 @@ def _rlimits(limits: SandboxLimits, nproc_base: int) -> dict[str, list[int]]:
     }
 
 
-def _plan_mounts(iso: Isolation, uid: int | None, rw: Sequence[str], ro: Sequence[str],
-                 limits: SandboxLimits) -> dict[str, Any] | None:
+def _plan_mounts(
+    iso: Isolation, uid: int | None, rw: Sequence[str], ro: Sequence[str], limits: SandboxLimits
+) -> dict[str, Any] | None:
     if not iso.private_tmp:
         return None
     tmpfs: dict[str, list[Any]] = {}
@@ -538,8 +566,10 @@ def _plan_mounts(iso: Isolation, uid: int | None, rw: Sequence[str], ro: Sequenc
     # Only paths a tmpfs now hides need binding back (same path inside), shallow ones first.
     binds = [(p, p, False) for p in rw] + [(p, p, True) for p in ro]
     binds = [b for b in binds if any(_under(b[1], t) for t in tmpfs)]
-    return {"tmpfs": sorted(tmpfs.values(), key=lambda t: str(t[0]).count("/")),
-            "binds": sorted(binds, key=lambda b: b[1].count("/"))}
+    return {
+        "tmpfs": sorted(tmpfs.values(), key=lambda t: str(t[0]).count("/")),
+        "binds": sorted(binds, key=lambda b: b[1].count("/")),
+    }
 
 
 def _prepare_workspace(run_dir: Path, workspace: Path | None, copy: bool) -> Path:
@@ -555,11 +585,19 @@ def _prepare_workspace(run_dir: Path, workspace: Path | None, copy: bool) -> Pat
     return ws
 
 
-def _execute(argv: Sequence[str], workspace: Path | None, *, limits: SandboxLimits | None, copy: bool,
-             env: Mapping[str, str] | None, stdin: str | bytes | None, isolation: str | None,
-             setup: Callable[[Path, Path], list[str]] | None = None,
-             collect: Callable[[Path, Path], None] | None = None,
-             ro_paths: Sequence[str] = ()) -> SandboxResult:
+def _execute(
+    argv: Sequence[str],
+    workspace: Path | None,
+    *,
+    limits: SandboxLimits | None,
+    copy: bool,
+    env: Mapping[str, str] | None,
+    stdin: str | bytes | None,
+    isolation: str | None,
+    setup: Callable[[Path, Path], list[str]] | None = None,
+    collect: Callable[[Path, Path], None] | None = None,
+    ro_paths: Sequence[str] = (),
+) -> SandboxResult:
     """One run. `setup(run_dir, ws)` may add files and returns the final argv; `collect` reads results
     out before the run directory is deleted."""
     limits = limits or SandboxLimits()
@@ -586,7 +624,8 @@ def _execute(argv: Sequence[str], workspace: Path | None, *, limits: SandboxLimi
                     if _first_blocked(os.path.realpath(p), uid):
                         raise SandboxError(
                             f"{p} is not reachable by the sandbox uid without mount namespaces; "
-                            "run where `unshare` works, or keep Python and workspaces out of private homes")
+                            "run where `unshare` works, or keep Python and workspaces out of private homes"
+                        )
         nproc_base = 0
         if uid is None and iso.name == "none":
             nproc_base = len(_pids_of_uid(os.getuid()))  # the limit counts all our own processes too
@@ -613,28 +652,38 @@ def _execute(argv: Sequence[str], workspace: Path | None, *, limits: SandboxLimi
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def _spawn(spec: dict[str, Any], iso: Isolation, limits: SandboxLimits, uid: int | None,
-           stdin_file: Any) -> SandboxResult:
+def _spawn(
+    spec: dict[str, Any], iso: Isolation, limits: SandboxLimits, uid: int | None, stdin_file: Any
+) -> SandboxResult:
     status_r, status_w = os.pipe()
     spec["status_fd"] = status_w
     prefix: list[str] = []
     if iso.pid_namespace:
         unshare = shutil.which("unshare") or "unshare"
-        prefix = [unshare, *(["--user", "--map-root-user"] if iso.name == "userns" else []),
-                  *UNSHARE_FLAGS, "--"]
+        prefix = [unshare, *(["--user", "--map-root-user"] if iso.name == "userns" else []), *UNSHARE_FLAGS, "--"]
     cmd = [*prefix, sys.executable, "-I", "-S", str(LAUNCHER), "--launch", json.dumps(spec)]
     out, err, status_buf = _Capture(limits.output_bytes), _Capture(limits.output_bytes), bytearray()
     start = time.monotonic()
     try:
-        proc = subprocess.Popen(cmd, stdin=stdin_file or subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, pass_fds=(status_w,), start_new_session=True,
-                                env=_launcher_env(), cwd="/")
+        proc = subprocess.Popen(
+            cmd,
+            stdin=stdin_file or subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            pass_fds=(status_w,),
+            start_new_session=True,
+            env=_launcher_env(),
+            cwd="/",
+        )
     finally:
         os.close(status_w)
     assert proc.stdout is not None and proc.stderr is not None
     sel = selectors.DefaultSelector()
     sinks: dict[int, Callable[[bytes], None]] = {
-        proc.stdout.fileno(): out.feed, proc.stderr.fileno(): err.feed, status_r: status_buf.extend}
+        proc.stdout.fileno(): out.feed,
+        proc.stderr.fileno(): err.feed,
+        status_r: status_buf.extend,
+    }
     for fd in sinks:
         os.set_blocking(fd, False)
         sel.register(fd, selectors.EVENT_READ)
@@ -650,8 +699,10 @@ def _spawn(spec: dict[str, Any], iso: Isolation, limits: SandboxLimits, uid: int
                 if proc.returncode is None:
                     timed_out = True
                     # Everything the run started hangs below us (namespace init or subreaper launcher).
-                    procs_at_timeout = max(len(_pids_of_uid(uid)) if uid is not None else 0,
-                                           len(_descendants(proc.pid)) - int(iso.pid_namespace))
+                    procs_at_timeout = max(
+                        len(_pids_of_uid(uid)) if uid is not None else 0,
+                        len(_descendants(proc.pid)) - int(iso.pid_namespace),
+                    )
                     _terminate(proc, iso)
                 break
             for key, _ in sel.select(timeout=min(0.1, max(0.0, deadline - now))):
@@ -721,13 +772,19 @@ _LIMIT_TEXTS = (
     ("file_size", re.compile(r"File too large|\[Errno 27\]|EFBIG|File size limit exceeded")),
     ("cpu", re.compile(r"CPU time limit exceeded")),
     ("memory", re.compile(r"MemoryError|Cannot allocate memory|std::bad_alloc|out of memory")),
-    ("nproc", re.compile(r"BlockingIOError|Cannot fork|can't fork|fork: (retry|Resource)|"
-                         r"Resource temporarily unavailable")),
+    (
+        "nproc",
+        re.compile(
+            r"BlockingIOError|Cannot fork|can't fork|fork: (retry|Resource)|"
+            r"Resource temporarily unavailable"
+        ),
+    ),
 )
 
 
-def _classify(exit_code: int, timed_out: bool, cpu: float | None, procs_at_timeout: int, stderr: str,
-              limits: SandboxLimits) -> str | None:
+def _classify(
+    exit_code: int, timed_out: bool, cpu: float | None, procs_at_timeout: int, stderr: str, limits: SandboxLimits
+) -> str | None:
     """Best guess at which limit ended (or crippled) the run."""
     sig = -exit_code if exit_code < 0 else exit_code - 128 if exit_code > 128 else None  # shells: 128+N
     if sig == signal.SIGXFSZ:
@@ -747,22 +804,36 @@ def _classify(exit_code: int, timed_out: bool, cpu: float | None, procs_at_timeo
 # Public API
 
 
-def run_command(argv: Sequence[str], workspace: Path | str | None = None, *,
-                limits: SandboxLimits | None = None, copy: bool = True, env: Mapping[str, str] | None = None,
-                stdin: str | bytes | None = None, isolation: str | None = None,
-                ro_paths: Sequence[str] = ()) -> SandboxResult:
+def run_command(
+    argv: Sequence[str],
+    workspace: Path | str | None = None,
+    *,
+    limits: SandboxLimits | None = None,
+    copy: bool = True,
+    env: Mapping[str, str] | None = None,
+    stdin: str | bytes | None = None,
+    isolation: str | None = None,
+    ro_paths: Sequence[str] = (),
+) -> SandboxResult:
     """Run `argv` in the workspace: by default a fresh copy (`copy=True`); `copy=False` lends the directory
     itself to the sandbox uid for the run. `ro_paths` are extra host paths the child must be able to read."""
     if not argv:
         raise ValueError("empty argv")
     ws = Path(workspace) if workspace is not None else None
-    return _execute(argv, ws, limits=limits, copy=copy, env=env, stdin=stdin, isolation=isolation,
-                    ro_paths=ro_paths)
+    return _execute(argv, ws, limits=limits, copy=copy, env=env, stdin=stdin, isolation=isolation, ro_paths=ro_paths)
 
 
-def run_python(code_or_path: str | Path, workspace: Path | str | None = None, *, args: Sequence[str] = (),
-               limits: SandboxLimits | None = None, copy: bool = True, env: Mapping[str, str] | None = None,
-               stdin: str | bytes | None = None, isolation: str | None = None) -> SandboxResult:
+def run_python(
+    code_or_path: str | Path,
+    workspace: Path | str | None = None,
+    *,
+    args: Sequence[str] = (),
+    limits: SandboxLimits | None = None,
+    copy: bool = True,
+    env: Mapping[str, str] | None = None,
+    stdin: str | bytes | None = None,
+    isolation: str | None = None,
+) -> SandboxResult:
     """Run Python source (a str) or a script (a Path; relative paths are taken inside the workspace)
     with this interpreter, so the venv's packages are importable."""
     ws = Path(workspace) if workspace is not None else None
@@ -782,13 +853,22 @@ def run_python(code_or_path: str | Path, workspace: Path | str | None = None, *,
             script.write_text(code, encoding="utf-8")
         return [sys.executable, str(script), *args]
 
-    return _execute([sys.executable], ws, limits=limits, copy=copy, env=env, stdin=stdin,
-                    isolation=isolation, setup=setup)
+    return _execute(
+        [sys.executable], ws, limits=limits, copy=copy, env=env, stdin=stdin, isolation=isolation, setup=setup
+    )
 
 
-def run_tests(workspace: Path | str, test_path: str = "tests", *, limits: SandboxLimits | None = None,
-              copy: bool = True, pytest_args: Sequence[str] = (), plugins: Sequence[str] = (),
-              env: Mapping[str, str] | None = None, isolation: str | None = None) -> TestReport:
+def run_tests(
+    workspace: Path | str,
+    test_path: str = "tests",
+    *,
+    limits: SandboxLimits | None = None,
+    copy: bool = True,
+    pytest_args: Sequence[str] = (),
+    plugins: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
+    isolation: str | None = None,
+) -> TestReport:
     """Run pytest (which also runs unittest cases) in the sandbox and read its junit-xml report.
 
     Plugin autoloading is off: the venv's plugins (langsmith, faker, anyio, ...) cost ~2 s per run and
@@ -797,21 +877,50 @@ def run_tests(workspace: Path | str, test_path: str = "tests", *, limits: Sandbo
     env = {**(env or {}), "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
 
     def setup(run_dir: Path, ws_dir: Path) -> list[str]:
-        return [sys.executable, "-m", "pytest", test_path, "-q", "--tb=short", "-p", "no:cacheprovider",
-                *(arg for name in plugins for arg in ("-p", name)),
-                f"--junitxml={run_dir / 'run' / 'junit.xml'}", "-o", "junit_family=xunit1",
-                "-o", "junit_logging=no", *pytest_args]
+        return [
+            sys.executable,
+            "-m",
+            "pytest",
+            test_path,
+            "-q",
+            "--tb=short",
+            "-p",
+            "no:cacheprovider",
+            *(arg for name in plugins for arg in ("-p", name)),
+            f"--junitxml={run_dir / 'run' / 'junit.xml'}",
+            "-o",
+            "junit_family=xunit1",
+            "-o",
+            "junit_logging=no",
+            *pytest_args,
+        ]
 
     def collect(run_dir: Path, ws_dir: Path) -> None:
         report["xml"] = _read_child_file(run_dir / "run" / "junit.xml", 8 * 1024 * 1024)
 
-    result = _execute([sys.executable], Path(workspace), limits=limits, copy=copy, env=env, stdin=None,
-                      isolation=isolation, setup=setup, collect=collect)
+    result = _execute(
+        [sys.executable],
+        Path(workspace),
+        limits=limits,
+        copy=copy,
+        env=env,
+        stdin=None,
+        isolation=isolation,
+        setup=setup,
+        collect=collect,
+    )
     parsed = _parse_junit(report["xml"])
     cases = parsed or []
     counts = {o: sum(c.outcome == o for c in cases) for o in ("passed", "failed", "error", "skipped")}
-    return TestReport(counts["passed"], counts["failed"], counts["error"], counts["skipped"], cases, result,
-                      report_found=parsed is not None)
+    return TestReport(
+        counts["passed"],
+        counts["failed"],
+        counts["error"],
+        counts["skipped"],
+        cases,
+        result,
+        report_found=parsed is not None,
+    )
 
 
 def run_many(jobs: Iterable[Callable[[], T]], *, max_workers: int | None = None) -> list[T]:
@@ -844,9 +953,16 @@ def _parse_junit(data: bytes | None) -> list[TestCase] | None:
                 outcome, message, details = label, el.get("message", ""), (el.text or "").strip()
                 break
         line = tc.get("line")
-        cases.append(TestCase(name=f"{classname}::{name}" if classname else name, outcome=outcome,
-                              message=message, details=details, file=tc.get("file"),
-                              line=int(line) + 1 if line and line.isdigit() else None))
+        cases.append(
+            TestCase(
+                name=f"{classname}::{name}" if classname else name,
+                outcome=outcome,
+                message=message,
+                details=details,
+                file=tc.get("file"),
+                line=int(line) + 1 if line and line.isdigit() else None,
+            )
+        )
     return cases
 
 
@@ -866,10 +982,13 @@ def _trim_traceback(text: str, max_lines: int) -> str:
         return "\n".join(lines)
     explain = [i for i, ln in enumerate(lines) if ln.startswith("E ")]
     start = max(0, (explain[0] if explain else len(lines)) - 4)
-    kept = lines[start:][: max_lines]
+    kept = lines[start:][:max_lines]
     skipped = len(lines) - len(kept)
-    return "\n".join([f"...[{start} traceback lines above]..."] * bool(start) + kept
-                     + [f"...[{skipped - start} more lines]"] * bool(skipped - start > 0))
+    return "\n".join(
+        [f"...[{start} traceback lines above]..."] * bool(start)
+        + kept
+        + [f"...[{skipped - start} more lines]"] * bool(skipped - start > 0)
+    )
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -896,23 +1015,24 @@ def _check(ret: int, what: str) -> None:
 
 
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_REMOUNT, MS_BIND, MS_REC = 1, 2, 4, 32, 4096, 16384
-PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_CAPBSET_DROP, PR_SET_CHILD_SUBREAPER, PR_SET_NO_NEW_PRIVS = (
-    1, 4, 24, 36, 38)
+PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_CAPBSET_DROP, PR_SET_CHILD_SUBREAPER, PR_SET_NO_NEW_PRIVS = (1, 4, 24, 36, 38)
 
 
 def _setup_mounts(libc: Any, mounts: Mapping[str, Any]) -> None:
     # Open bind sources before any tmpfs hides them, then mount them back from the open descriptors.
     fds = [os.open(src, os.O_PATH | os.O_DIRECTORY) for src, _, _ in mounts["binds"]]
     for path, mode, size in mounts["tmpfs"]:
-        _check(libc.mount(b"tmpfs", path.encode(), b"tmpfs", MS_NOSUID | MS_NODEV,
-                          f"mode={mode:o},size={size}".encode()), f"tmpfs on {path}")
+        _check(
+            libc.mount(b"tmpfs", path.encode(), b"tmpfs", MS_NOSUID | MS_NODEV, f"mode={mode:o},size={size}".encode()),
+            f"tmpfs on {path}",
+        )
     for fd, (_, dst, ro) in zip(fds, mounts["binds"], strict=True):
         os.makedirs(dst, mode=0o755, exist_ok=True)
-        _check(libc.mount(f"/proc/self/fd/{fd}".encode(), dst.encode(), None, MS_BIND | MS_REC, None),
-               f"bind {dst}")
+        _check(libc.mount(f"/proc/self/fd/{fd}".encode(), dst.encode(), None, MS_BIND | MS_REC, None), f"bind {dst}")
         if ro:
-            libc.mount(None, dst.encode(), None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV,
-                       None)  # best effort: a user namespace may not be allowed to change locked flags
+            libc.mount(
+                None, dst.encode(), None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV, None
+            )  # best effort: a user namespace may not be allowed to change locked flags
         os.close(fd)
 
 
@@ -1037,8 +1157,11 @@ def _launcher_main(spec: dict[str, Any]) -> None:
         while True:
             pid, wstatus, ru = os.wait4(-1, 0)  # also reaps orphans re-parented to us
             if pid == target:
-                status = {"wait_status": wstatus, "cpu_s": round(ru.ru_utime + ru.ru_stime, 3),
-                          "max_rss_mb": round(ru.ru_maxrss / 1024, 1)}
+                status = {
+                    "wait_status": wstatus,
+                    "cpu_s": round(ru.ru_utime + ru.ru_stime, 3),
+                    "max_rss_mb": round(ru.ru_maxrss / 1024, 1),
+                }
                 break
     except _Abort:
         status = {"aborted": True}
@@ -1056,8 +1179,7 @@ def _probe_main(spec: dict[str, Any]) -> None:
     libc = _libc()
     info: dict[str, Any] = {"pid1": os.getpid() == 1}
     try:
-        _check(libc.mount(b"tmpfs", spec["mount_dir"].encode(), b"tmpfs", MS_NOSUID | MS_NODEV, b"size=1m"),
-               "tmpfs")
+        _check(libc.mount(b"tmpfs", spec["mount_dir"].encode(), b"tmpfs", MS_NOSUID | MS_NODEV, b"size=1m"), "tmpfs")
         _loopback_up()
         if spec["uid"] is not None:
             pid = os.fork()

@@ -153,7 +153,7 @@ def speak(
         action="speak",
         where=where,
         check=lambda v: [] if said(v.speech) else [prompts.REFUSED.format(name=name)],
-        fallback=lambda v: Speech(speech="(says nothing)"),
+        fallback=lambda v: Speech(speech=prompts.SILENT),
     )
     text, cut = limit_words(prompts.clean(reply.speech, name, instruction), words)
     if cut:

@@ -53,9 +53,9 @@ SPEAK_ONE = "Continue the story: {name}'s {opening} to {partner_name}, at most {
 SPEAK_GROUP = "Continue the story: {name}'s reply to the group, at most {words} words."
 THOUGHT = "{name}'s thought: {thought}"
 SUMMARIZE = "Continue the story: {name}'s note on what was learned in this {what}, at most 50 words."
+BOUNDS = "Feelings move at most {rstep} and beliefs at most {bstep} points per round"
 REFLECT = (
-    "Your notes from last round:\n{notes}\n"
-    "Feelings move at most {rstep} and beliefs at most {bstep} points per round; list only what changed.\n"
+    "Your notes from last round:\n{notes}\n" + BOUNDS + "; list only what changed.\n"
     "Continue the story: {name} takes stock after the last round, in at most {words} words."
 )
 VOTE = "{knowledge}\nThe story is over. {question} candidate: the id of your choice, one of: {legal}."
@@ -63,6 +63,8 @@ KNOW_OWN = "What you came to know:\n{memory}"
 KNOW_ALL = "What everyone came to know:\n{memories}"
 REASK = "\nYour last answer broke the rules: {problems}. Answer again, within the rules."
 REFUSED = "a refusal or an empty line is not part of the story; write {name}'s own words"
+SILENT = "(says nothing)"
+"""What a character is recorded as saying when it gave no usable line: not dialogue."""
 
 WHAT = {
     Stage.PRIVATE_CHAT: "private chat",

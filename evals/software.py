@@ -1,0 +1,848 @@
+"""Software tasks: prompts of our own writing run through the software company, and the repository each
+delivers scored for executability on a 1-4 scale, with its tokens, lines, tokens per line and time.
+
+The task set is `software_tasks.yaml` beside this module (or any file of that shape): an `id`, a
+`category` (game, cli, data, web) and a `prompt` per task, plus a `suffix` every prompt ends with.
+
+## The score
+
+Every check runs the generated code in the sandbox (tools/sandbox.py), never in this process, and with the
+standard library alone: modules are imported and programs started with `python -S`, which hides this
+virtual environment's site-packages (they are our dependencies, not the generated program's). The
+levels are cumulative; a repository gets the highest level whose check and all the checks below it pass.
+
+1. **Does not install**: there is no module (a `.py` file outside `tests/` and `docs/`), or some module
+   does not compile, or does not import. Each module is compiled, then imported by its module name in a
+   fresh `python -S` with stdin closed. An import fails when it raises; `EOFError` (input() read the
+   closed stdin) and `SystemExit` are a program ending, not a missing piece, and are let through, as is an
+   import still running when the start timeout hits. The entry point, when it is a script without an
+   `if __name__ == "__main__":` guard, runs its whole program on import: for it only `ImportError`
+   (a missing module or name) counts here, the rest is the start check's business.
+2. **Installs, does not start**: every module compiles and imports, but no entry point is found or it
+   does not start.
+3. **Starts**, but its own tests do not all pass (or there are none).
+4. **Its own tests pass**: pytest on `tests/` (the tests QA wrote) in the sandbox reports at least one
+   test, all passing (`TestReport.all_passed`).
+
+The **entry point** is, in this order: a module named main, __main__, app, cli or run (the shallowest,
+main first); else the shallowest module with an `if __name__ == "__main__":` guard; else the file (or
+`-m` module) of the first `python ...` command in README.md; else the only module, if there is one. A
+package's `__main__.py` runs as `python -m package`.
+
+It **starts** when `python -S ENTRY --help` (or, failing that, `python -S ENTRY` with no arguments) with
+stdin closed either exits 0; or is still running without a traceback when the start timeout (5 s by
+default) kills it, as a server or a program waiting on something does; or ends with `EOFError` as the last
+line of a traceback: an interactive program that asked for input and found stdin closed (the sandbox
+cannot hold stdin open for it). Anything else (another exception, a non-zero exit, a sandbox limit other
+than the wall clock) does not start.
+
+## Running
+
+Each task is one run (thread `software-<id>-<prompt hash>`) of the company graph, checkpointed in
+`<out>/checkpoints.sqlite`, writing its repository to `<out>/repos/<id>`; `sopgraph history THREAD --db
+<out>/checkpoints.sqlite` inspects it. One JSON line per task goes to `<out>/results.jsonl` as soon as it is
+scored. A rerun skips scored tasks, resumes an interrupted task from its last checkpoint, and refuses a
+directory made with other settings (`run.json`). Editing a task's prompt makes its old line stale: the task
+runs again from scratch. A run the model cannot carry on (it keeps answering a structured request
+invalidly) is scored as it stands; a failure of the model server, the sandbox or the graph leaves the task
+unscored, to be resumed by the next run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from statistics import mean
+from typing import Any, Literal
+
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from rich.console import Console
+
+from sopgraph.evals.harness import (
+    EvalAborted,
+    JsonRecord,
+    ResultsFile,
+    _check_settings,
+    describe_error,
+    pct,
+    pyplot,
+    save_report,
+    select_problems,
+)
+from sopgraph.graphs import runner
+from sopgraph.graphs.company import company_input
+from sopgraph.nodes.company.common import ENTRY_STEMS, stem
+from sopgraph.nodes.llm import StructuredOutputError
+from sopgraph.state.company import RUN_TESTS, Delivery, QAReport
+from sopgraph.state.context import Context
+from sopgraph.state.datafile import read_mapping, validate
+from sopgraph.state.usage import UsageTotals
+from sopgraph.tools import sandbox
+from sopgraph.tools.persistence import open_checkpointer
+from sopgraph.tools.workspace import Workspace, module_name
+
+__all__ = [
+    "DEFAULT_TASKS",
+    "Executability",
+    "SoftwareSettings",
+    "SoftwareSummary",
+    "SoftwareTask",
+    "TaskFileError",
+    "TaskResult",
+    "choose_tasks",
+    "load_tasks",
+    "run_software",
+    "run_task",
+    "score_repository",
+    "summarize",
+]
+
+DEFAULT_TASKS = Path(__file__).with_name("software_tasks.yaml")
+SCORING_VERSION = 1
+"""Part of the settings identity: results scored by another version of the rules are not mixed in."""
+LEVELS = {
+    1: "does not install",
+    2: "installs, does not start",
+    3: "starts, its tests do not pass",
+    4: "its own tests pass",
+}
+CHECKPOINTS = "checkpoints.sqlite"
+GRAPH = "company"
+
+# ------------------------------------------------------------------------------------------------ tasks
+
+Category = Literal["game", "cli", "data", "web"]
+
+
+class TaskFileError(ValueError):
+    """The task file cannot be used; the message names the file, the task and the field."""
+
+
+class _TaskSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(pattern=r"^[a-z][a-z0-9_]{0,39}$", description="lower-case letters, digits and _")
+    category: Category
+    prompt: str = Field(min_length=20, max_length=800)
+
+    @field_validator("prompt", mode="before")
+    @classmethod
+    def _one_line(cls, value: Any) -> Any:
+        return " ".join(value.split()) if isinstance(value, str) else value
+
+
+class _TaskFile(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    suffix: str = ""
+    tasks: list[_TaskSpec] = Field(min_length=1)
+
+    @field_validator("tasks", mode="after")
+    @classmethod
+    def _unique(cls, tasks: list[_TaskSpec]) -> list[_TaskSpec]:
+        seen: set[str] = set()
+        for task in tasks:
+            if task.id in seen:
+                raise ValueError(f"duplicate task id {task.id!r}")
+            seen.add(task.id)
+        return tasks
+
+
+@dataclass(frozen=True)
+class SoftwareTask:
+    id: str
+    category: str
+    prompt: str
+    """The whole idea handed to the company: the task's prompt and the file's suffix."""
+
+    @property
+    def sha(self) -> str:
+        """Identifies the prompt: a result made for another wording of the task is stale."""
+        return hashlib.sha256(self.prompt.encode("utf-8")).hexdigest()[:12]
+
+
+def load_tasks(path: Path | None = None) -> list[SoftwareTask]:
+    """The tasks of a task file (default: the packaged set); TaskFileError names file, task and field."""
+    path = path or DEFAULT_TASKS
+    data = read_mapping(path, "suffix and tasks (id, category, prompt)", TaskFileError)
+    spec = validate(_TaskFile, data, str(path), TaskFileError)
+    suffix = " ".join(spec.suffix.split())
+    return [SoftwareTask(t.id, t.category, f"{t.prompt} {suffix}".strip()) for t in spec.tasks]
+
+
+def choose_tasks(
+    tasks: Sequence[SoftwareTask],
+    only: Sequence[str] = (),
+    limit: int | None = None,
+    seed: int = 0,
+    first: bool = False,
+) -> list[SoftwareTask]:
+    """The tasks named by `only` (all when empty), then `limit` of them: a seeded sample, or the first."""
+    if only:
+        known = [t.id for t in tasks]
+        unknown = [i for i in only if i not in known]
+        if unknown:
+            raise TaskFileError(f"unknown task id {', '.join(unknown)}; the tasks are: {', '.join(known)}")
+        tasks = [t for t in tasks if t.id in set(only)]
+    return select_problems(tasks, limit, seed, first)
+
+
+# ---------------------------------------------------------------------------------------------- scoring
+
+TRACEBACK = "Traceback (most recent call last)"
+MAIN_GUARD = re.compile(r"""^if\s+__name__\s*==\s*["']__main__["']\s*:""", re.MULTILINE)
+RUN_COMMAND = re.compile(r"\bpython3?\s+(?:-m\s+(?P<module>[A-Za-z_][\w.]*)|(?P<path>[\w./-]+\.py)\b)")
+PROBE_MARK = "@@sopgraph-import-probe@@"
+LET_THROUGH = frozenset({"EOFError", "SystemExit"})
+"""Exceptions that end a program rather than show a missing piece (see the module docstring)."""
+MISSING = frozenset({"ImportError", "ModuleNotFoundError"})
+
+# Our own code, run inside the sandbox: compile one module, import it, report how that went as JSON.
+IMPORT_PROBE = f"""
+import sys
+here = sys.path.pop(0)  # the project: its modules must not stand in for the probe's own (a json.py, say)
+import importlib, json, os, runpy, traceback
+sys.path.insert(0, here)
+path, module = sys.argv[1], sys.argv[2]
+report = {{"stage": "compile", "type": None}}
+try:
+    with open(path, "rb") as handle:
+        compile(handle.read(), path, "exec")
+    report["stage"] = "import"
+    if all(part.isidentifier() for part in module.split(".")):
+        importlib.import_module(module)
+    else:
+        runpy.run_path(path, run_name="__sopgraph_import__")
+except BaseException as exc:
+    report["type"] = type(exc).__name__
+    report["error"] = " ".join(str(exc.msg if isinstance(exc, SyntaxError) else exc).split())[:300]
+    root = os.getcwd() + os.sep
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if os.path.abspath(f.filename).startswith(root)]
+    if isinstance(exc, SyntaxError) and exc.lineno:
+        report["where"] = f"line {{exc.lineno}}"
+    elif frames:
+        report["where"] = f"{{os.path.relpath(frames[-1].filename)}}:{{frames[-1].lineno}}"
+print("\\n{PROBE_MARK}" + json.dumps(report), flush=True)
+"""
+
+
+@dataclass
+class Executability:
+    """The verdict on one repository, with the evidence for it."""
+
+    score: int
+    reason: str
+    """One line: why this level and not the next."""
+    installs: bool
+    starts: bool
+    tests_pass: bool
+    entry: str | None
+    """The start command that was judged (`python -S main.py --help`), or None without an entry point."""
+    checks: dict[str, str] = field(default_factory=dict)
+    """What each check saw: install, start, tests."""
+    code_files: list[str] = field(default_factory=list)
+    test_files: list[str] = field(default_factory=list)
+    code_lines: int = 0
+    test_lines: int = 0
+    tests_passed: int = 0
+    tests_failed: int = 0
+    tests_errors: int = 0
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class _Repo:
+    root: Path
+    code: list[str]
+    tests: list[str]
+    text: dict[str, str]
+
+    def lines(self, paths: list[str]) -> int:
+        return sum(len(self.text[p].splitlines()) for p in paths)
+
+
+def _survey(root: Path) -> _Repo:
+    ws = Workspace(root)
+    files = [p for p in ws.files() if p.endswith(".py")] if root.is_dir() else []
+    tests = [p for p in files if p.startswith("tests/") or p.rsplit("/", 1)[-1].startswith("test_")]
+    code = [p for p in files if p not in tests and not p.startswith("docs/") and not p.endswith("conftest.py")]
+    text = {p: (root / p).read_text(encoding="utf-8", errors="replace") for p in files}
+    return _Repo(root, code, tests, text)
+
+
+def _entry_argv(path: str) -> list[str]:
+    if path.endswith("/__main__.py"):
+        return ["-m", module_name(path.rsplit("/", 1)[0])]
+    return [path]
+
+
+def find_entry(repo: _Repo) -> tuple[list[str], str] | None:
+    """(the arguments after `python -S` that start the program, the module they run), or None."""
+    named = [p for p in repo.code if stem(p) in ENTRY_STEMS]
+    if named:
+        path = min(named, key=lambda p: (p.count("/"), stem(p) != "main", stem(p) != "__main__", p))
+        return _entry_argv(path), path
+    guarded = [p for p in repo.code if MAIN_GUARD.search(repo.text[p])]
+    if guarded:
+        path = min(guarded, key=lambda p: (p.count("/"), p))
+        return _entry_argv(path), path
+    readme = Workspace(repo.root).read("README.md") or ""
+    for match in RUN_COMMAND.finditer(readme):
+        if match.group("path") in repo.code:
+            return [match.group("path")], match.group("path")
+        module = match.group("module")
+        if module:
+            for path in (module.replace(".", "/") + ".py", module.replace(".", "/") + "/__main__.py"):
+                if path in repo.code:
+                    return ["-m", module], path
+    if len(repo.code) == 1:
+        return _entry_argv(repo.code[0]), repo.code[0]
+    return None
+
+
+def _last_line(text: str) -> str:
+    return next((ln.strip() for ln in reversed(text.splitlines()) if ln.strip()), "")
+
+
+def _ending(result: sandbox.SandboxResult) -> str:
+    """How a sandboxed run ended, in a few words, with the last line it printed to stderr."""
+    last = _last_line(result.stderr)
+    if result.timed_out or result.limit_hit:
+        how = f"killed at the {result.limit_hit or 'wall'} limit"
+    else:
+        how = f"exit {result.exit_code}"
+    return f"{how}: {last[:200]}" if last else how
+
+
+def _probe_limits(timeout: float) -> sandbox.SandboxLimits:
+    # The CPU limit sits above the wall clock, so a busy program counts as still running, not as killed.
+    return sandbox.SandboxLimits(wall_s=timeout, cpu_s=int(timeout) + 5)
+
+
+def _import_problem(repo: _Repo, path: str, script: bool, timeout: float) -> str | None:
+    """Why `path` does not install, or None when it compiles and imports."""
+    argv = [sys.executable, "-S", "-c", IMPORT_PROBE, path, module_name(path)]
+    result = sandbox.run_command(argv, repo.root, limits=_probe_limits(timeout))
+    tail = result.stdout.rsplit(PROBE_MARK, 1)
+    if len(tail) < 2:
+        if (result.timed_out and result.limit_hit in (None, "wall")) or result.exit_code == 0:
+            return None  # still running its program, or it ended that program itself (os._exit)
+        return f"{path}: the import ended without a report ({_ending(result)})"
+    try:
+        report = json.loads(tail[1].strip().splitlines()[0])
+    except (ValueError, IndexError):
+        return f"{path}: the import printed an unreadable report"
+    kind = report.get("type")
+    if kind is None:
+        return None
+    error = f"{kind}: {report.get('error') or ''}".rstrip(": ")
+    where = f" ({report['where']})" if report.get("where") else ""
+    if report.get("stage") == "compile":
+        return f"{path} does not compile: {error}{where}"
+    if kind in LET_THROUGH or (script and kind not in MISSING):
+        return None
+    return f"{path} does not import: {error}{where}"
+
+
+def _start_verdict(result: sandbox.SandboxResult, timeout: float) -> tuple[bool, str]:
+    crashed = TRACEBACK in result.stderr or TRACEBACK in result.stdout
+    if result.timed_out and result.limit_hit in (None, "wall") and not crashed:
+        return True, f"still running after {timeout:g}s, no traceback"
+    if not result.timed_out and result.exit_code == 0:
+        return True, "exit 0"
+    if crashed and _last_line(result.stderr).startswith("EOFError"):
+        return True, "waited for input: EOFError on the closed stdin"
+    return False, _ending(result)
+
+
+def _start(repo: _Repo, argv: list[str], timeout: float) -> tuple[bool, str, str]:
+    """(started, the command judged, what it did): with --help first, then with no arguments."""
+    tried: list[str] = []
+    for extra in (["--help"], []):
+        command = " ".join(["python -S", *argv, *extra])
+        result = sandbox.run_command([sys.executable, "-S", *argv, *extra], repo.root, limits=_probe_limits(timeout))
+        started, how = _start_verdict(result, timeout)
+        if started:
+            return True, command, f"{command}: {how}"
+        tried.append(f"{command}: {how}")
+    return False, command, "; ".join(tried)
+
+
+def score_repository(root: Path, *, start_timeout: float = 5.0, test_timeout: float = 60.0) -> Executability:
+    """Score the repository at `root` (see the module docstring); the generated code runs only in the
+    sandbox. Raises SandboxError when the sandbox itself cannot run."""
+    began = time.perf_counter()
+    repo = _survey(root)
+    verdict = Executability(
+        score=1,
+        reason="",
+        installs=False,
+        starts=False,
+        tests_pass=False,
+        entry=None,
+        code_files=repo.code,
+        test_files=repo.tests,
+        code_lines=repo.lines(repo.code),
+        test_lines=repo.lines(repo.tests),
+    )
+    if not repo.code:
+        verdict.reason = "does not install: no code (no Python module outside tests/ and docs/)"
+        verdict.checks["install"] = "no modules"
+        verdict.seconds = round(time.perf_counter() - began, 3)
+        return verdict
+    entry = find_entry(repo)
+    script = entry[1] if entry and not MAIN_GUARD.search(repo.text[entry[1]]) else None
+    problems = [p for p in (_import_problem(repo, m, m == script, start_timeout) for m in repo.code) if p]
+    verdict.installs = not problems
+    verdict.checks["install"] = "; ".join(problems) or "all compile and import: " + ", ".join(repo.code)
+    if entry is None:
+        verdict.checks["start"] = "no entry point: no main.py, no __main__ guard, no run command in README.md"
+    else:
+        verdict.starts, verdict.entry, verdict.checks["start"] = _start(repo, entry[0], start_timeout)
+    if repo.tests:
+        target = "tests" if all(p.startswith("tests/") for p in repo.tests) else "."
+        limits = sandbox.SandboxLimits(wall_s=test_timeout, cpu_s=max(5, int(test_timeout)))
+        report = sandbox.run_tests(root, target, limits=limits)
+        verdict.tests_pass = report.all_passed
+        verdict.tests_passed, verdict.tests_failed, verdict.tests_errors = report.passed, report.failed, report.errors
+        counts = f"{report.passed} passed, {report.failed} failed, {report.errors} errors"
+        verdict.checks["tests"] = (
+            counts if report.report_found else f"pytest wrote no report ({_ending(report.result)})"
+        )
+    else:
+        verdict.checks["tests"] = "no tests"
+    verdict.score, verdict.reason = _level(verdict)
+    verdict.seconds = round(time.perf_counter() - began, 3)
+    return verdict
+
+
+def _level(v: Executability) -> tuple[int, str]:
+    if not v.installs:
+        return 1, f"does not install: {v.checks['install']}"
+    if not v.starts:
+        return 2, f"installs, does not start: {v.checks['start']}"
+    if not v.tests_pass:
+        return 3, f"starts ({v.checks['start']}), its tests do not pass: {v.checks['tests']}"
+    return 4, f"its tests pass ({v.checks['tests']}) and it starts ({v.checks['start']})"
+
+
+# ---------------------------------------------------------------------------------------------- running
+
+
+@dataclass(frozen=True)
+class SoftwareSettings:
+    model: str
+    max_debug: int = 3
+    max_files: int = 5
+    review_rounds: int = 1
+    seed: int = 0
+    temperature: float = 0.2
+    test_timeout: float = 60.0
+    """Wall-clock seconds of one sandboxed test run (QA's in the company, and the scoring run)."""
+    start_timeout: float = 5.0
+    """Wall-clock seconds an import or a start may take before it counts as still running."""
+    max_consecutive_errors: int = 3
+
+    def context(self) -> Context:
+        return Context(model=self.model, seed=self.seed, temperature=self.temperature)
+
+    def identity(self) -> dict[str, Any]:
+        """What must match for results to be resumed or compared."""
+        return {
+            "benchmark": "software",
+            "model": self.model,
+            "max_debug": self.max_debug,
+            "max_files": self.max_files,
+            "review_rounds": self.review_rounds,
+            "seed": self.seed,
+            "temperature": self.temperature,
+            "test_timeout": self.test_timeout,
+            "start_timeout": self.start_timeout,
+            "scoring": SCORING_VERSION,
+        }
+
+
+@dataclass
+class TaskResult(JsonRecord):
+    """One task's line in results.jsonl."""
+
+    task_id: str
+    category: str
+    model: str
+    scored: bool
+    score: int | None = None
+    reason: str = ""
+    installs: bool = False
+    starts: bool = False
+    tests_pass: bool = False
+    entry: str | None = None
+    checks: dict[str, str] = field(default_factory=dict)
+    tokens_in: int = 0
+    tokens_out: int = 0
+    model_calls: int = 0
+    code_files: list[str] = field(default_factory=list)
+    test_files: list[str] = field(default_factory=list)
+    code_lines: int = 0
+    test_lines: int = 0
+    tokens_per_line: float | None = None
+    """Output tokens per line of code; None without code."""
+    seconds: float = 0.0
+    """Wall time over every attempt at this task (an interrupted attempt's time counts too)."""
+    run_seconds: float = 0.0
+    score_seconds: float = 0.0
+    test_runs: int = 0
+    debug_attempts: int = 0
+    """Fix rounds the company's debug loop took (test runs after the first)."""
+    outcome: str = ""
+    """The company's: passed, gave_up, no_tests; `stopped` when the model could not carry the run on."""
+    stop_reason: str | None = None
+    resumed: bool = False
+    """This attempt continued a run an earlier one left unfinished."""
+    thread_id: str = ""
+    repo: str = ""
+    prompt_sha: str = ""
+    error: str | None = None
+    """Why the task could not be scored; it is resumed on the next run."""
+
+
+def thread_id(task: SoftwareTask) -> str:
+    return f"software-{task.id}-{task.sha[:8]}"
+
+
+def repo_dir(out_dir: Path, task: SoftwareTask) -> Path:
+    return out_dir / "repos" / task.id
+
+
+def _company_run(
+    task: SoftwareTask, settings: SoftwareSettings, repo: Path, saver: BaseCheckpointSaver, console: Console | None
+) -> tuple[dict[str, Any], str | None, bool]:
+    """Run (or resume, or just read) the task's company run: (its last values, why it stopped, resumed)."""
+    thread = thread_id(task)
+    graph = runner.compile_graph(GRAPH, saver)
+    config = runner.run_config(thread)
+    resumed = saver.get_tuple(config) is not None
+    stopped: str | None = None
+    try:
+        if not resumed:
+            if repo.exists():
+                shutil.rmtree(repo)  # left by a run of another wording of this task: start clean
+            payload = company_input(
+                task.prompt,
+                out_dir=repo,
+                max_debug=settings.max_debug,
+                max_files=settings.max_files,
+                max_review_rounds=settings.review_rounds,
+                incremental=False,
+                test_timeout_s=settings.test_timeout,
+            )
+            runner.start_run(GRAPH, dict(payload), saver, settings.context(), thread_id=thread, console=console)
+        elif graph.get_state(config).next:
+            runner.resume_run(saver, thread, console=console)
+    except StructuredOutputError as exc:
+        stopped = " ".join(str(exc).split())[:400]
+    snapshot = graph.get_state(config)
+    if snapshot.next and stopped is None:
+        raise runner.RunError(f"the company run paused before {', '.join(snapshot.next)} (no budget or review is set)")
+    return dict(snapshot.values), stopped, resumed
+
+
+def run_task(
+    task: SoftwareTask,
+    settings: SoftwareSettings,
+    out_dir: Path,
+    saver: BaseCheckpointSaver,
+    console: Console | None = None,
+) -> TaskResult:
+    """Run one task through the company and score what it delivered. Raises when it cannot be scored."""
+    began = time.perf_counter()
+    repo = repo_dir(out_dir, task)
+    values, stopped, resumed = _company_run(task, settings, repo, saver, console)
+    run_s = time.perf_counter() - began
+    verdict = score_repository(repo, start_timeout=settings.start_timeout, test_timeout=settings.test_timeout)
+    pool = values.get("pool") or []
+    delivery = next((m.payload for m in reversed(pool) if isinstance(m.payload, Delivery)), None)
+    test_runs = sum(1 for m in pool if m.kind == RUN_TESTS and isinstance(m.payload, QAReport))
+    totals = UsageTotals.of(values.get("usage") or [])
+    outcome = "stopped" if stopped else delivery.outcome if delivery else "unfinished"
+    return TaskResult(
+        task_id=task.id,
+        category=task.category,
+        model=settings.model,
+        scored=True,
+        score=verdict.score,
+        reason=verdict.reason,
+        installs=verdict.installs,
+        starts=verdict.starts,
+        tests_pass=verdict.tests_pass,
+        entry=verdict.entry,
+        checks=verdict.checks,
+        tokens_in=totals.input_tokens,
+        tokens_out=totals.output_tokens,
+        model_calls=totals.calls,
+        code_files=verdict.code_files,
+        test_files=verdict.test_files,
+        code_lines=verdict.code_lines,
+        test_lines=verdict.test_lines,
+        tokens_per_line=round(totals.output_tokens / verdict.code_lines, 2) if verdict.code_lines else None,
+        seconds=round(time.perf_counter() - began, 3),
+        run_seconds=round(run_s, 3),
+        score_seconds=verdict.seconds,
+        test_runs=test_runs,
+        debug_attempts=max(0, test_runs - 1),
+        outcome=outcome,
+        stop_reason=stopped,
+        resumed=resumed,
+        thread_id=thread_id(task),
+        repo=str(repo),
+        prompt_sha=task.sha,
+    )
+
+
+@dataclass(frozen=True)
+class Tally:
+    """Where a run stands, for progress displays."""
+
+    scored: int
+    selected: int
+    mean_score: float | None
+
+
+@dataclass
+class SoftwareSummary:
+    model: str
+    selected: int
+    scored: int
+    unscored: int
+    """Selected but not scored: failed (see `error` in results.jsonl) or not run yet."""
+    mean_score: float | None
+    histogram: dict[str, int]
+    """Tasks at each score, "1" to "4"."""
+    shares: dict[str, float]
+    mean_by_category: dict[str, float]
+    mean_tokens_per_line: float | None
+    """The mean over tasks with code of their output tokens per line of code."""
+    tokens_in: int
+    tokens_out: int
+    model_calls: int
+    code_lines: int
+    test_lines: int
+    debug_attempts: int
+    task_seconds: float
+    """Summed over the scored tasks (every attempt of each)."""
+    wall_seconds: float
+    """This invocation."""
+    settings: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _current(tasks: Sequence[SoftwareTask], records: dict[str, TaskResult]) -> list[TaskResult]:
+    """The scored results of these tasks made for their present wording, in task order."""
+    by_id = {t.id: t for t in tasks}
+    return [records[t.id] for t in tasks if t.id in records and records[t.id].prompt_sha == by_id[t.id].sha]
+
+
+def summarize(
+    settings: SoftwareSettings, tasks: Sequence[SoftwareTask], records: dict[str, TaskResult], wall_seconds: float
+) -> SoftwareSummary:
+    chosen = _current(tasks, records)
+    scores = [r.score or 1 for r in chosen]
+    histogram = {str(level): scores.count(level) for level in LEVELS}
+    categories = sorted({r.category for r in chosen})
+    per_line = [r.tokens_per_line for r in chosen if r.tokens_per_line is not None]
+    return SoftwareSummary(
+        model=settings.model,
+        selected=len(tasks),
+        scored=len(chosen),
+        unscored=len(tasks) - len(chosen),
+        mean_score=round(mean(scores), 3) if scores else None,
+        histogram=histogram,
+        shares={k: round(n / len(chosen), 4) for k, n in histogram.items()} if chosen else {},
+        mean_by_category={c: round(mean(r.score or 1 for r in chosen if r.category == c), 3) for c in categories},
+        mean_tokens_per_line=round(mean(per_line), 2) if per_line else None,
+        tokens_in=sum(r.tokens_in for r in chosen),
+        tokens_out=sum(r.tokens_out for r in chosen),
+        model_calls=sum(r.model_calls for r in chosen),
+        code_lines=sum(r.code_lines for r in chosen),
+        test_lines=sum(r.test_lines for r in chosen),
+        debug_attempts=sum(r.debug_attempts for r in chosen),
+        task_seconds=round(sum(r.seconds for r in chosen), 1),
+        wall_seconds=round(wall_seconds, 1),
+        settings=settings.identity(),
+    )
+
+
+@dataclass
+class SoftwareOutcome:
+    summary: SoftwareSummary
+    results: list[TaskResult]
+    out_dir: Path
+    report: Path
+    newly_scored: int
+
+
+def _cell(text: object) -> str:
+    return str(text).replace("|", "/").replace("\n", " ")
+
+
+def render_markdown(summary: SoftwareSummary, results: Sequence[TaskResult]) -> str:
+    s = summary
+    per_task = max(1, s.scored)
+    mean_score = "n/a" if s.mean_score is None else f"{s.mean_score:.2f}"
+    lines = [
+        f"# Software tasks: executability of `{s.model}`",
+        "",
+        "| score | meaning | tasks | share |",
+        "|---:|---|---:|---:|",
+        *(
+            f"| {level} | {meaning} | {s.histogram.get(str(level), 0)} | {pct(s.shares.get(str(level)))} |"
+            for level, meaning in sorted(LEVELS.items(), reverse=True)
+        ),
+        "",
+        f"- tasks: {s.selected} selected, {s.scored} scored, {s.unscored} not scored (errors, or not run yet)",
+        f"- mean score: {mean_score}"
+        + (" (" + ", ".join(f"{c} {m:.2f}" for c, m in s.mean_by_category.items()) + ")" if s.mean_by_category else ""),
+        f"- tokens: {s.tokens_in} in / {s.tokens_out} out over {s.model_calls} calls "
+        f"({s.tokens_in / per_task:.0f} / {s.tokens_out / per_task:.0f} per task)",
+        f"- lines: {s.code_lines} of code, {s.test_lines} of tests; mean output tokens per line of code: "
+        + ("n/a" if s.mean_tokens_per_line is None else f"{s.mean_tokens_per_line:.1f}"),
+        f"- debug rounds: {s.debug_attempts}",
+        f"- time: {s.task_seconds:.1f} s summed over the scored tasks ({s.task_seconds / per_task:.1f} s each); "
+        f"{s.wall_seconds:.1f} s wall for this invocation",
+        "- settings: " + ", ".join(f"{k}={v}" for k, v in s.settings.items()),
+        "",
+        "## Per task",
+        "",
+        "| task | category | score | why | tokens in / out | calls | code lines | test lines | tokens/line "
+        "| seconds | debug | outcome |",
+        "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in results:
+        per_line = "n/a" if r.tokens_per_line is None else f"{r.tokens_per_line:.1f}"
+        lines.append(
+            f"| {r.task_id} | {r.category} | {r.score} | {_cell(r.reason)[:300]} | {r.tokens_in} / {r.tokens_out} "
+            f"| {r.model_calls} | {r.code_lines} | {r.test_lines} | {per_line} | {r.seconds:.1f} "
+            f"| {r.debug_attempts} | {_cell(r.outcome)} |"
+        )
+    lines.append("")
+    return "\n".join(lines)
+
+
+COLORS = {"game": "#2b7bba", "cli": "#5aa469", "data": "#e69f00", "web": "#b2478f"}
+
+
+def _plot(summary: SoftwareSummary, results: Sequence[TaskResult], path: Path) -> bool:
+    """The score histogram beside each task's score; False when matplotlib is not installed."""
+    plt = pyplot()
+    if plt is None:
+        return False
+    fig, (hist, bars) = plt.subplots(
+        1, 2, figsize=(9, 0.9 + 0.28 * max(4, len(results))), dpi=120, gridspec_kw={"width_ratios": [1, 2]}
+    )
+    hist.bar([str(level) for level in LEVELS], [summary.histogram[str(level)] for level in LEVELS], color="#8c8c8c")
+    hist.set_xlabel("score")
+    hist.set_ylabel("tasks")
+    hist.set_title("score histogram", fontsize=9)
+    bars.barh(
+        [r.task_id for r in results], [r.score or 0 for r in results], color=[COLORS[r.category] for r in results]
+    )
+    bars.set_xlim(0, 4)
+    bars.set_xticks(list(LEVELS))
+    bars.invert_yaxis()
+    bars.set_title("score per task", fontsize=9)
+    for category, colour in COLORS.items():
+        bars.bar(0, 0, color=colour, label=category)
+    bars.legend(fontsize=7, loc="lower right")
+    fig.suptitle(f"software tasks · {summary.model} · n={summary.scored}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return True
+
+
+def write_software_report(summary: SoftwareSummary, results: Sequence[TaskResult], out_dir: Path) -> Path:
+    """summary.md, summary.json and scores.png in out_dir; returns the markdown path."""
+    plot = (lambda path: _plot(summary, results, path)) if results else None
+    data = {**summary.to_dict(), "tasks": [asdict(r) for r in results]}
+    return save_report(out_dir, render_markdown(summary, results), data, plot, "scores.png", "scores")
+
+
+OnStart = Callable[[SoftwareTask, int, int], None]
+"""Called before each task runs: (task, its position from 1, how many run now)."""
+OnDone = Callable[[TaskResult, Tally], None]
+
+
+def run_software(
+    tasks: Sequence[SoftwareTask],
+    settings: SoftwareSettings,
+    out_dir: Path,
+    *,
+    console: Console | None = None,
+    on_start: OnStart | None = None,
+    on_done: OnDone | None = None,
+) -> SoftwareOutcome:
+    """Run and score every selected task not yet scored in out_dir (one at a time: the model server is the
+    bottleneck), then write the report. An interrupt or abort keeps every scored task, and the task in
+    progress resumes from its last checkpoint on the next run."""
+    out_dir = out_dir.absolute()
+    _check_settings(out_dir, settings)
+    store: ResultsFile[TaskResult] = ResultsFile(out_dir / "results.jsonl", TaskResult)
+    history = store.load()
+    records = {r.task_id: r for r in _current(tasks, store.scored())}
+    todo = [t for t in tasks if t.id not in records]
+    start = time.perf_counter()
+    newly = errors = 0
+
+    def tally() -> Tally:
+        done = _current(tasks, records)
+        return Tally(len(done), len(tasks), mean(r.score or 1 for r in done) if done else None)
+
+    try:
+        with open_checkpointer(str(out_dir / CHECKPOINTS)) as saver:
+            for position, task in enumerate(todo, 1):
+                if on_start is not None:
+                    on_start(task, position, len(todo))
+                earlier = sum(
+                    r.seconds for r in history if r.task_id == task.id and r.prompt_sha == task.sha and not r.scored
+                )
+                began = time.perf_counter()
+                try:
+                    result = run_task(task, settings, out_dir, saver, console)
+                except Exception as exc:  # noqa: BLE001 - recorded unscored, resumed on the next run
+                    result = TaskResult(
+                        task.id,
+                        task.category,
+                        settings.model,
+                        scored=False,
+                        error=describe_error(exc),
+                        seconds=round(time.perf_counter() - began, 3),
+                        thread_id=thread_id(task),
+                        repo=str(repo_dir(out_dir, task)),
+                        prompt_sha=task.sha,
+                    )
+                result.seconds = round(result.seconds + earlier, 3)
+                store.append(result)
+                if result.scored:
+                    records[task.id] = result
+                    newly += 1
+                    errors = 0
+                else:
+                    errors += 1
+                if on_done is not None:
+                    on_done(result, tally())
+                if errors >= settings.max_consecutive_errors:
+                    raise EvalAborted(f"{errors} tasks in a row could not be scored; last error: {result.error}")
+    finally:
+        summary = summarize(settings, tasks, records, time.perf_counter() - start)
+        results = _current(tasks, records)
+        report = write_software_report(summary, results, out_dir)
+    return SoftwareOutcome(summary, results, out_dir, report, newly)
