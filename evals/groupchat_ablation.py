@@ -36,6 +36,7 @@ from sopgraph.evals.harness import (
 )
 from sopgraph.graphs import runner
 from sopgraph.graphs.groupchat import groupchat_input
+from sopgraph.graphs.groupchat_report import write_report as story_report
 from sopgraph.state.context import Context
 from sopgraph.state.groupchat import Ablations, Scenario
 from sopgraph.state.usage import UsageRecord, UsageTotals
@@ -249,6 +250,7 @@ def run_switch(
     try:
         console = Console(file=cast(IO[str], log), width=160, color_system=None)
         values, resumed = simulate(saver, settings, switch, console, progress)
+        story_report(values, out_dir / f"{safe_name(switch)}.html", run_id=thread_for(switch), model=settings.model)
         rows: list[ProbeRow] = []
         usage: list[UsageRecord] = []
         if settings.probes:
@@ -397,6 +399,8 @@ def render_markdown(settings: GroupChatEvalSettings, records: Sequence[SwitchRes
         "chat), words lower-cased without punctuation, characters with whitespace collapsed.",
         "- seconds: wall time of the invocation that scored the switch; model calls and tokens cover the whole "
         "run and its probes.",
+        "- Each switch's story, as `sopgraph groupchat` reports it (transcript, heatmaps, beliefs, votes): "
+        + ", ".join(f"[{r.switch}]({safe_name(r.switch)}.html)" for r in records if r.scored),
         "- settings: " + ", ".join(f"{k}={v}" for k, v in settings.identity().items()),
         "",
     ]

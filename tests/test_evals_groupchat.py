@@ -389,6 +389,8 @@ def test_cli_runs_two_switches_and_writes_the_report(scripted: Scripted, tmp_pat
     report = (out / "summary.md").read_text()
     assert "Observed character: **Bruno Hartmann (bruno)**" in report and "![probe accuracy](probes.png)" in report
     assert (out / "baseline.log").read_text().count("✓ tally") == 1
+    story = (out / "meeting.html").read_text()  # each switch's story report: transcript, heatmaps, votes
+    assert "Bruno Hartmann" in story and "data:image/png;base64," in story
 
     code, _, err = cli(*args, "--ablations", "meeting", "--out", str(out))
     assert code == 0 and "baseline: scored earlier" in err
