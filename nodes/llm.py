@@ -17,7 +17,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 from langchain_core.language_models import BaseChatModel
@@ -77,13 +77,21 @@ def forget_model(name: str) -> None:
             client.close()
 
 
-def _is_connection_error(exc: BaseException) -> bool:
+def _causes(exc: BaseException) -> Iterator[BaseException]:
     chain: BaseException | None = exc
     while chain is not None:
-        if "ConnectionError" in type(chain).__name__ or "ConnectError" in type(chain).__name__:
-            return True
+        yield chain
         chain = chain.__cause__ or chain.__context__
-    return False
+
+
+def _is_connection_error(exc: BaseException) -> bool:
+    return any("ConnectionError" in type(e).__name__ or "ConnectError" in type(e).__name__ for e in _causes(exc))
+
+
+def _is_closed_client(exc: BaseException) -> bool:
+    """httpx refusing a request on a client that forget_model closed: another thread replaced the server
+    while this one held the old client."""
+    return any(isinstance(e, RuntimeError) and "client has been closed" in str(e) for e in _causes(exc))
 
 
 def provider_of(name: str) -> str:
@@ -286,9 +294,12 @@ class ModelGateway:
             except Exception as exc:
                 if isinstance(exc, GraphBubbleUp):
                     raise
-                if not retry and provider_of(self.model_name) == "local" and _is_connection_error(exc):
-                    forget_model(self.model_name)
-                    continue
+                if not retry and provider_of(self.model_name) == "local":
+                    if _is_connection_error(exc):
+                        forget_model(self.model_name)
+                        continue
+                    if _is_closed_client(exc):  # already dropped from the cache: resolve afresh, retry
+                        continue
                 raise ModelError(f"{self.model_name} ({self.role}): {_one_line(exc)}") from exc
         raise AssertionError("unreachable")
 

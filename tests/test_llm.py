@@ -230,3 +230,21 @@ def test_pitch_schema_generated_by_scripted_model_validates(scripted) -> None:  
     name, _ = scripted
     pitch = gateway(name).structured(Pitch, "idea")
     assert 1 <= len(pitch.features) <= 8 and pitch.doc_type == "Pitch"
+
+
+def test_a_client_closed_by_another_thread_gets_one_retry(monkeypatch: pytest.MonkeyPatch) -> None:
+    """When one thread restarts the shared local server it closes the old client; a request another thread
+    sends on it must be retried on the fresh client, not fail."""
+    import sopgraph.nodes.llm as llm
+
+    class Closed(ScriptedChatModel):
+        def invoke(self, *args: Any, **kwargs: Any) -> Any:
+            raise RuntimeError("Cannot send a request, as the client has been closed.")
+
+    models = iter([Closed(), ScriptedChatModel(script=lambda request: "fresh")])
+    monkeypatch.setattr(llm, "resolve_model", lambda name, ctx=None: next(models))
+    assert gateway("local").text("hi") == "fresh"
+
+    models = iter([Closed(), Closed()])
+    with pytest.raises(ModelError, match="client has been closed"):
+        gateway("local").text("hi")
