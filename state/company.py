@@ -227,7 +227,9 @@ class Requirement(BaseModel):
 class PRD(ModelDocument):
     """Product requirement document for a small Python program."""
 
-    project_name: Text = Field(description="Short snake_case name of this product, taken from the requirement.", min_length=1)
+    project_name: Text = Field(
+        description="Short snake_case name of this product, taken from the requirement.", min_length=1
+    )
     product_goals: Items = Field(description="Up to 3 goals.", min_length=1)
     user_stories: Items = Field(description="Up to 5 stories: 'As a user, I want ... so that ...'.", min_length=1)
     competitive_analysis: Items = Field(default_factory=list, description="Up to 3 similar products, one line each.")
@@ -282,7 +284,8 @@ class SystemDesign(ModelDocument):
 
     implementation_approach: Text = Field(description="How to build it, two or three sentences.", min_length=1)
     file_list: Annotated[list[str], BeforeValidator(_string_list(limit=24))] = Field(
-        description="Python files to write, named after what they do in this product, main.py first; at most 5; no tests.", min_length=1
+        description="Python files to write, named for what they do here, main.py first; at most 5; no tests.",
+        min_length=1,
     )
     data_structures: Annotated[str, BeforeValidator(_mermaid("classDiagram"))] = Field(
         default="classDiagram", description="Mermaid classDiagram of the classes and their methods."

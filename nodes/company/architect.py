@@ -18,7 +18,8 @@ ROLE = Role(
     goal="design a small, simple Python program that meets the PRD",
     constraints=(
         "Python standard library only; as few files as the job needs; plain module names named after what "
-        "they do in this product, and main.py; no test files (QA writes tests); answer only through the SystemDesign tool"
+        "they do in this product, and main.py; no test files (QA writes tests); "
+        "answer only through the SystemDesign tool"
     ),
     watches=Subscription(kinds=frozenset({WRITE_PRD, EXISTING_DESIGN})),
 )
