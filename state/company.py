@@ -284,7 +284,9 @@ class SystemDesign(ModelDocument):
 
     implementation_approach: Text = Field(description="How to build it, two or three sentences.", min_length=1)
     file_list: Annotated[list[str], BeforeValidator(_string_list(limit=24))] = Field(
-        description="Python files to write, named for what they do here, main.py first; at most 5; no tests.",
+        description=(
+            "Python files to write, named after what they do in this product, main.py first; at most 5; no tests."
+        ),
         min_length=1,
     )
     data_structures: Annotated[str, BeforeValidator(_mermaid("classDiagram"))] = Field(
