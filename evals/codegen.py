@@ -51,6 +51,10 @@ MAX_SHOWN = 300
 """Characters of a value, test or message shown back to the model."""
 
 
+# The system prompt of every code-generation benchmark (HumanEval, MBPP).
+SYSTEM = "You are an expert Python programmer. Answer with Python code in one ```python block, no explanations."
+
+
 @dataclass(frozen=True)
 class Problem:
     """One benchmark item, as the harness needs it."""

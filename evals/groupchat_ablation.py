@@ -27,7 +27,7 @@ from sopgraph.evals.groupchat_probes import PROBE_IDS, ProbeRow, accuracy, accur
 from sopgraph.evals.harness import (
     JsonRecord,
     ResultsFile,
-    _check_settings,
+    check_settings,
     describe_error,
     pct,
     pyplot,
@@ -283,7 +283,7 @@ def run_groupchat_eval(
     """Score every switch not yet scored in out_dir, then write the report over all scored switches.
     SettingsMismatch when out_dir holds results made with other settings."""
     report = progress or (lambda switch, what: None)
-    _check_settings(out_dir, settings)
+    check_settings(out_dir, settings)
     store: ResultsFile[SwitchResult] = ResultsFile(out_dir / "results.jsonl", SwitchResult, key="switch")
     records = store.scored()
     failed: list[SwitchResult] = []

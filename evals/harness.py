@@ -56,6 +56,7 @@ __all__ = [
     "ResultsFile",
     "RunOutcome",
     "SettingsMismatch",
+    "check_settings",
     "Summary",
     "Tally",
     "describe_error",
@@ -467,7 +468,7 @@ class Identified(Protocol):
     def identity(self) -> dict[str, Any]: ...
 
 
-def _check_settings(out_dir: Path, settings: Identified) -> None:
+def check_settings(out_dir: Path, settings: Identified) -> None:
     """Record the settings that decide the numbers in out_dir/run.json, or refuse a directory made with others."""
     path = out_dir / "run.json"
     wanted = settings.identity()
@@ -532,7 +533,7 @@ def run_eval(
     Up to `settings.concurrency` problems are in flight at once (the model server is the bottleneck; their
     sandbox runs overlap). An interrupt (KeyboardInterrupt) or abort leaves every finished problem recorded.
     """
-    _check_settings(out_dir, settings)
+    check_settings(out_dir, settings)
     store: ResultsFile[ItemResult] = ResultsFile(out_dir / "results.jsonl")
     records = store.scored()
     todo = [p for p in problems if p.task_id not in records]

@@ -23,11 +23,10 @@ import json
 import re
 from pathlib import Path
 
-from sopgraph.evals.codegen import Problem
+from sopgraph.evals.codegen import SYSTEM, Problem
 
 __all__ = ["PROMPT", "SYSTEM", "data_file", "docstring_examples", "load_problems", "to_problem"]
 
-SYSTEM = "You are an expert Python programmer. Answer with Python code in one ```python block, no explanations."
 
 PROMPT = """Complete the following Python function. Reply with the complete function, including its \
 signature, in one ```python code block.

@@ -29,7 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sopgraph.evals.codegen import Problem
+from sopgraph.evals.codegen import SYSTEM, Problem
 
 __all__ = [
     "DATA_SHA256",
@@ -45,7 +45,6 @@ __all__ = [
     "to_problem",
 ]
 
-SYSTEM = "You are an expert Python programmer. Answer with Python code in one ```python block, no explanations."
 
 PROMPT = """{text}
 Your code should pass {these}:

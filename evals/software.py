@@ -70,7 +70,7 @@ from sopgraph.evals.harness import (
     EvalAborted,
     JsonRecord,
     ResultsFile,
-    _check_settings,
+    check_settings,
     describe_error,
     pct,
     pyplot,
@@ -794,7 +794,7 @@ def run_software(
     bottleneck), then write the report. An interrupt or abort keeps every scored task, and the task in
     progress resumes from its last checkpoint on the next run."""
     out_dir = out_dir.absolute()
-    _check_settings(out_dir, settings)
+    check_settings(out_dir, settings)
     store: ResultsFile[TaskResult] = ResultsFile(out_dir / "results.jsonl", TaskResult)
     history = store.load()
     records = {r.task_id: r for r in _current(tasks, store.scored())}
