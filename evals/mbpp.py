@@ -29,6 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from sopgraph.evals import prefill
 from sopgraph.evals.codegen import SYSTEM, Problem
 
 __all__ = [
@@ -151,14 +152,19 @@ def entry_point(record: dict[str, Any]) -> str:
     return next((c for c in calls if c in defined), calls[0] if calls else "solution")
 
 
-def to_problem(record: dict[str, Any], visible: int = 1) -> Problem:
+def to_problem(record: dict[str, Any], visible: int = 1, style: str = "chat") -> Problem:
+    """One problem; `style` "qwen" asks as the Qwen2.5-Coder team's harness does: the description and the
+    shown asserts in a docstring (evalplus's MBPP+ prompt shape), inside their request (evals/prefill.py)."""
     tests = [t.strip() for t in record["test_list"]]
     shown = tests[: max(1, visible)]
-    prompt = PROMPT.format(
-        text=record["text"].strip(),
-        these="this test" if len(shown) == 1 else "these tests",
-        tests="\n".join(shown),
-    )
+    if style == "qwen":
+        prompt = prefill.user_prompt('"""\n' + record["text"].strip() + "\n" + "\n".join(shown) + '\n"""')
+    else:
+        prompt = PROMPT.format(
+            text=record["text"].strip(),
+            these="this test" if len(shown) == 1 else "these tests",
+            tests="\n".join(shown),
+        )
     return Problem(
         task_id=f"MBPP/{record['task_id']}",
         prompt=prompt,
@@ -170,7 +176,7 @@ def to_problem(record: dict[str, Any], visible: int = 1) -> Problem:
     )
 
 
-def load_problems(path: Path, split: str = "test", visible: int = 1) -> list[Problem]:
+def load_problems(path: Path, split: str = "test", visible: int = 1, style: str = "chat") -> list[Problem]:
     """The split's problems in task-id order."""
     if split not in SPLITS:
         raise MbppDataError(f"unknown MBPP split {split!r}; use one of {', '.join(SPLITS)}")
@@ -188,4 +194,4 @@ def load_problems(path: Path, split: str = "test", visible: int = 1) -> list[Pro
     chosen = sorted((r for r in records if low <= int(r["task_id"]) <= high), key=lambda r: int(r["task_id"]))
     if not chosen:
         raise MbppDataError(f"{path} has no MBPP problems in split {split!r} (task ids {low}-{high})")
-    return [to_problem(r, visible) for r in chosen]
+    return [to_problem(r, visible, style) for r in chosen]

@@ -82,24 +82,29 @@ def lines(path: Path) -> list[dict[str, Any]]:
 def test_feedback_fixes_what_it_can_and_both_pass_rates_come_from_one_run(scripted: Scripted, tmp_path: Path) -> None:
     name, model = scripted
     model.script = toy_script
-    outcome = run_eval([ADD, DOUBLE, NEG], settings_for(name, attempts=3), tmp_path)
+    outcome = run_eval([ADD, DOUBLE, NEG], settings_for(name, attempts=3, strategy="greedy-repair"), tmp_path)
     s = outcome.summary
     assert (s.scored, s.passed_without_feedback, s.passed_with_feedback) == (3, 1, 2)
     assert s.pass1_without_feedback == pytest.approx(1 / 3) and s.pass1_with_feedback == pytest.approx(2 / 3)
-    assert (s.fixed_by_feedback, s.broken_by_feedback, s.fix_requests) == (1, 0, 4)
+    assert (s.fixed_by_feedback, s.broken_by_feedback, s.fix_requests) == (1, 0, 3)
     by_task = {r["task_id"]: r for r in lines(tmp_path / "results.jsonl")}
     assert by_task["toy/add"]["attempts_used"] == 0 and by_task["toy/add"]["passed_with_feedback"] is True
+    assert by_task["toy/add"]["attempt_passed"] == 0 and by_task["toy/add"]["strategy"] == "greedy-repair"
     assert by_task["toy/double"]["attempts_used"] == 1 and by_task["toy/double"]["generations"] == 2
     assert by_task["toy/double"]["passed_without_feedback"] is False
-    assert by_task["toy/double"]["passed_with_feedback"] is True
-    assert by_task["toy/neg"]["attempts_used"] == 3 and by_task["toy/neg"]["passed_with_feedback"] is False
+    assert by_task["toy/double"]["passed_with_feedback"] is True and by_task["toy/double"]["attempt_passed"] == 1
+    # neg: the fix passes no more visible tests than the first answer, so the first stays the incumbent; the
+    # next greedy request is then the same conversation, returns the same fix, and the loop stops.
+    neg = by_task["toy/neg"]
+    assert neg["attempts_used"] == 2 and neg["fix_repeated"] is True and neg["passed_with_feedback"] is False
+    assert neg["attempt_passed"] is None and neg["code_with_feedback"] == neg["code_without_feedback"]
     for record in by_task.values():
         assert record["scored"] and record["error"] is None
         assert record["tokens_in"] > 0 and record["tokens_out"] > 0 and record["seconds"] > 0
-    # 1 + 2 + 4 generations; every fix request carries the concrete failure, and the system prompt is kept.
-    assert model.calls == 7
+    # 1 + 2 + 3 generations; every fix request carries the concrete failure, and the system prompt is kept.
+    assert model.calls == 6
     fixes = [r for r in model.requests if is_fix_request(r)]
-    assert len(fixes) == 4 and all(r.system == "Write Python." for r in model.requests)
+    assert len(fixes) == 3 and all(r.system == "Write Python." for r in model.requests)
     assert "double(3) == 6" in fixes[0].last and "returned 5, expected 6" in fixes[0].last
     assert "```python" in fixes[0].messages[-2].content  # the model sees its own previous answer
     report = (tmp_path / "summary.md").read_text()
@@ -110,7 +115,7 @@ def test_feedback_fixes_what_it_can_and_both_pass_rates_come_from_one_run(script
 def test_a_fix_that_repeats_the_answer_ends_the_loop_at_temperature_0(scripted: Scripted, tmp_path: Path) -> None:
     name, model = scripted
     model.script = lambda r: fenced("def neg(x):\n    return x\n")
-    run_eval([NEG], settings_for(name, attempts=3), tmp_path)
+    run_eval([NEG], settings_for(name, attempts=3, strategy="greedy-repair"), tmp_path)
     [record] = lines(tmp_path / "results.jsonl")
     # The second request would be the very conversation of the first: greedy decoding cannot change its answer.
     assert model.calls == 2 and record["attempts_used"] == 1 and record["fix_repeated"] is True
@@ -120,10 +125,14 @@ def test_a_fix_that_repeats_the_answer_ends_the_loop_at_temperature_0(scripted: 
 def test_fixes_may_be_sampled_at_their_own_temperature(scripted: Scripted, tmp_path: Path) -> None:
     name, model = scripted
     model.script = toy_script
-    run_eval([DOUBLE], settings_for(name, fix_temperature=0.7), tmp_path)
+    run_eval([DOUBLE], settings_for(name, fix_temperature=0.7, strategy="mixed"), tmp_path)
     [record] = lines(tmp_path / "results.jsonl")
-    assert record["passed_with_feedback"] is True and record["model_calls"] == 2  # both gateways counted
-    assert json.loads((tmp_path / "run.json").read_text())["fix_temperature"] == 0.7
+    # One round of 4: two fix requests (the fix passes), two fresh samples (the same wrong first answer again:
+    # repeats, not judged). Every call is counted.
+    assert record["passed_with_feedback"] is True and record["model_calls"] == 5 and record["attempt_passed"] == 1
+    drawn = record["by_strategy"]["mixed"]["drawn"]
+    assert [(d["fresh"], d["repeat"]) for d in drawn] == [(False, False), (False, True), (True, True), (True, True)]
+    assert json.loads((tmp_path / "run.json").read_text())["strategies"][0]["temperature"] == 0.7
 
 
 def test_a_reply_that_only_repeats_the_stub_is_told_so(scripted: Scripted, tmp_path: Path) -> None:
@@ -153,7 +162,7 @@ def test_an_infinite_loop_is_contained_and_scored_as_a_fail_with_its_limit(scrip
     [record] = lines(tmp_path / "results.jsonl")
     assert record["limit_without_feedback"] == "wall" and record["limit_with_feedback"] == "wall"
     assert "wall-clock limit" in str(record["failure_without_feedback"])
-    assert "time limit" in model.requests[-1].last  # the fix request said why
+    assert any("time limit" in r.last for r in model.requests if is_fix_request(r))  # the fix request said why
     assert s.limits_hit == {"wall": 1} and "wall ×1" in (tmp_path / "summary.md").read_text()
 
 
