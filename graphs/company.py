@@ -9,8 +9,11 @@ pause for a human only when asked to. Roles talk only through the message pool, 
 
 from __future__ import annotations
 
+import dataclasses
+import uuid
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from langgraph.graph import END, START, StateGraph
 
@@ -20,7 +23,7 @@ from sopgraph.nodes.company.human import STAGES, review_design, review_prd
 from sopgraph.nodes.company.product_manager import product_manager
 from sopgraph.nodes.company.project_manager import project_manager
 from sopgraph.nodes.company.qa import after_tests, qa, run_tests, write_test
-from sopgraph.nodes.company.repository import deliver, intake
+from sopgraph.nodes.company.repository import default_out_dir, deliver, intake, load_manifest, materialize
 from sopgraph.nodes.company.reviewer import code_review, review_code
 from sopgraph.state.company import CompanyState
 from sopgraph.state.context import Context
@@ -96,7 +99,32 @@ def company_input(
     }
     if out_dir is not None:
         state["out_dir"] = str(Path(out_dir).expanduser().absolute())
+        if incremental is None:  # decided now, so that a replay of this input does not read a later manifest
+            state["incremental"] = load_manifest(state["out_dir"]) is not None
     return state
+
+
+def checkpoint_files(
+    values: dict[str, Any],
+    context: Context,
+    *,
+    thread_id: str,
+    branch: str | None = None,
+    out_dir: str | None = None,
+) -> Context:
+    """Materialise a checkpoint's repository before a run continues from it; returns the context to run with.
+
+    `branch` (replay, fork) gives the continuation a directory of its own (`out_dir`, else one beside the
+    run's), so it never writes over the original run's repository; without it (resume) the run's own
+    directory is brought back to the checkpoint (files a crashed step wrote after it are removed).
+    """
+    base = context.out_dir or values.get("out_dir") or str(default_out_dir(thread_id))
+    target = Path(out_dir or (f"{base}-{branch}-{uuid.uuid4().hex[:6]}" if branch else base)).expanduser().absolute()
+    if branch and target.is_dir() and any(target.iterdir()) and load_manifest(target) is None:
+        raise ValueError(f"{target} is not empty and not a generated repository; choose another out_dir")
+    if values.get("pool") or branch:
+        materialize(values, str(target))
+    return dataclasses.replace(context, out_dir=str(target)) if branch or context.out_dir else context
 
 
 graph = build_company_graph().compile(name="company")

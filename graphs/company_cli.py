@@ -85,8 +85,9 @@ def summary_table(values: dict[str, Any]) -> tuple[Table, list[str]]:
         lines += [f"  - {w}" for w in warnings[:10]]
         if len(warnings) > 10:
             lines.append(f"  ... and {len(warnings) - 10} more")
-    if values.get("out_dir"):
-        lines.append(f"repository: {values['out_dir']}")
+    where = delivered[-1].out_dir if delivered and delivered[-1].out_dir else values.get("out_dir")
+    if where:  # a replay or fork delivers into a folder of its own
+        lines.append(f"repository: {where}")
     return table, lines
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
+from typing import Any
 
 from langgraph.graph import StateGraph
 
@@ -12,6 +13,13 @@ GRAPHS: dict[str, str] = {
     "groupchat": "sopgraph.graphs.groupchat:build_groupchat_graph",
     "company": "sopgraph.graphs.company:build_company_graph",
 }
+
+
+def files_hook(name: str) -> Callable[..., Any] | None:
+    """The graph module's `checkpoint_files(values, context, *, thread_id, branch, out_dir)`, if it writes
+    files: the runner calls it before it resumes, replays or forks a run (see graphs/company.py)."""
+    module = importlib.import_module(GRAPHS[name].split(":")[0]) if name in GRAPHS else None
+    return getattr(module, "checkpoint_files", None)
 
 
 def builder_for(name: str) -> Callable[[], StateGraph]:

@@ -19,7 +19,7 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command, StateSnapshot
 from rich.console import Console
 
-from sopgraph.graphs.registry import builder_for
+from sopgraph.graphs.registry import builder_for, files_hook
 from sopgraph.state.context import Context
 from sopgraph.state.usage import UsageRecord
 
@@ -178,6 +178,7 @@ def resume_run(
         if not snapshot.next:
             raise RunError(f"run {thread_id!r} has finished; nothing to resume (use replay or fork)")
         payload: Any = _resume_payload(snapshot, True if answer is None else answer)
+        context = _checkpoint_files(graph, snapshot, context, thread_id)
         return execute(graph, payload, config, context, console)
 
 
@@ -212,6 +213,7 @@ def replay_run(
     """Re-run from a past checkpoint: steps after it execute again, on a new branch of the run."""
     with _opened(checkpointer, thread_id) as (graph, context):
         config = _checkpoint_config(checkpointer, thread_id, checkpoint_id)
+        context = _checkpoint_files(graph, graph.get_state(config), context, thread_id, branch="replay")
         return execute(graph, None, config, context, console)
 
 
@@ -231,12 +233,37 @@ def fork_run(
         if unknown:
             raise RunError(f"cannot set {', '.join(sorted(unknown))}: not in the {graph.name} state")
         forked = graph.update_state(config, values)
+        out_dir = values.get("out_dir")
+        context = _checkpoint_files(
+            graph, graph.get_state(forked), context, thread_id, branch="fork", out_dir=str(out_dir) if out_dir else None
+        )
         if not run:
             snap = graph.get_state(forked)
             return RunOutcome(
                 thread_id, "paused", dict(snap.values), checkpoint_id=forked["configurable"]["checkpoint_id"]
             )
         return execute(graph, None, {**forked, "recursion_limit": 10_000}, context, console)
+
+
+def _checkpoint_files(
+    graph: CompiledStateGraph,
+    snapshot: StateSnapshot,
+    context: Context,
+    thread_id: str,
+    *,
+    branch: str | None = None,
+    out_dir: str | None = None,
+) -> Context:
+    """Files on disk are a function of the checkpoint: a graph that writes files materialises the one a run
+    continues from (a replay or fork into a directory of its own); returns the context to run with."""
+    hook = files_hook(graph.name)
+    if hook is None:
+        return context
+    try:
+        result: Context = hook(dict(snapshot.values), context, thread_id=thread_id, branch=branch, out_dir=out_dir)
+    except ValueError as exc:
+        raise RunError(str(exc)) from exc
+    return result
 
 
 def list_runs(checkpointer: BaseCheckpointSaver) -> list[RunInfo]:

@@ -35,6 +35,10 @@ class Context:
     request_timeout_s: float = 900.0
     """Generous: the embedded model now and then answers 5-10x slower than usual."""
     seed: int = 0
+    out_dir: str | None = None
+    """Where a graph that writes files writes them, over the state's `out_dir`: a replay or a fork of a run
+    gets a directory of its own this way, from whichever checkpoint it starts (the state may not be editable
+    there: a checkpoint with pending parallel tasks)."""
 
     def model_for(self, role: str) -> str:
         return self.models.get(role, self.model)

@@ -46,6 +46,17 @@ def scripted() -> Iterator[tuple[str, ScriptedChatModel]]:
     unregister_model(name)
 
 
+@pytest.fixture
+def company(scripted: tuple[str, ScriptedChatModel]) -> tuple[str, object]:
+    """The scripted software company (tests/company_script.py) as the model of a fresh scripted name."""
+    from company_script import Company
+
+    name, model = scripted
+    script = Company()
+    model.script = script
+    return name, script
+
+
 def _postgres_or_skip() -> str:
     try:
         with open_checkpointer(POSTGRES_URL):

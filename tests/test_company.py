@@ -50,14 +50,6 @@ from sopgraph.tools.persistence import open_checkpointer
 IDEA = "a command-line calculator"
 
 
-@pytest.fixture
-def company(scripted) -> tuple[str, Company]:  # type: ignore[no-untyped-def]
-    name, model = scripted
-    script = Company()
-    model.script = script
-    return name, script
-
-
 def compiled(saver: Any = None) -> CompiledStateGraph:
     if saver is None:
         with open_checkpointer("memory") as memory:
@@ -79,6 +71,11 @@ def kinds(values: dict[str, Any]) -> list[str]:
 
 def docs(values: dict[str, Any], cls: type[Any]) -> list[Any]:
     return [m.payload for m in values["pool"] if isinstance(m.payload, cls)]
+
+
+def repo_files(root: Path) -> list[str]:
+    """The repository's files, without sopgraph's own hidden bookkeeping (.sopgraph/)."""
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file() and ".sopgraph" not in p.parts)
 
 
 def delivery(values: dict[str, Any]) -> Delivery:
@@ -131,7 +128,7 @@ def test_full_sop_runs_in_order_and_delivers_a_tested_repository(company, tmp_pa
         ]
     )
 
-    files = sorted(p.relative_to(out_dir).as_posix() for p in out_dir.rglob("*") if p.is_file())
+    files = repo_files(out_dir)
     assert files == [
         "README.md",
         "calc.py",

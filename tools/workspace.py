@@ -8,10 +8,15 @@ not touched) so a node resumed after a crash rewrites the same files harmlessly.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
+import shutil
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 MAX_PATH_CHARS = 160
@@ -19,6 +24,11 @@ MAX_PART_CHARS = 80
 _SAFE_PART = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-+]*$")
 _DRIVE = re.compile(r"^[A-Za-z]:")
 _WINDOWS_RESERVED = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(1, 10)), *(f"lpt{i}" for i in range(1, 10))}
+
+
+LEDGER = ".sopgraph/written.json"
+"""What the last sync wrote (path -> sha256): how a file of ours is told from a file the user made or edited."""
+BACKUP = ".sopgraph/backup"
 
 
 class WorkspaceError(ValueError):
@@ -139,8 +149,81 @@ class Workspace:
                 found.append(full.relative_to(self.root).as_posix())
         yield from sorted(found)
 
+    def sync(self, files: Mapping[str, str]) -> SyncReport:
+        """Make the workspace hold exactly `files` (plus hidden files): write what differs, remove the rest.
+
+        A file the last sync did not write as it is now (the user made or edited it) is first copied to
+        `.sopgraph/backup/<time>/`, so no user's work is silently lost.
+        """
+        wanted = {validate_path(p): c for p, c in files.items()}
+        self.ensure()
+        ledger = self._ledger()
+        report = SyncReport()
+        stamp = time.strftime("%Y%m%dT%H%M%S") + f"-{time.time_ns() % 1_000_000:06d}"
+        for path in [p for p in self.files() if p not in wanted]:
+            if ledger.get(path) != _digest_file(self.root / path):
+                report.backed_up.append(self._back_up(path, stamp))
+            (self.root / path).unlink()
+            report.removed.append(path)
+        for path, content in wanted.items():
+            target = self.root / path
+            current = _digest_file(target) if target.is_file() else None
+            if current is not None and current != _digest(content) and ledger.get(path) != current:
+                report.backed_up.append(self._back_up(path, stamp))
+            if self.write(path, content):
+                report.written.append(path)
+        self._prune_empty_dirs()
+        self._save_ledger({p: _digest(c) for p, c in wanted.items()})
+        return report
+
+    def _ledger(self) -> dict[str, str]:
+        try:
+            data = json.loads((self.root / LEDGER).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+    def _save_ledger(self, ledger: dict[str, str]) -> None:
+        path = self.root / LEDGER
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(ledger, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+
+    def _back_up(self, path: str, stamp: str) -> str:
+        target = self.root / BACKUP / stamp / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(self.root / path, target)
+        return target.relative_to(self.root).as_posix()
+
+    def _prune_empty_dirs(self) -> None:
+        for dirpath, _, _ in sorted(os.walk(self.root), key=lambda item: -len(item[0])):
+            folder = Path(dirpath)
+            rel = folder.relative_to(self.root).as_posix()
+            if folder != self.root and not rel.startswith(".") and "/." not in rel and not any(folder.iterdir()):
+                folder.rmdir()
+
     def is_empty(self) -> bool:
         return not self.root.exists() or not any(self.root.iterdir())
+
+
+@dataclass
+class SyncReport:
+    written: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    backed_up: list[str] = field(default_factory=list)
+    """Where the user's own files or edits were copied before being replaced or removed."""
+
+
+def _digest(content: str) -> str:
+    return hashlib.sha256(content.encode("utf-8")).hexdigest()
+
+
+def _digest_file(path: Path) -> str | None:
+    try:
+        return _digest(path.read_text(encoding="utf-8", errors="replace"))
+    except OSError:
+        return None
 
 
 def _within(path: Path, base: Path) -> bool:

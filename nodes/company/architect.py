@@ -50,8 +50,8 @@ def architect(state: dict[str, Any], runtime: Runtime[Context]) -> dict[str, Any
         dropped = design.file_list[max_files:]
         warnings.append(f"design: kept the first {max_files} files, dropped {', '.join(dropped)}")
         design = design.model_copy(update={"file_list": design.file_list[:max_files]})
-    write_docs(state["out_dir"], design=design)
     message = Message(
         sender=ROLE.name, kind=WRITE_DESIGN, content=f"design: {', '.join(design.file_list)}", payload=design
     )
+    write_docs(state, runtime, [message])
     return {"pool": [message], "warnings": warnings, **llm.usage_update()}

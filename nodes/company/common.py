@@ -200,7 +200,6 @@ def file_worker(role: Role, kind: str) -> Any:
             if added:
                 warnings.append(f"{job.path}: added missing imports: {'; '.join(added)}")
         doc = CodeFile(path=job.path, content=code, version=job.version, note=job.note)
-        Workspace(job.out_dir).write(job.path, code)
         message = Message(
             sender=role.name, kind=kind, content=f"{job.path} v{job.version}: {doc.lines} lines", payload=doc
         )

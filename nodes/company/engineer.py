@@ -23,8 +23,8 @@ from sopgraph.nodes.company.common import (
     latest,
     latest_files,
     spent,
-    workspace,
 )
+from sopgraph.nodes.company.repository import write_docs
 from sopgraph.state.company import (
     EXISTING_CODE,
     REVIEW_CODE,
@@ -173,7 +173,6 @@ def debug(state: dict[str, Any], runtime: Runtime[Context]) -> dict[str, Any]:
         # The last fix changed nothing: the tests themselves are the likelier culprit now.
         targets = [p for p in report.failing_tests if p in tests] or targets
     llm = ROLE.gateway(state, runtime)
-    ws = workspace(state)
     messages: list[Message] = []
     warnings: list[str] = []
     for path in targets:
@@ -196,12 +195,12 @@ def debug(state: dict[str, Any], runtime: Runtime[Context]) -> dict[str, Any]:
         warnings += problems
         version = current.version + 1
         doc = CodeFile(path=path, content=fixed, version=version, note=f"debug fix after test run {report.attempt}")
-        ws.write(path, fixed)
         messages.append(
             Message(
                 sender=ROLE.name, kind=kind, content=f"{path} v{version}: fix after run {report.attempt}", payload=doc
             )
         )
+    write_docs(state, runtime, messages)
     return {"pool": messages, "warnings": warnings, **llm.usage_update()}
 
 

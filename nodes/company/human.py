@@ -16,17 +16,14 @@ from langgraph.runtime import Runtime
 from langgraph.types import interrupt
 from pydantic import ValidationError
 
-from sopgraph.nodes.company.common import latest
 from sopgraph.nodes.company.repository import write_docs
 from sopgraph.state.company import (
     HUMAN_REVIEW,
     PRD,
-    USER_REQUIREMENT,
     WRITE_DESIGN,
     WRITE_PRD,
     HumanDecision,
     SystemDesign,
-    UserRequirement,
 )
 from sopgraph.state.context import Context
 from sopgraph.state.pool import Document, Message, Pool
@@ -111,14 +108,10 @@ def review_point(stage: str) -> Callable[[dict[str, Any], Runtime[Context]], dic
         )
         if edited is None:
             return {"pool": [record]}
-        if isinstance(edited, PRD):
-            request = latest(Pool(state.get("pool")).messages, UserRequirement, [USER_REQUIREMENT])
-            write_docs(state["out_dir"], prd=edited, requirement=request)
-        elif isinstance(edited, SystemDesign):
-            write_docs(state["out_dir"], design=edited)
         republished = Message(
             sender="human", kind=kind, content=f"{stage} edited: {', '.join(changed)}", payload=edited
         )
+        write_docs(state, runtime, [record, republished])
         return {"pool": [record, republished]}
 
     node.__name__ = f"review_{stage}"

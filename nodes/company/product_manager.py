@@ -41,6 +41,6 @@ def product_manager(state: dict[str, Any], runtime: Runtime[Context]) -> dict[st
         prompt = CHANGE_REQUEST.format(prd=current.brief(), requirement=request.text)
     llm = ROLE.gateway(state, runtime)
     prd = llm.structured(PRD, prompt, system=ROLE.system)
-    write_docs(state["out_dir"], prd=prd, requirement=request)
     message = Message(sender=ROLE.name, kind=WRITE_PRD, content=f"PRD for {prd.project_name}", payload=prd)
+    write_docs(state, runtime, [message])
     return {"pool": [message], **llm.usage_update()}

@@ -46,8 +46,8 @@ def project_manager(state: dict[str, Any], runtime: Runtime[Context]) -> dict[st
     prompt = PLAN.format(design=design.brief(), current=CURRENT.format(tasks=current.brief()) if current else "")
     llm = ROLE.gateway(state, runtime)
     plan, warnings = reconcile(llm.structured(TaskPlan, prompt, system=ROLE.system), design.file_list)
-    write_docs(state["out_dir"], tasks=plan)
     message = Message(sender=ROLE.name, kind=WRITE_TASKS, content="tasks: " + " -> ".join(plan.task_list), payload=plan)
+    write_docs(state, runtime, [message])
     return {"pool": [message], "warnings": warnings, **llm.usage_update()}
 
 

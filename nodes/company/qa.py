@@ -14,6 +14,7 @@ from langgraph.runtime import Runtime
 from langgraph.types import Command, Send
 
 from sopgraph.nodes.company.common import ENTRY_STEMS, Role, fence, file_worker, latest, latest_files, spent, stem
+from sopgraph.nodes.company.repository import materialize, target_dir
 from sopgraph.state.company import (
     EXISTING_CODE,
     RUN_TESTS,
@@ -110,9 +111,8 @@ def run_tests(state: dict[str, Any], runtime: Runtime[Context]) -> dict[str, Any
     code = latest_files(seen, [WRITE_CODE])
     tests = latest_files(seen, [WRITE_TEST])
     attempt = 1 + sum(1 for m in seen if isinstance(m.payload, QAReport))
-    ws = Workspace(state["out_dir"]).ensure()
-    for doc in [*code.values(), *tests.values()]:
-        ws.write(doc.path, doc.content)
+    ws = Workspace(target_dir(state, runtime))
+    materialize(state, str(ws.root))
     test_files = [p for p in ws.files("tests") if p.rsplit("/", 1)[-1].startswith("test_") and p.endswith(".py")]
     if not test_files:
         report = QAReport(attempt=attempt, note="no tests to run")

@@ -18,11 +18,12 @@ from langgraph.runtime import Runtime
 from pydantic import ValidationError
 
 from sopgraph.nodes.company import diagrams
-from sopgraph.nodes.company.common import latest, latest_files
+from sopgraph.nodes.company.common import every, latest, latest_files
 from sopgraph.state.company import (
     DELIVER,
     EXISTING_CODE,
     EXISTING_DESIGN,
+    EXISTING_DOC,
     EXISTING_PRD,
     EXISTING_TASKS,
     PRD,
@@ -48,6 +49,7 @@ MANIFEST = "docs/sopgraph.json"
 MANIFEST_FORMAT = 1
 DEFAULT_ROOT = Path(".sopgraph") / "workspaces"
 SENDER = "company"
+EXISTING_DOCS = ("README.md", "docs/prd.md", "docs/design.md", "docs/tasks.md", "docs/test_report.md", MANIFEST)
 EVERYTHING = Subscription(all_kinds=True, own=True)
 
 
@@ -80,8 +82,8 @@ def intake(state: dict[str, Any], runtime: Runtime[Context]) -> dict[str, Any]:
     manifest = load_manifest(ws.root)
     incremental = state.get("incremental")
     warnings: list[str] = []
-    if incremental is None:
-        incremental = manifest is not None
+    if incremental is None:  # company_input decides up front; here only for input that did not say
+        incremental = manifest is not None and bool(state.get("out_dir"))
     elif incremental and manifest is None:
         warnings.append(f"no {MANIFEST} in {ws.root}: not a generated repository, starting a new project")
         incremental = False
@@ -126,45 +128,91 @@ def _existing(ws: Workspace, manifest: dict[str, Any], warnings: list[str]) -> l
             continue
         doc = CodeFile(path=str(path), content=content, version=0, note="existing")
         out.append(Message(sender="repository", kind=EXISTING_CODE, content=f"existing {path}", payload=doc))
+    for path in EXISTING_DOCS:  # kept byte for byte unless this run writes a new version
+        content = ws.read(path, max_bytes=2 * 1024 * 1024)
+        if content is not None:
+            doc = CodeFile(path=path, content=content, version=0, note="existing")
+            out.append(Message(sender="repository", kind=EXISTING_DOC, content=f"existing {path}", payload=doc))
     return out
 
 
-def write_docs(
-    out_dir: str,
-    *,
-    prd: PRD | None = None,
-    design: SystemDesign | None = None,
-    tasks: TaskPlan | None = None,
-    requirement: UserRequirement | None = None,
-) -> None:
-    """Render documents as markdown into docs/ (idempotent)."""
-    ws = Workspace(out_dir).ensure()
-    if prd is not None:
-        ws.write("docs/prd.md", prd.to_markdown(requirement.text if requirement else ""))
+def target_dir(state: dict[str, Any], runtime: Runtime[Context] | None) -> str:
+    """Where this run writes: the run context's directory (a replay's or fork's own), else the state's."""
+    context = getattr(runtime, "context", None)
+    return str(getattr(context, "out_dir", None) or state["out_dir"])
+
+
+def write_docs(state: dict[str, Any], runtime: Runtime[Context] | None, new: list[Message] | None = None) -> list[str]:
+    """Materialise the repository of the state that `new` messages lead to (a node's output checkpoint)."""
+    pool = [*Pool(state.get("pool")).messages, *(new or [])]
+    return materialize({**state, "pool": pool}, target_dir(state, runtime))
+
+
+def materialize(values: dict[str, Any], out_dir: str | None = None) -> list[str]:
+    """Make the directory hold exactly the files of these checkpointed values; returns warnings (backups).
+
+    Called by the nodes that change what the repository holds, and by the runner when it resumes, replays
+    or forks a run, so that the directory always shows the checkpoint the run stands on.
+    """
+    out_dir = out_dir or values.get("out_dir")
+    if not out_dir:
+        return []
+    report = Workspace(out_dir).sync(render(values))
+    return [f"kept a copy of a file edited outside sopgraph: {path}" for path in report.backed_up]
+
+
+def render(values: dict[str, Any]) -> dict[str, str]:
+    """The repository (path -> text) that the pool of these values describes: a pure function of it."""
+    seen = Pool(values.get("pool")).view(SENDER, EVERYTHING)
+    request = latest(seen, UserRequirement, [USER_REQUIREMENT])
+    prd = latest(seen, PRD, [WRITE_PRD])
+    design = latest(seen, SystemDesign, [WRITE_DESIGN])
+    tasks = latest(seen, TaskPlan, [WRITE_TASKS])
+    files: dict[str, str] = {d.path: d.content for d in latest_files(seen, [EXISTING_DOC]).values()}
+    code = {p: d.content for p, d in latest_files(seen, [EXISTING_CODE, WRITE_CODE, WRITE_TEST]).items()}
+    files.update(code)
     if design is not None:
-        ws.write("docs/design.md", design.to_markdown())
+        design, _ = _with_diagrams(design, {p: c for p, c in code.items() if not p.startswith("tests/")})
+    if prd is not None:
+        files["docs/prd.md"] = prd.to_markdown(request.text if request else "")
+    if design is not None:
+        files["docs/design.md"] = design.to_markdown()
     if tasks is not None:
-        ws.write("docs/tasks.md", tasks.to_markdown())
+        files["docs/tasks.md"] = tasks.to_markdown()
+    delivery = latest(seen, Delivery, [DELIVER])
+    if delivery is not None:
+        reports = every(seen, QAReport, [RUN_TESTS])
+        history = [*(request.history if request else []), *([request.text] if request else [])]
+        files["docs/test_report.md"] = report_markdown(reports, delivery)
+        prd = prd or latest(seen, PRD, [EXISTING_PRD])
+        design = design or latest(seen, SystemDesign, [EXISTING_DESIGN])
+        tasks = tasks or latest(seen, TaskPlan, [EXISTING_TASKS])
+        manifest = {
+            "format": MANIFEST_FORMAT,
+            "requirements": history,
+            "prd": prd.model_dump(mode="json") if prd else None,
+            "design": design.model_dump(mode="json") if design else None,
+            "tasks": tasks.model_dump(mode="json") if tasks else None,
+            "files": delivery.files,
+            "tests": delivery.tests,
+            "outcome": delivery.headline(),
+        }
+        files[MANIFEST] = json.dumps(manifest, indent=2) + "\n"
+        files["README.md"] = readme(prd, design, delivery, history)
+    return files
 
 
 def deliver(state: dict[str, Any], runtime: Runtime[Context]) -> dict[str, Any]:
     """Write the finished repository (docs, code, tests, README, manifest) and the closing report."""
     seen = Pool(state.get("pool")).view(SENDER, EVERYTHING)
-    request = latest(seen, UserRequirement, [USER_REQUIREMENT])
-    prd = latest(seen, PRD, [WRITE_PRD])
     design = latest(seen, SystemDesign, [WRITE_DESIGN])
-    tasks = latest(seen, TaskPlan, [WRITE_TASKS])
     old_code = latest_files(seen, [EXISTING_CODE])
     code = latest_files(seen, [WRITE_CODE])
     tests = latest_files(seen, [WRITE_TEST])
-    reports = [m.payload for m in seen if isinstance(m.payload, QAReport) and m.kind == RUN_TESTS]
-    ws = Workspace(state["out_dir"]).ensure()
-    for doc in [*code.values(), *tests.values()]:
-        ws.write(doc.path, doc.content)
+    reports = every(seen, QAReport, [RUN_TESTS])
     notes: list[str] = []
     if design is not None:
-        design, notes = _with_diagrams(design, {p: d.content for p, d in code.items()})
-    write_docs(state["out_dir"], prd=prd, design=design, tasks=tasks, requirement=request)
+        _, notes = _with_diagrams(design, {p: d.content for p, d in code.items()})
 
     last = reports[-1] if reports else None
     passed_on = next((r.attempt for r in reports if r.all_passed), None)
@@ -177,7 +225,8 @@ def deliver(state: dict[str, Any], runtime: Runtime[Context]) -> dict[str, Any]:
     kept = [p for p in old_code if not p.startswith("tests/")]  # an update keeps files it did not touch
     files = list(dict.fromkeys([*(design.file_list if design else []), *code, *kept]))
     test_files = sorted({*tests, *(p for p in old_code if p.startswith("tests/"))})
-    lines = sum(len((ws.read(p) or "").splitlines()) for p in [*files, *test_files])
+    every_file = {**old_code, **code, **tests}
+    lines = sum(every_file[p].lines for p in [*files, *test_files] if p in every_file)
     delivery = Delivery(
         outcome=outcome,
         attempts=len(reports),
@@ -185,26 +234,13 @@ def deliver(state: dict[str, Any], runtime: Runtime[Context]) -> dict[str, Any]:
         files=files,
         tests=test_files,
         lines=lines,
-        out_dir=str(ws.root),
+        out_dir=str(Workspace(target_dir(state, runtime)).root),
         incremental=bool(state.get("incremental")),
         warnings=[*(state.get("warnings") or []), *notes],
     )
-    history = [*(request.history if request else []), *([request.text] if request else [])]
-    ws.write("docs/test_report.md", report_markdown(reports, delivery))
-    ws.write("README.md", readme(prd, design, delivery, history))
-    manifest = {
-        "format": MANIFEST_FORMAT,
-        "requirements": history,
-        "prd": prd.model_dump(mode="json") if prd else None,
-        "design": design.model_dump(mode="json") if design else None,
-        "tasks": tasks.model_dump(mode="json") if tasks else None,
-        "files": files,
-        "tests": test_files,
-        "outcome": delivery.headline(),
-    }
-    ws.write(MANIFEST, json.dumps(manifest, indent=2) + "\n")
     message = Message(sender=SENDER, kind=DELIVER, content=delivery.headline(), payload=delivery)
-    return {"pool": [message], "outcome": delivery.headline(), "warnings": notes}
+    backups = write_docs(state, runtime, [message])
+    return {"pool": [message], "outcome": delivery.headline(), "warnings": [*notes, *backups]}
 
 
 def entry_module(files: list[str]) -> str | None:
