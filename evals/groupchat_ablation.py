@@ -194,7 +194,7 @@ def simulate(
         outcome = runner.start_run(
             GRAPH, dict(payload), saver, settings.context(), thread_id=thread_id, console=console
         )
-    elif snapshot.next:
+    elif not runner.finished(snapshot):
         progress(switch, "resuming the run from its checkpoint")
         outcome = runner.resume_run(saver, thread_id, console=console)
     else:

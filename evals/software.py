@@ -544,12 +544,12 @@ def _company_run(
                 test_timeout_s=settings.test_timeout,
             )
             runner.start_run(GRAPH, dict(payload), saver, settings.context(), thread_id=thread, console=console)
-        elif graph.get_state(config).next:
+        elif not runner.finished(graph.get_state(config)):
             runner.resume_run(saver, thread, console=console)
     except StructuredOutputError as exc:
         stopped = " ".join(str(exc).split())[:400]
     snapshot = graph.get_state(config)
-    if snapshot.next and stopped is None:
+    if not runner.finished(snapshot) and stopped is None:
         raise runner.RunError(f"the company run paused before {', '.join(snapshot.next)} (no budget or review is set)")
     return dict(snapshot.values), stopped, resumed
 

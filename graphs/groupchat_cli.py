@@ -103,7 +103,9 @@ def ask_person(question: dict[str, Any], console: Console) -> dict[str, Any]:
 
 
 def stream_run(graph: Any, payload: Any, config: dict[str, Any], context: Context, progress: Progress) -> None:
-    for chunk in graph.stream(payload, config, context=context, stream_mode="updates"):
+    from sopgraph.graphs.runner import DURABILITY
+
+    for chunk in graph.stream(payload, config, context=context, stream_mode="updates", durability=DURABILITY):
         for node, update in chunk.items():
             if node != "__interrupt__":
                 progress(node, update)
@@ -138,7 +140,7 @@ def run_story(
         payload = Command(resume=answers if len(answers) > 1 else next(iter(answers.values())))
     return runner.RunOutcome(
         thread_id=thread_id,
-        status="paused" if snapshot.next else "done",
+        status="done" if runner.finished(snapshot) else "paused",
         values=dict(snapshot.values),
         interrupts=[i.value for i in pending],
         seconds=time.perf_counter() - start,

@@ -24,6 +24,9 @@ from sopgraph.state.context import Context
 from sopgraph.state.usage import UsageRecord
 
 GRAPH_KEY = "sopgraph_graph"
+DURABILITY = "sync"
+"""Each step's checkpoint is stored before the next step starts: a kill or a failed write loses at most the
+step that was running (LangGraph's default, "async", let stores lag several steps behind the run)."""
 CONTEXT_KEY = "sopgraph_context"
 
 
@@ -72,6 +75,12 @@ def _run_metadata(name: str, context: Context) -> dict[str, str]:
     return {GRAPH_KEY: name, CONTEXT_KEY: json.dumps(context.to_dict())}
 
 
+def finished(snapshot: StateSnapshot) -> bool:
+    """Nothing left to run: no next task, and no task of the latest checkpoint's step (a step interrupted
+    after all its parallel workers saved their writes has tasks but no `next`; resuming commits it)."""
+    return not snapshot.next and not snapshot.tasks
+
+
 def _interrupts(snapshot: StateSnapshot) -> list[Any]:
     return [i.value for task in snapshot.tasks for i in task.interrupts]
 
@@ -98,7 +107,7 @@ def execute(
     last = start
     with console.status(f"[bold]{graph.name}[/] {thread_id}: starting", spinner="dots") as status:
         stream: Any = graph.stream
-        for chunk in stream(payload, config, context=context, stream_mode="updates"):
+        for chunk in stream(payload, config, context=context, stream_mode="updates", durability=DURABILITY):
             now = time.perf_counter()
             for node, update in chunk.items():
                 if node == "__interrupt__":
@@ -112,7 +121,7 @@ def execute(
     interrupts = _interrupts(snapshot)
     return RunOutcome(
         thread_id=thread_id,
-        status="paused" if snapshot.next else "done",
+        status="done" if finished(snapshot) else "paused",
         values=dict(snapshot.values),
         interrupts=interrupts,
         seconds=time.perf_counter() - start,
@@ -175,7 +184,7 @@ def resume_run(
         context = _merge(context, overrides)
         config = run_config(thread_id)
         snapshot = graph.get_state(config)
-        if not snapshot.next:
+        if finished(snapshot):
             raise RunError(f"run {thread_id!r} has finished; nothing to resume (use replay or fork)")
         payload: Any = _resume_payload(snapshot, True if answer is None else answer)
         context = _checkpoint_files(graph, snapshot, context, thread_id)
