@@ -14,6 +14,10 @@ start, then after each round) we read every other character's score toward the o
 Entropy: the 2-gram Shannon entropy of the spoken dialogue (every private-chat, meeting and group-chat line
 in the pool, in order, without the placeholder of a character that said nothing), at word and character
 level, in bits and nats (`evals/metrics.py`).
+
+Hygiene (`nodes/groupchat/hygiene.py`): per run, the share of spoken turns whose recorded line echoes its
+prompt, leaks instruction wording, was a refusal, nearly repeats the speaker's own earlier line or copies
+another's; the share of silences; distinct-2 of the dialogue.
 """
 
 from __future__ import annotations
@@ -26,7 +30,8 @@ from annotated_types import MaxLen
 
 from sopgraph.evals.metrics import BITS, NATS, ngram_entropy, word_tokens
 from sopgraph.graphs.groupchat_report import timeline
-from sopgraph.nodes.groupchat.prompts import SILENT
+from sopgraph.nodes.groupchat import hygiene
+from sopgraph.nodes.groupchat.prompts import INSTRUCTIONS, SILENT
 from sopgraph.state.groupchat import HUMAN, CharacterSpec, Scenario, ScenarioError, Stage, parse_scenario
 from sopgraph.state.pool import Message
 
@@ -166,3 +171,11 @@ def dialogue_entropy(lines: Sequence[str], n: int = 2) -> Entropy:
         char_bits=ngram_entropy(lines, n, "char", BITS),
         char_nats=ngram_entropy(lines, n, "char", NATS),
     )
+
+
+# -- reply hygiene -----------------------------------------------------------------------------------------
+
+
+def hygiene_of(pool: Sequence[Message]) -> hygiene.Hygiene:
+    """Echo, leak, refusal, self-repeat, copy and silence rates and distinct-2 of a run's spoken lines."""
+    return hygiene.measure(pool, SILENT, INSTRUCTIONS)

@@ -22,7 +22,14 @@ from typing import IO, Any, cast
 
 from rich.console import Console
 
-from sopgraph.evals.groupchat import default_observed, dialogue, dialogue_entropy, dislike_of_run, dislike_variant
+from sopgraph.evals.groupchat import (
+    default_observed,
+    dialogue,
+    dialogue_entropy,
+    dislike_of_run,
+    dislike_variant,
+    hygiene_of,
+)
 from sopgraph.evals.groupchat_probes import PROBE_IDS, ProbeRow, accuracy, accuracy_by, ask_probes
 from sopgraph.evals.harness import (
     JsonRecord,
@@ -121,6 +128,7 @@ class SwitchResult(JsonRecord):
 
     switch: str
     scored: bool
+    scenario: str = ""
     thread_id: str = ""
     ablations: list[str] = field(default_factory=list)
     observed: str = ""
@@ -138,6 +146,20 @@ class SwitchResult(JsonRecord):
     probes: list[dict[str, Any]] = field(default_factory=list)
     entropy: dict[str, float] = field(default_factory=dict)
     """2-gram entropy of the dialogue: word_bits, word_nats, char_bits, char_nats, with lines and words."""
+    echo_rate: float | None = None
+    """Share of spoken turns (silences included) whose recorded line still echoes its prompt."""
+    leak_rate: float | None = None
+    """... that carry instruction wording (a word limit, a stage direction, a template fragment)."""
+    refusal_rate: float | None = None
+    """... whose answer was a refusal (also when it was replaced by silence)."""
+    self_repeat_rate: float | None = None
+    copy_rate: float | None = None
+    """... that nearly duplicate the speaker's own earlier line / another speaker's line it heard."""
+    silence_rate: float | None = None
+    distinct_2: float | None = None
+    """Unique word 2-grams over all word 2-grams of the spoken lines."""
+    hygiene: dict[str, Any] = field(default_factory=dict)
+    """The counts behind the rates, the first answers' defects, re-asks and clean-ups."""
     winner: str | None = None
     clamped: int = 0
     run_calls: int = 0
@@ -206,16 +228,23 @@ def simulate(
 
 
 def score(
-    switch: str, values: dict[str, Any], observed: str, rows: Sequence[ProbeRow], probe_usage: Sequence[UsageRecord]
+    switch: str,
+    values: dict[str, Any],
+    observed: str,
+    rows: Sequence[ProbeRow],
+    probe_usage: Sequence[UsageRecord],
+    scenario: str = "",
 ) -> SwitchResult:
     """A switch's numbers from its run's final state and its probe answers."""
     run = UsageTotals.of(values.get("usage") or [])
     probing = UsageTotals.of(probe_usage)
     outcome = values.get("outcome")
     dislike = dislike_of_run(values, observed)
+    clean = hygiene_of(values.get("pool") or [])
     return SwitchResult(
         switch=switch,
         scored=True,
+        scenario=scenario,
         thread_id=thread_for(switch),
         ablations=ablations_for(switch).names(),
         observed=observed,
@@ -230,6 +259,8 @@ def score(
         probe_accuracy_by_character=accuracy_by(rows, "character"),
         probes=[r.to_dict() for r in rows],
         entropy={k: round(v, 4) for k, v in asdict(dialogue_entropy(dialogue(values.get("pool") or []))).items()},
+        **clean.rates(),
+        hygiene=clean.to_dict(),
         winner=getattr(outcome, "winner", None),
         clamped=len(values.get("warnings") or []),
         run_calls=run.calls,
@@ -257,10 +288,12 @@ def run_switch(
             progress(switch, "probing")
             probed = ask_probes(values, settings.context(), lambda c, p: progress(switch, f"probing {c}: {p}"))
             rows, usage = probed.rows, probed.usage
-        result = score(switch, values, settings.observed, rows, usage)
+        result = score(switch, values, settings.observed, rows, usage, settings.scenario)
         result.resumed = resumed
     except Exception as exc:  # noqa: BLE001 - recorded unscored; the next run resumes it from its checkpoint
-        result = SwitchResult(switch, scored=False, thread_id=thread_for(switch), error=describe_error(exc))
+        result = SwitchResult(
+            switch, scored=False, scenario=settings.scenario, thread_id=thread_for(switch), error=describe_error(exc)
+        )
     finally:
         log.close()
     result.seconds = round(time.perf_counter() - start, 2)
@@ -360,6 +393,43 @@ def render_markdown(settings: GroupChatEvalSettings, records: Sequence[SwitchRes
                     r.model_calls,
                     f"{r.tokens_in} / {r.tokens_out}",
                     f"{r.seconds:.1f}" + (" (resumed)" if r.resumed else ""),
+                ]
+                for r in records
+            ],
+        ),
+        "",
+        "## Reply hygiene",
+        "",
+        "Share of spoken turns (silences included). The first answers' defects are counted before any re-ask "
+        "or clean-up; the rates are those of the lines as recorded.",
+        "",
+        *_table(
+            [
+                "switch",
+                "turns",
+                "echo",
+                "leak",
+                "refusal",
+                "self-repeat",
+                "copy",
+                "silence",
+                "distinct-2",
+                "first answers: defects",
+                "re-asked / cleaned",
+            ],
+            [
+                [
+                    r.switch,
+                    r.hygiene.get("turns", 0),
+                    pct(r.echo_rate),
+                    pct(r.leak_rate),
+                    pct(r.refusal_rate),
+                    pct(r.self_repeat_rate),
+                    pct(r.copy_rate),
+                    pct(r.silence_rate),
+                    "n/a" if r.distinct_2 is None else f"{r.distinct_2:.3f}",
+                    ", ".join(f"{k} {v}" for k, v in sorted((r.hygiene.get("first_defects") or {}).items())) or "none",
+                    f"{r.hygiene.get('reasked', 0)} / {r.hygiene.get('cleaned', 0)}",
                 ]
                 for r in records
             ],

@@ -12,6 +12,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from sopgraph.nodes.groupchat import hygiene
+from sopgraph.nodes.groupchat.prompts import INSTRUCTIONS, SILENT
 from sopgraph.state.groupchat import (
     Ablations,
     Ballot,
@@ -250,6 +252,30 @@ def render_report(values: Mapping[str, Any], *, run_id: str | None = None, model
             for role, t in totals_by(values.get("usage") or []).items()
         ],
     )
+    clean = hygiene.measure(pool, SILENT, INSTRUCTIONS)
+    counts = {d: getattr(clean, d) for d in hygiene.DEFECTS}
+    hygiene_table = _table(
+        [
+            "spoken turns",
+            *(f"{d} (final)" for d in hygiene.DEFECTS),
+            "silence",
+            "distinct-2",
+            "first answers",
+            "re-asked",
+            "cleaned",
+        ],
+        [
+            [
+                clean.turns,
+                *(f"{counts[d]} ({clean.rate(counts[d]):.1%})" for d in hygiene.DEFECTS),
+                f"{clean.silent} ({clean.rate(clean.silent):.1%})",
+                f"{clean.distinct_2:.3f}",
+                ", ".join(f"{k} {v}" for k, v in sorted(clean.first_defects.items())) or "no defect",
+                clean.reasked,
+                clean.cleaned,
+            ]
+        ],
+    )
     clamps = _table(
         ["round", "where", "who", "action", "problem", "instead"],
         [[w.round, f"{w.stage} {w.at}", w.character, w.action, w.problem, w.fallback] for w in warnings],
@@ -274,6 +300,9 @@ seed {scenario.settings.seed}{" · ablations: " + _esc(off) if off else ""}</p>
 <h2>Transcript</h2>{transcript(scenario, pool, rounds)}
 {figures}
 <h2>Votes</h2><p>{_esc(scenario.settings.winner.question)}</p><ul>{rules}</ul>{votes(scenario, ballots, outcome)}
+<h2>Reply hygiene</h2><p class="note">Defects of the spoken lines: echo of the prompt, leaked instruction
+wording, refusal, repeat of the speaker's own earlier line, copy of another's line. "first answers" counts them
+before re-asks and clean-up; the other columns are the lines as recorded.</p>{hygiene_table}
 <h2>Clamped answers</h2>{clamps if warnings else "<p>none</p>"}
 <h2>Model usage</h2>{usage_table}
 </body></html>

@@ -589,6 +589,17 @@ class PersonaSnapshot(Document):
     reflection: str = ""
 
 
+class LineCheck(Document):
+    """What reply hygiene found in a spoken line (nodes/groupchat/hygiene.py): the defects of the first
+    answer, of the last answer, and of the line as recorded, the re-asks spent, whether clean-up cut it."""
+
+    first: list[str] = Field(default_factory=list)
+    last: list[str] = Field(default_factory=list)
+    final: list[str] = Field(default_factory=list)
+    reasks: int = 0
+    cleaned: bool = False
+
+
 class Ballot(BaseModel):
     """One vote under one rule."""
 
@@ -651,6 +662,8 @@ class SpeakTask(Task):
     sub_round: int
     heard: list[Message] = Field(default_factory=list)
     """Group-chat messages of this round the speaker may see (pool view): earlier, closed sub-rounds."""
+    earlier: list[Message] = Field(default_factory=list)
+    """The latest lines of the run the speaker heard or said (any stage): what a reply must not repeat."""
     facts: list[str] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list)
     think: bool = True

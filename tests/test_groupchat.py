@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from sopgraph.graphs.groupchat import build_groupchat_graph, groupchat_input
-from sopgraph.nodes.groupchat.playbook import Playbook, legal, scores
+from sopgraph.nodes.groupchat.playbook import Playbook, legal, scores, tag
 from sopgraph.nodes.groupchat.stages import decide, memory
 from sopgraph.nodes.llm import register_model, unregister_model
 from sopgraph.nodes.scripted import ScriptedChatModel, ScriptedRequest
@@ -326,7 +326,7 @@ def test_a_refusal_is_asked_again_then_replaced_by_silence(scripted) -> None:  #
 
 
 def test_long_speech_is_cut_with_a_warning(scripted) -> None:  # type: ignore[no-untyped-def]
-    book = Playbook().on("Speech", lambda r, c: {"speech": " ".join(["blah"] * 400)})
+    book = Playbook().on("Speech", lambda r, c: {"speech": " ".join(f"{tag(r)}x{i}" for i in range(400))})
     out, _ = run(scripted, story(rounds=1, speech_words=20), book, ablate=["meeting", "private_chat"])
     assert all(len(m.content.split()) == 20 for m in messages(out, "group_chat"))
     assert len([w for w in out["warnings"] if w.action == "speak"]) == 8

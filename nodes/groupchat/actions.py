@@ -11,12 +11,13 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
-from sopgraph.nodes.groupchat import prompts
+from sopgraph.nodes.groupchat import hygiene, prompts
 from sopgraph.nodes.groupchat.asking import Player, Where, ask
 from sopgraph.state.groupchat import (
     Choice,
     ChoiceMade,
     ClampWarning,
+    LineCheck,
     Perception,
     Persona,
     PersonaPatch,
@@ -59,7 +60,7 @@ def perceive(player: Player, scenario: Scenario, persona: Persona, round_: int) 
     if player.human:
         return Perception(situation="", plan=persona.plan), []
     name = scenario.name_of(persona.id)
-    task = prompts.PERCEIVE.format(name=name)
+    task = prompts.PERCEIVE.format(name=name, objective=scenario.character(persona.id).objective.strip())
     prompt = prompts.join(prompts.header(scenario, round_, Stage.UPDATE), prompts.memory(persona), task)
     reply, warnings = ask(
         player,
@@ -114,7 +115,7 @@ def think(player: Player, scenario: Scenario, persona: Persona, situation: str, 
     if player.human:
         return "", []
     name = scenario.name_of(persona.id)
-    task = prompts.THINK.format(name=name)
+    task = prompts.THINK.format(name=name, objective=scenario.character(persona.id).objective.strip())
     reply, warnings = ask(
         player,
         Thought,
@@ -122,10 +123,12 @@ def think(player: Player, scenario: Scenario, persona: Persona, situation: str, 
         _system(scenario, persona.id, "Thought"),
         action="think",
         where=where,
-        check=lambda v: [prompts.REFUSED.format(name=name)] if prompts.refusal(v.thought) else [],
+        check=lambda v: [prompts.REFUSED.format(name=name)] if hygiene.refusal(v.thought) else [],
         fallback=lambda v: Thought(thought=""),
     )
-    return limit_words(prompts.clean(reply.thought, name, task), 30)[0], warnings
+    heard = hygiene.Heard(name, templates=prompts.INSTRUCTIONS)
+    text = hygiene.clean_up(prompts.clean(reply.thought, name, task), heard)
+    return limit_words(text, 30)[0], warnings
 
 
 def speak(
@@ -135,15 +138,30 @@ def speak(
     situation: str,
     task: str,
     where: Where,
-) -> tuple[str, Warnings]:
-    """One utterance, cut to the scenario's word limit; a refusal is asked again, then silence."""
+    heard: hygiene.Heard,
+) -> tuple[str, LineCheck, Warnings]:
+    """One utterance, checked for echoes, leaks, refusals, self-repeats and copies (`hygiene`): a defect is
+    re-asked naming it, then the line is cleaned up (silence when nothing is left); cut to the word limit."""
     words = scenario.settings.speech_words
     name = scenario.name_of(persona.id)
     instruction = task.splitlines()[-1]
+    seen: list[list[str]] = []
+    if player.human:  # a person's lines are theirs: no hygiene
+        heard = hygiene.Heard(name)
 
-    def said(text: str) -> bool:
-        rest = prompts.clean(text, name, instruction).strip(" -.")
-        return bool(rest) and not prompts.refusal(text) and not rest.lower().startswith(f"{name.lower()}'s thought")
+    def findings(text: str) -> list[hygiene.Finding]:
+        return [] if player.human else hygiene.inspect(prompts.clean(text, name, instruction), heard)
+
+    def check(value: Speech) -> list[str]:
+        found = findings(value.speech)
+        seen.append([f.defect for f in found])
+        if not prompts.clean(value.speech, name, instruction).strip(" -."):
+            return [prompts.REFUSED.format(name=name)]
+        return hygiene.reask(found, name)
+
+    def fallback(value: Speech | None) -> Speech:
+        text = hygiene.clean_up(prompts.clean(value.speech, name, instruction), heard) if value else ""
+        return Speech(speech=text or prompts.SILENT)
 
     reply, warnings = ask(
         player,
@@ -152,13 +170,21 @@ def speak(
         _system(scenario, persona.id, "Speech"),
         action="speak",
         where=where,
-        check=lambda v: [] if said(v.speech) else [prompts.REFUSED.format(name=name)],
-        fallback=lambda v: Speech(speech=prompts.SILENT),
+        check=check,
+        fallback=fallback,
     )
     text, cut = limit_words(prompts.clean(reply.speech, name, instruction), words)
     if cut:
         warnings.append(where.warning("speak", f"speech longer than {words} words", f"cut to {words} words"))
-    return text, warnings
+    final = [] if text == prompts.SILENT else [f.defect for f in findings(text)]
+    line = LineCheck(
+        first=seen[0] if seen else [],
+        last=seen[-1] if seen else [],
+        final=final,
+        reasks=max(len(seen) - 1, 0),
+        cleaned=bool(warnings) and any(w.action == "speak" and "cut to" not in w.fallback for w in warnings),
+    )
+    return text, line, warnings
 
 
 def summarize(
@@ -185,7 +211,7 @@ def summarize(
         _system(scenario, persona.id, "Summary"),
         action="summarize",
         where=where,
-        check=lambda v: [prompts.REFUSED.format(name=name)] if prompts.refusal(v.summary) else [],
+        check=lambda v: [prompts.REFUSED.format(name=name)] if hygiene.refusal(v.summary) else [],
         fallback=lambda v: Summary(summary=excerpt),
     )
     text, cut = limit_words(prompts.clean(reply.summary, name, task), 50)
@@ -224,7 +250,7 @@ def reflect(
 
     def check(value: Reflect) -> list[str]:
         refused = (
-            [prompts.REFUSED.format(name=scenario.name_of(persona.id))] if prompts.refusal(value.reflection) else []
+            [prompts.REFUSED.format(name=scenario.name_of(persona.id))] if hygiene.refusal(value.reflection) else []
         )
         return (
             refused
@@ -240,7 +266,7 @@ def reflect(
         action="reflect",
         where=where,
         check=check,
-        fallback=lambda v: v if v is not None and not prompts.refusal(v.reflection) else Reflect(reflection=folded),
+        fallback=lambda v: v if v is not None and not hygiene.refusal(v.reflection) else Reflect(reflection=folded),
     )
     task = prompt.splitlines()[-1]
     reply = reply.model_copy(update={"reflection": prompts.clean(reply.reflection, scenario.name_of(persona.id), task)})

@@ -18,27 +18,30 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from sopgraph.nodes.groupchat import prompts
 from sopgraph.nodes.scripted import ScriptedRequest, count_tokens
 
-_ID = re.compile(r"\(id: ([a-z][a-z0-9_]*)\)")
-_ROUND = re.compile(r"Round (\d+) of (\d+)\. ([A-Z][a-z]+(?: [a-z]+)?)")
+# Every pattern is built from the prompt templates themselves, so a reworded prompt keeps the playbook working.
+_CID = r"[a-z][a-z0-9_]*"
+_ID = prompts.pattern(prompts.SYSTEM.split("\n", 1)[0], id=_CID)
+_ROUND = prompts.pattern(prompts.HEADER, round=r"\d+", rounds=r"\d+", stage=r"[^.\n]*")
 
 
 def character_of(request: ScriptedRequest) -> str:
     """The character a request speaks for (named in the system prompt)."""
     match = _ID.search(request.system)
-    return match.group(1) if match else "?"
+    return match["id"] if match else "?"
 
 
 def round_of(request: ScriptedRequest) -> int:
     match = _ROUND.search(request.prompt)
-    return int(match.group(1)) if match else 0
+    return int(match["round"]) if match else 0
 
 
 def stage_of(request: ScriptedRequest) -> str:
     """The stage title's first words: Update, Private chat, Confidential meeting, Group chat, Settlement."""
     match = _ROUND.search(request.prompt)
-    return match.group(3).split(":")[0] if match else ""
+    return re.split(r"[:,]", match["stage"])[0] if match else ""
 
 
 def schema_name(request: ScriptedRequest) -> str:
@@ -52,9 +55,10 @@ def legal(schema: type[BaseModel] | None, field: str) -> list[str]:
     return [str(v) for v in typing.get_args(schema.model_fields[field].annotation)]
 
 
-_BELIEFS = re.compile(r"^Your beliefs \(0-100\): (.*)$", re.M)
-_FEELINGS = re.compile(r"^Your feelings about others \(0-100\): (.*)$", re.M)
-_FEELING = re.compile(r"([a-z][a-z0-9_]*) (\d+)(?: \([^)]*\))?")
+_BELIEFS = prompts.pattern(prompts.BELIEFS, re.M, beliefs=".*")
+_FEELINGS = prompts.pattern(prompts.FEELINGS, re.M, relations=".*")
+_BELIEF = prompts.pattern(prompts.BELIEF, belief=".*", score=r"\d+")
+_FEELING = prompts.pattern(prompts.FEELING, id=_CID, score=r"\d+")
 
 
 def scores(request: ScriptedRequest) -> tuple[dict[str, int], dict[str, int]]:
@@ -62,12 +66,13 @@ def scores(request: ScriptedRequest) -> tuple[dict[str, int], dict[str, int]]:
     beliefs: dict[str, int] = {}
     feelings: dict[str, int] = {}
     if match := _BELIEFS.search(request.prompt):
-        for item in match.group(1).split("; "):
-            text, _, value = item.rpartition(": ")
-            if value.isdigit():
-                beliefs[text] = int(value)
+        for item in match["beliefs"].split(prompts.ITEMS):
+            if found := _BELIEF.fullmatch(item):
+                beliefs[found["belief"]] = int(found["score"])
     if match := _FEELINGS.search(request.prompt):
-        feelings = {cid: int(v) for cid, v in _FEELING.findall(match.group(1))}
+        for item in match["relations"].split(prompts.ITEMS):
+            if found := _FEELING.match(item):
+                feelings[found["id"]] = int(found["score"])
     return beliefs, feelings
 
 

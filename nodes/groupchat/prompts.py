@@ -14,14 +14,16 @@ from sopgraph.state.groupchat import Persona, Scenario, Stage, limit_words
 from sopgraph.state.pool import Message
 
 SYSTEM = (
-    'You are {name} (id: {id}) in the story "{title}". Stay in character and be brief.\n'
-    "Rules: {rules}\n"
-    "Who you are (private): {scratch}\n"
-    "Your goal (private): {objective}\n"
-    "People:\n{cast}\n"
+    'You are {name} (id: {id}), a character in the story "{title}". You speak and think only as {name}, '
+    "in the first person, in your own voice.\n"
+    "The story: {rules}\n"
+    "Who I am, and what I keep to myself: {scratch}\n"
+    "What I want: {objective}\n"
+    "The others:\n{cast}\n"
     "{resources}"
-    "Answer only with the {tool} tool."
+    "Reply with the {tool} tool."
 )
+CAST = "- {name} ({id}){principal}: {tagline}"
 
 HEADER = "Round {round} of {rounds}. {stage}."
 STAGE_TITLES = {
@@ -33,30 +35,35 @@ STAGE_TITLES = {
     Stage.SETTLEMENT: "Settlement: the vote",
 }
 
-MEMORY = (
-    "Your memory: {reflection}\n"
-    "Your plan: {plan}\n"
-    "Your beliefs (0-100): {beliefs}\n"
-    "Your feelings about others (0-100): {relations}"
-)
+REFLECTION = "What I remember: {reflection}"
+PLAN = "My plan: {plan}"
+BELIEFS = "My beliefs (0-100): {beliefs}"
+FEELINGS = "My feelings about the others (0-100): {relations}"
+BELIEF = "{belief}: {score}"
+FEELING = "{id} {score}{impression}"
+IMPRESSION = " ({impression})"
+ITEMS = "; "
+MEMORY = "\n".join((REFLECTION, PLAN, BELIEFS, FEELINGS))
 
-NOTES = "Your notes from earlier this round:\n{notes}"
+NOTES = "My notes from earlier this round:\n{notes}"
 FACTS = "Public news this round:\n{facts}"
 LINES = "{title}:\n{lines}"
 
-# The embedded 0.5B model refuses a bare "say your line" inside a long context ("I'm sorry, but I can't
-# assist with that request.") but reliably continues a story: the speaking actions are phrased that way.
-PERCEIVE = "Continue the story: {name} sizes up the situation and plans this round: whom to talk to, and what for."
+# The speaking actions name no word limit and no stage direction a small model could echo back ("Lina Park,
+# at most 60 words. ..."): lengths are cut afterwards, and the line's own schema says "one to three
+# sentences". Each ends on the character's aim, the last thing a small model reads before it answers.
+PERCEIVE = "A new round begins. {name} wants: {objective} What does {name} make of the situation, and what is the plan?"
 CHOOSE = "Choose one person for a {what}. partner: their id, one of: {ids}."
-THINK = "Continue the story: what {name} thinks before answering, at most 30 words."
-SPEAK_ONE = "Continue the story: {name}'s {opening} to {partner_name}, at most {words} words."
-SPEAK_GROUP = "Continue the story: {name}'s reply to the group, at most {words} words."
-THOUGHT = "{name}'s thought: {thought}"
-SUMMARIZE = "Continue the story: {name}'s note on what was learned in this {what}, at most 50 words."
+THINK = "What does {name} privately think now, before speaking? {name} wants: {objective}"
+SPEAK_ONE = "{partner_name} is listening. What does {name} say to {partner_name} now? {name} wants: {objective}"
+REPLY_ONE = "{partner_name} just spoke to {name}. What does {name} answer? {name} wants: {objective}"
+SPEAK_GROUP = "What does {name} say to the whole group now? {name} wants: {objective}"
+THOUGHT = "{name} thinks: {thought}"
+SUMMARIZE = "What did {name} learn in this {what}, and about whom? {name}'s private note."
 BOUNDS = "Feelings move at most {rstep} and beliefs at most {bstep} points per round"
 REFLECT = (
-    "Your notes from last round:\n{notes}\n" + BOUNDS + "; list only what changed.\n"
-    "Continue the story: {name} takes stock after the last round, in at most {words} words."
+    "My notes from last round:\n{notes}\n" + BOUNDS + "; list only what changed.\n"
+    "How does {name} see things now, and whom does {name} like or distrust more than before?"
 )
 VOTE = "{knowledge}\nThe story is over. {question} candidate: the id of your choice, one of: {legal}."
 KNOW_OWN = "What you came to know:\n{memory}"
@@ -65,6 +72,9 @@ REASK = "\nYour last answer broke the rules: {problems}. Answer again, within th
 REFUSED = "a refusal or an empty line is not part of the story; write {name}'s own words"
 SILENT = "(says nothing)"
 """What a character is recorded as saying when it gave no usable line: not dialogue."""
+
+INSTRUCTIONS = (SYSTEM, CAST, PERCEIVE, CHOOSE, THINK, SPEAK_ONE, REPLY_ONE, SPEAK_GROUP, THOUGHT, SUMMARIZE, REFLECT)
+"""The instruction templates: none of their wording belongs in a character's line (hygiene's leak check)."""
 
 WHAT = {
     Stage.PRIVATE_CHAT: "private chat",
@@ -76,7 +86,7 @@ WHAT = {
 def system_prompt(scenario: Scenario, cid: str, tool: str) -> str:
     me = scenario.character(cid)
     cast = "\n".join(
-        f"- {c.id}: {c.name}{' (principal)' if c.principal else ''}, {c.tagline()}"
+        CAST.format(name=c.name, id=c.id, principal=", principal" if c.principal else "", tagline=c.tagline())
         for c in scenario.characters
         if c.id != cid
     )
@@ -106,10 +116,11 @@ def header(scenario: Scenario, round_: int, stage: Stage, sub_round: int = 0) ->
 
 
 def memory(persona: Persona) -> str:
-    relations = ", ".join(
-        f"{o} {r.score}" + (f" ({r.impression})" if r.impression else "") for o, r in persona.relationships.items()
+    relations = ITEMS.join(
+        FEELING.format(id=o, score=r.score, impression=IMPRESSION.format(impression=r.impression) * bool(r.impression))
+        for o, r in persona.relationships.items()
     )
-    beliefs = "; ".join(f"{b}: {s}" for b, s in persona.beliefs.items())
+    beliefs = ITEMS.join(BELIEF.format(belief=b, score=s) for b, s in persona.beliefs.items())
     return MEMORY.format(
         reflection=persona.reflection or "nothing yet",
         plan=persona.plan or "none yet",
@@ -139,23 +150,32 @@ def transcript(scenario: Scenario, messages: Sequence[Message], title: str, empt
     return LINES.format(title=title, lines=body)
 
 
-_REFUSAL = re.compile(r"(i'?m sorry|i am sorry)[, ]+but|can'?t assist|cannot assist|as an ai\b", re.I)
-
-
-def refusal(text: str) -> bool:
-    """The canned refusal small chat models fall back to when a role-play prompt confuses them (also after an
-    echoed name: "Lina, I'm sorry, but I can't assist...")."""
-    return bool(_REFUSAL.search((text or "")[:120]))
-
-
 def clean(text: str, name: str, instruction: str = "") -> str:
-    """Drop what a small model echoes back: the instruction it was given, a leading "Name:"."""
+    """Drop what a small model echoes back at the start of a line: the instruction it was given, "Name:"."""
     text = " ".join(str(text).split())
-    asked = instruction.rsplit("Continue the story: ", 1)[-1].strip()
-    echoes = [e for e in (asked, f"{name}:", f"{name} says:") if e]
+    echoes = [e for e in (instruction.strip(), f"{name}:", f"{name} says:") if e]
     while match := next((e for e in echoes if text.lower().startswith(e.lower())), None):
         text = text[len(match) :].strip()
     return text
+
+
+def pattern(template: str, flags: int = 0, **groups: str) -> re.Pattern[str]:
+    """A regex for `template` as filled in: the named placeholders captured with the given expressions, any
+    other placeholder matching any text. Test doubles read prompts through it, so they follow a rewording."""
+    out: list[str] = []
+    pos = 0
+    named: set[str] = set()
+    for match in re.finditer(r"\{(\w+)\}", template):
+        out.append(re.escape(template[pos : match.start()]))
+        field = match.group(1)
+        if field in groups and field not in named:
+            out.append(f"(?P<{field}>{groups[field]})")
+            named.add(field)
+        else:
+            out.append(".*?")
+        pos = match.end()
+    out.append(re.escape(template[pos:]))
+    return re.compile("".join(out), flags)
 
 
 def join(*parts: str) -> str:

@@ -17,7 +17,7 @@ from typing import Any
 from langgraph.runtime import Runtime
 from langgraph.types import Send
 
-from sopgraph.nodes.groupchat import actions, prompts
+from sopgraph.nodes.groupchat import actions, hygiene, prompts
 from sopgraph.nodes.groupchat.asking import Player, Where, usage
 from sopgraph.state.context import Context
 from sopgraph.state.groupchat import (
@@ -106,6 +106,29 @@ def news(scenario: Scenario, seen: Sequence[Message], round_: int) -> list[str]:
             names = " and ".join(scenario.name_of(c) for c in sorted(who))
             out.setdefault((m.sub_round, who), f"{names} held a confidential meeting.")
     return list(out.values())
+
+
+SPOKEN = frozenset({Stage.PRIVATE_CHAT.value, Stage.MEETING.value, Stage.GROUP_CHAT.value})
+HEARD_LINES = 40
+"""How many of the latest spoken lines a speaker's reply is checked against for self-repeats and copies."""
+
+
+def spoken(seen: Sequence[Message]) -> list[Message]:
+    """The lines said in a run, as a viewer saw them (no silences, no redacted meetings)."""
+    return [m for m in seen if m.kind in SPOKEN and not m.redacted and m.content != prompts.SILENT]
+
+
+def heard(scenario: Scenario, seen: Sequence[Message], cid: str, system: str, card: str, task: str) -> hygiene.Heard:
+    """What `cid`'s next line is checked against: its prompt (card and task, not the dialogue), its own
+    earlier lines, and the others' lines it heard."""
+    lines = spoken(seen)[-HEARD_LINES:]
+    return hygiene.Heard(
+        name=scenario.name_of(cid),
+        prompt=(system, card, task),
+        own=[m.content for m in lines if m.sender == cid],
+        others=[(scenario.name_of(m.sender), m.content) for m in lines if m.sender != cid],
+        templates=prompts.INSTRUCTIONS,
+    )
 
 
 def key(round_: int, stage: Stage | str, *parts: object) -> str:
@@ -335,16 +358,18 @@ def chat_turn(stage: Stage) -> Any:
             if thought:
                 note = private_note(speaker, THINK, thought, round_, stage, sub_round=chat.index)
                 pool.append(note.model_copy(update={"id": f"{note.id}:{chat.turn}"}))
+        name, partner = scenario.name_of(speaker), scenario.name_of(listener)
+        objective = scenario.character(speaker).objective.strip()
+        template = prompts.REPLY_ONE if convo else prompts.SPEAK_ONE
         task = prompts.join(
-            prompts.THOUGHT.format(name=scenario.name_of(speaker), thought=thought) if thought else "",
-            prompts.SPEAK_ONE.format(
-                name=scenario.name_of(speaker),
-                opening="reply" if convo else "opening words",
-                partner_name=scenario.name_of(listener),
-                words=scenario.settings.speech_words,
-            ),
+            prompts.THOUGHT.format(name=name, thought=thought) if thought else "",
+            template.format(name=name, partner_name=partner, objective=objective),
         )
-        text, warned = actions.speak(player, scenario, persona, situation, task, where)
+        system = prompts.system_prompt(scenario, speaker, "Speech")
+        card = _situation(scenario, persona, seen, round_, stage, chat.index)
+        text, check, warned = actions.speak(
+            player, scenario, persona, situation, task, where, heard(scenario, seen, speaker, system, card, task)
+        )
         pool.append(
             Message(
                 id=key(round_, stage, chat.index, chat.turn, speaker),
@@ -353,6 +378,7 @@ def chat_turn(stage: Stage) -> Any:
                 visibility=VISIBILITY[stage],
                 kind=stage.value,
                 content=text,
+                payload=check,
                 round=round_,
                 stage=stage.value,
                 sub_round=chat.index,
@@ -427,6 +453,7 @@ def speak_sends(state: GroupChatState) -> list[Send]:
             spent=spent(state),
             sub_round=state["sub_round"],
             heard=[m for m in seen if m.kind == Stage.GROUP_CHAT.value and m.round == round_],
+            earlier=spoken(seen)[-HEARD_LINES:],
             facts=news(scenario, seen, round_),
             notes=own_notes(seen, cid, round_),
             think=think,
@@ -454,17 +481,27 @@ def speak(task: SpeakTask, runtime: Runtime[Context]) -> dict[str, Any]:
         thought, warnings = actions.think(player, scenario, persona, situation, where)
         if thought:
             pool.append(private_note(cid, THINK, thought, round_, stage, sub_round=task.sub_round))
+    name = scenario.name_of(cid)
     ask = prompts.join(
-        prompts.THOUGHT.format(name=scenario.name_of(cid), thought=thought) if thought else "",
-        prompts.SPEAK_GROUP.format(name=scenario.name_of(cid), words=scenario.settings.speech_words),
+        prompts.THOUGHT.format(name=name, thought=thought) if thought else "",
+        prompts.SPEAK_GROUP.format(name=name, objective=scenario.character(cid).objective.strip()),
     )
-    text, warned = actions.speak(player, scenario, persona, situation, ask, where)
+    system = prompts.system_prompt(scenario, cid, "Speech")
+    card = prompts.join(
+        prompts.header(scenario, round_, stage, task.sub_round),
+        prompts.memory(persona),
+        prompts.round_context(task.notes, task.facts),
+    )
+    text, check, warned = actions.speak(
+        player, scenario, persona, situation, ask, where, heard(scenario, task.earlier, cid, system, card, ask)
+    )
     pool.append(
         Message(
             id=key(round_, stage, task.sub_round, cid, "speech"),
             sender=cid,
             kind=stage.value,
             content=text,
+            payload=check,
             visibility=Visibility.AFTER_SUBROUND,
             round=round_,
             stage=stage.value,

@@ -1,0 +1,278 @@
+"""Reply hygiene: what makes a small model's line unreadable, found, named, repaired and measured.
+
+Five defects of a spoken line, each checked against what the speaker was shown:
+
+- echo: the reply repeats a run of at least `ECHO_WORDS` words of its prompt (the card, the memory, the
+  instruction), as a 0.5B model opening with "Lina Park, at most 60 words. I'm curious..." does;
+- leak: the reply carries instruction wording (a fragment of one of the instruction templates in
+  `prompts.INSTRUCTIONS`, a word limit, a stage direction) — derived from the templates, so rewording a
+  prompt moves the detector with it;
+- refusal: the canned "I'm sorry, but I can't assist with that";
+- self_repeat: the reply nearly duplicates a line the speaker said earlier;
+- copy: the reply nearly duplicates a line somebody else said (that the speaker heard).
+
+`inspect` finds them; `reask` words a targeted re-ask naming each defect and its evidence; `clean_up` is
+the last resort (drop the echoed, leaked, repeated or copied sentences; nothing left is silence).
+`measure` turns a run's pool into per-run rates (echo, leak, refusal, self-repeat, copy, silence, distinct-2),
+using the `LineCheck` each spoken line carries and re-checking what can be checked from the pool alone.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from difflib import SequenceMatcher
+from functools import cache
+
+from sopgraph.state.groupchat import LineCheck, Stage
+from sopgraph.state.pool import Message
+
+ECHO = "echo"
+LEAK = "leak"
+REFUSAL = "refusal"
+SELF_REPEAT = "self_repeat"
+COPY = "copy"
+DEFECTS = (ECHO, LEAK, REFUSAL, SELF_REPEAT, COPY)
+
+ECHO_WORDS = 6
+"""A shared run of this many words with the prompt is an echo (a name plus a few words is not)."""
+NEAR = 0.5
+"""Share of a line's word 3-grams found in another line above which the line is a near-duplicate."""
+SPOKEN = (Stage.PRIVATE_CHAT.value, Stage.MEETING.value, Stage.GROUP_CHAT.value)
+
+_WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
+_SENTENCE = re.compile(r"(?<=[.!?])\s+")
+_REFUSAL = re.compile(
+    r"(i'?m|i am) (sorry|afraid)[, ]+(but )?i (can'?t|cannot|am unable|'m unable)|can'?t assist|cannot assist"
+    r"|unable to (assist|help|comply)|as an ai\b|i can'?t (help|do) (with )?that|i cannot (help|do) (with )?that",
+    re.I,
+)
+_GENERIC_LEAKS = (
+    r"\bat most \d+ words\b",
+    r"\b(in|within) \d+ words\b",
+    r"\bin character\b",
+    r"\bcontinue the story\b",
+    r"\(id: [a-z0-9_]+\)",
+    r"\bround \d+ of \d+\b",
+    r"\bsub-round \d+\b",
+    r"\b(speech|thought|summary|perception|choice|reflect|vote) tool\b",
+    r"\b[A-Z][a-z]+(?: [A-Z][a-z]+)?'s (thought|reply|opening words|line|words)\s*:",
+)
+
+
+def words(text: str) -> list[str]:
+    return _WORD.findall(text.lower())
+
+
+def grams(tokens: Sequence[str], n: int = 3) -> set[tuple[str, ...]]:
+    return {tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1)}
+
+
+def shared_run(reply: Sequence[str], source: Sequence[str], at_least: int) -> list[str]:
+    """The longest run of consecutive words the reply shares with the source, if at least `at_least` long."""
+    if len(reply) < at_least or len(source) < at_least:
+        return []
+    match = SequenceMatcher(None, reply, source, autojunk=False).find_longest_match()
+    return list(reply[match.a : match.a + match.size]) if match.size >= at_least else []
+
+
+def near_duplicate(line: str, other: str) -> bool:
+    """Most of `line` is found in `other` (3-gram containment), all of a longer `other` is found in `line`, or
+    the two are the same short line."""
+    a, b = words(line), words(other)
+    if not a or not b:
+        return False
+    if len(a) < 5:
+        return a == b
+    mine, theirs = grams(a), grams(b)
+    shared = len(mine & theirs)
+    return shared / len(mine) >= NEAR or (len(theirs) >= 4 and shared == len(theirs))
+
+
+def refusal(text: str) -> bool:
+    return bool(_REFUSAL.search(text or ""))
+
+
+@cache
+def _leak_patterns(templates: tuple[str, ...]) -> tuple[re.Pattern[str], ...]:
+    """Literal fragments of the instruction templates (three words or more), and the generic leaks."""
+    out = [re.compile(p, re.I) for p in _GENERIC_LEAKS]
+    for template in templates:
+        for chunk in re.split(r"\{[^}]*\}", template):
+            chunk = chunk.strip(" .,:;\n")
+            if len(words(chunk)) >= 3:
+                out.append(re.compile(r"\b" + r"\W+".join(map(re.escape, words(chunk))) + r"\b", re.I))
+    return tuple(out)
+
+
+def leaks(text: str, templates: Sequence[str] = ()) -> list[str]:
+    """The instruction wording found in a reply."""
+    found = []
+    for pattern in _leak_patterns(tuple(templates)):
+        if match := pattern.search(text):
+            found.append(match.group(0))
+    return found
+
+
+@dataclass(frozen=True)
+class Finding:
+    defect: str
+    evidence: str
+    """The echoed or leaked words, the repeated line, or the refusal."""
+    who: str = ""
+    """Whose line was copied (a name), for `copy`."""
+
+
+@dataclass(frozen=True)
+class Heard:
+    """What a speaker's line is checked against."""
+
+    name: str
+    prompt: Sequence[str] = ()
+    """Prompt text that is not dialogue: the card, the memory, the instruction."""
+    own: Sequence[str] = ()
+    """The speaker's own earlier lines."""
+    others: Sequence[tuple[str, str]] = ()
+    """(name, line) of other speakers' lines the speaker heard."""
+    templates: Sequence[str] = ()
+    """The instruction templates whose wording must not appear in a reply."""
+
+
+def inspect(text: str, heard: Heard) -> list[Finding]:
+    """Every defect of a reply, with its evidence (at most one finding per defect)."""
+    found: list[Finding] = []
+    if refusal(text):
+        found.append(Finding(REFUSAL, text[:80]))
+    if leaked := leaks(text, heard.templates):
+        found.append(Finding(LEAK, leaked[0]))
+    tokens = words(text)
+    name = set(words(heard.name))
+    for source in heard.prompt:
+        run = shared_run(tokens, words(source), ECHO_WORDS)
+        if run and not set(run) <= name:
+            found.append(Finding(ECHO, " ".join(run)))
+            break
+    if line := next((o for o in reversed(heard.own) if near_duplicate(text, o)), None):
+        found.append(Finding(SELF_REPEAT, line))
+    if hit := next(((who, o) for who, o in reversed(heard.others) if near_duplicate(text, o)), None):
+        found.append(Finding(COPY, hit[1], who=hit[0]))
+    return found
+
+
+def _quote(text: str, n: int = 12) -> str:
+    cut = text.split()
+    return " ".join(cut[:n]) + ("..." if len(cut) > n else "")
+
+
+def reask(findings: Iterable[Finding], name: str) -> list[str]:
+    """One problem per defect, naming it and its evidence, for the re-ask."""
+    say = {
+        ECHO: lambda f: (
+            f'it repeats your instructions and notes ("{_quote(f.evidence)}"); write only what {name} '
+            "says, in new words"
+        ),
+        LEAK: lambda f: (
+            f'it contains an instruction ("{f.evidence}"); leave out instructions, word limits and stage directions'
+        ),
+        REFUSAL: lambda f: f"a refusal is not part of the story; write what {name} says",
+        SELF_REPEAT: lambda f: f'{name} already said that ("{_quote(f.evidence)}"); say something new',
+        COPY: lambda f: f'that repeats what {f.who} said ("{_quote(f.evidence)}"); answer it in {name}\'s own words',
+    }
+    return [say[f.defect](f) for f in findings]
+
+
+def clean_up(text: str, heard: Heard) -> str:
+    """The last resort: the sentences of a reply that have no defect; '' when none is left."""
+    if refusal(text):
+        return ""
+    kept: list[str] = []
+    for sentence in _SENTENCE.split(" ".join(text.split())):
+        sentence = sentence.strip(" ,;:-")
+        if len(words(sentence)) < 2 or any(near_duplicate(sentence, k) for k in kept):
+            continue
+        if any(f.defect != REFUSAL for f in inspect(sentence, heard)):
+            continue
+        kept.append(sentence)
+    return " ".join(kept)
+
+
+# -- a run's rates ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Hygiene:
+    """Per-run rates over spoken turns (silences included in the denominator)."""
+
+    turns: int = 0
+    silent: int = 0
+    echo: int = 0
+    leak: int = 0
+    refusal: int = 0
+    self_repeat: int = 0
+    copy: int = 0
+    first_defects: dict[str, int] = field(default_factory=dict)
+    """Defects of the first answers, before any re-ask or clean-up (from the lines' checks)."""
+    reasked: int = 0
+    cleaned: int = 0
+    distinct_2: float = 0.0
+
+    def rate(self, count: int) -> float:
+        return round(count / self.turns, 4) if self.turns else 0.0
+
+    def rates(self) -> dict[str, float]:
+        return {
+            "echo_rate": self.rate(self.echo),
+            "leak_rate": self.rate(self.leak),
+            "refusal_rate": self.rate(self.refusal),
+            "self_repeat_rate": self.rate(self.self_repeat),
+            "copy_rate": self.rate(self.copy),
+            "silence_rate": self.rate(self.silent),
+            "distinct_2": round(self.distinct_2, 4),
+        }
+
+    def to_dict(self) -> dict[str, object]:
+        return {**asdict(self), **self.rates()}
+
+
+def distinct(lines: Sequence[str], n: int = 2) -> float:
+    """distinct-n: unique word n-grams over all word n-grams of the lines (0 without any)."""
+    total: list[tuple[str, ...]] = []
+    for line in lines:
+        tokens = words(line)
+        total += [tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1)]
+    return len(set(total)) / len(total) if total else 0.0
+
+
+def measure(pool: Sequence[Message], silent: str, templates: Sequence[str] = ()) -> Hygiene:
+    """The hygiene of a run's dialogue. Leaks, refusals, self-repeats and copies are re-checked on the final
+    lines (a line copies another when it nearly duplicates an earlier line by someone else that its speaker
+    could see); echoes need the prompt, so they come from each line's `LineCheck`."""
+    out = Hygiene()
+    said: list[Message] = []
+    for m in pool:
+        if m.kind not in SPOKEN:
+            continue
+        out.turns += 1
+        check = m.payload if isinstance(m.payload, LineCheck) else None
+        if check is not None:
+            for defect in check.first:
+                out.first_defects[defect] = out.first_defects.get(defect, 0) + 1
+            out.reasked += check.reasks > 0
+            out.cleaned += check.cleaned
+        if m.content == silent or not m.content.strip():
+            out.silent += 1
+            out.refusal += bool(check and REFUSAL in check.last)
+            continue
+        out.refusal += refusal(m.content)
+        out.leak += bool(leaks(m.content, templates))
+        out.echo += bool(check and ECHO in check.final)
+        out.self_repeat += any(near_duplicate(m.content, o.content) for o in said if o.sender == m.sender)
+        out.copy += any(
+            near_duplicate(m.content, o.content)
+            for o in said
+            if o.sender != m.sender and (o.to_everyone or m.sender in o.participants())
+        )
+        said.append(m)
+    out.distinct_2 = distinct([m.content for m in said])
+    return out

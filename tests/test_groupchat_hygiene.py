@@ -1,0 +1,189 @@
+"""Reply hygiene: each defect (echo, leak, refusal, self-repeat, copy) caught, re-asked naming it, cleaned up as a
+last resort, and measured per run."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from sopgraph.evals.groupchat import hygiene_of
+from sopgraph.nodes.groupchat import hygiene, prompts
+from sopgraph.nodes.groupchat.playbook import Playbook, tag
+from sopgraph.nodes.scripted import ScriptedRequest
+from sopgraph.state.groupchat import LineCheck, Scenario
+from sopgraph.state.pool import Message
+from tests.test_groupchat import messages, run
+from tests.test_groupchat import story as river_town
+
+RULES = "Four neighbours argue about the river and whether the old mill should be torn down."
+REASKED = "broke the rules"
+
+
+def story(**settings: Any) -> Scenario:
+    """The river-town story with rules long enough to be echoed."""
+    return river_town(**settings).model_copy(update={"rules": RULES})
+
+
+def heard(**kw: Any) -> hygiene.Heard:
+    return hygiene.Heard(name="Ann", templates=prompts.INSTRUCTIONS, **kw)
+
+
+# -- the detectors -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "defect"),
+    [
+        ("Four neighbours argue about the river and whether the mill stays. I say it stays.", hygiene.ECHO),
+        ("Ann, at most 60 words. The mill must stay.", hygiene.LEAK),
+        ("What does Ann say to the whole group now? The mill must stay.", hygiene.LEAK),
+        ("Ann, I'm sorry, but I can't assist with that request.", hygiene.REFUSAL),
+        ("As I said before, the mill must stay open for the whole valley.", hygiene.SELF_REPEAT),
+        ("Honestly the river is dirty because of the tannery upstream, everyone knows.", hygiene.COPY),
+    ],
+)
+def test_each_defect_is_found_with_its_evidence(text: str, defect: str) -> None:
+    context = heard(
+        prompt=(RULES,),
+        own=["The mill must stay open for the whole valley, as I said before."],
+        others=[("Ben", "The river is dirty because of the tannery upstream, everyone knows.")],
+    )
+    found = hygiene.inspect(text, context)
+    assert [f.defect for f in found] == [defect]
+    (problem,) = hygiene.reask(found, "Ann")
+    assert found[0].evidence.split()[0].strip('"') in problem or defect == hygiene.REFUSAL
+    if defect == hygiene.COPY:
+        assert "what Ben said" in problem
+
+
+def test_a_plain_line_that_answers_others_has_no_defect() -> None:
+    context = heard(
+        prompt=(RULES, prompts.SPEAK_GROUP.format(name="Ann", objective="Keep the mill.")),
+        own=["The mill feeds forty families."],
+        others=[("Ben", "The mill poisons the river and should be torn down.")],
+    )
+    line = "Ben, the mill is not what poisons the river; the tannery upstream does, and I can prove it."
+    assert hygiene.inspect(line, context) == []
+
+
+def test_clean_up_keeps_only_the_sentences_without_defects() -> None:
+    context = heard(prompt=(RULES,), others=[("Ben", "The tannery upstream is to blame.")])
+    text = "At most 60 words. The tannery upstream is to blame. I will fight for the mill. I will fight for the mill."
+    assert hygiene.clean_up(text, context) == "I will fight for the mill."
+    assert hygiene.clean_up("I'm sorry, but I cannot assist with that.", context) == ""
+
+
+def test_distinct_2_and_rates_of_a_pool() -> None:
+    def said(i: int, who: str, text: str, check: LineCheck | None = None) -> Message:
+        return Message(id=f"m{i}", sender=who, kind="group_chat", content=text, payload=check, round=1)
+
+    pool = [
+        said(1, "ann", "the mill must stay open for the valley", LineCheck(first=["echo"], final=[], reasks=1)),
+        said(2, "ben", "the mill must go now"),
+        said(3, "ann", "the mill must stay open for the valley"),  # self-repeat
+        said(4, "cal", prompts.SILENT, LineCheck(first=["refusal"], last=["refusal"], reasks=2, cleaned=True)),
+        said(5, "dora", "ann, at most 60 words: the mill must stay open for the valley"),  # leak, and a copy
+    ]
+    rates = hygiene_of(pool)
+    assert (rates.turns, rates.silent, rates.self_repeat, rates.refusal, rates.leak) == (5, 1, 1, 1, 1)
+    assert rates.copy == 1 and rates.echo == 0
+    assert rates.first_defects == {"echo": 1, "refusal": 1} and (rates.reasked, rates.cleaned) == (2, 1)
+    assert rates.rates()["refusal_rate"] == 0.2
+    assert hygiene.distinct(["a b a b"]) == pytest.approx(2 / 3)
+
+
+# -- in a run: caught, re-asked naming the defect, measured --------------------------------------------------
+
+
+def _first_then_fine(first: Any) -> Any:
+    """A speech handler: the defective line first, a fresh line when re-asked."""
+
+    def speech(request: ScriptedRequest, cid: str) -> dict[str, str]:
+        if REASKED in request.last:
+            return {"speech": f"{cid.title()} wants the mill kept, for reason {tag(request)}."}
+        return {"speech": first(request, cid)}
+
+    return speech
+
+
+@pytest.mark.parametrize(
+    ("first", "defect", "named"),
+    [
+        (lambda r, c: f"{RULES} I agree.", hygiene.ECHO, "repeats your instructions"),
+        (lambda r, c: f"{c.title()}, at most 60 words. I agree {tag(r)}.", hygiene.LEAK, "at most 60 words"),
+        (lambda r, c: "I'm sorry, but I can't assist with that request.", hygiene.REFUSAL, "refusal"),
+    ],
+)
+def test_a_defective_line_is_reasked_naming_the_defect(scripted, first, defect, named) -> None:  # type: ignore[no-untyped-def]
+    book = Playbook().on("Speech", _first_then_fine(first))
+    out, book = run(scripted, story(rounds=1, group_subrounds=1), book, ablate=["meeting", "private_chat", "think"])
+    lines = messages(out, "group_chat")
+    assert len(lines) == 4 and not [w for w in out["warnings"] if w.action == "speak"]
+    for m in lines:
+        assert "wants the mill kept" in m.content
+        assert isinstance(m.payload, LineCheck) and defect in m.payload.first and m.payload.reasks == 1
+    reasks = [c.prompt for c in book.of("Speech") if REASKED in c.prompt]
+    assert len(reasks) == 4 and all(named in p for p in reasks)
+    rates = hygiene_of(out["pool"])
+    assert rates.first_defects[defect] == 4 and rates.rates()[f"{defect}_rate"] == 0.0
+
+
+def test_a_speaker_repeating_itself_is_reasked_then_cleaned_to_silence(scripted) -> None:  # type: ignore[no-untyped-def]
+    lines = {
+        "ann": "The river must stay clean for our children, whatever it costs.",
+        "ben": "Tear the old mill down and sell its stones to the town.",
+        "cal": "I will buy the mill myself if nobody else wants it.",
+        "dora": "Nobody asked the fishermen what they think about any of this.",
+    }
+
+    def speech(request: ScriptedRequest, cid: str) -> dict[str, str]:
+        return {"speech": lines[cid]}
+
+    book = Playbook().on("Speech", speech)
+    out, book = run(scripted, story(rounds=1, group_subrounds=2), book, ablate=["meeting", "private_chat", "think"])
+    first, second = ([m for m in messages(out, "group_chat") if m.sub_round == s] for s in (1, 2))
+    assert [m.content for m in first] == [lines[m.sender] for m in first]
+    assert all(m.content == prompts.SILENT for m in second)  # said again and again: nothing new is left
+    for m in second:
+        assert isinstance(m.payload, LineCheck)
+        assert m.payload.first == [hygiene.SELF_REPEAT] and m.payload.reasks == 2 and m.payload.cleaned
+    assert sum(1 for c in book.of("Speech") if "already said that" in c.prompt) == 4 * 2
+    assert len([w for w in out["warnings"] if w.action == "speak"]) == 4
+    rates = hygiene_of(out["pool"])
+    assert rates.self_repeat == 0 and rates.silent == 4 and rates.first_defects == {"self_repeat": 4}
+
+
+def test_a_reply_copying_the_partner_is_reasked(scripted) -> None:  # type: ignore[no-untyped-def]
+    said: list[tuple[str, str]] = []
+
+    def speech(request: ScriptedRequest, cid: str) -> dict[str, str]:
+        heard = [text for who, text in said if who != cid and text in request.prompt]
+        if heard and REASKED not in request.last:
+            text = heard[-1]  # parrots the line it was just told
+        else:
+            text = "Fresh: " + " ".join(f"{tag(request)}{i}" for i in range(8)) + "."  # new words every time
+        said.append((cid, text))
+        return {"speech": text}
+
+    book = Playbook().on("Speech", speech)
+    out, book = run(scripted, story(rounds=1, private_turns=1), book, ablate=["meeting", "group_chat", "think"])
+    chats = messages(out, "private_chat")
+    assert chats and all(m.content.startswith("Fresh:") for m in chats)
+    replies = [m for m in chats if isinstance(m.payload, LineCheck) and m.payload.first]
+    assert replies and all(m.payload.first == [hygiene.COPY] for m in replies)  # type: ignore[union-attr]
+    copied = [c for c in book.of("Speech") if "that repeats what" in c.prompt]
+    assert len(copied) == len(replies)
+    assert all(character_of_name(c.prompt) for c in copied)
+    assert hygiene_of(out["pool"]).copy == 0
+
+
+def character_of_name(prompt: str) -> bool:
+    """The re-ask names whose line was copied (one of the cast)."""
+    return any(f"what {n} said" in prompt for n in ("Ann", "Ben", "Cal", "Dora"))
+
+
+def test_prompts_are_told_no_word_limit_that_could_be_echoed(scripted) -> None:  # type: ignore[no-untyped-def]
+    _, book = run(scripted, story(rounds=1, group_subrounds=1))
+    speeches = book.of("Speech") + book.of("Thought")
+    assert speeches and not any("at most" in c.prompt.rsplit("\n", 1)[-1] for c in speeches)
