@@ -138,7 +138,7 @@ def test_lent_workspace_keeps_results_and_gets_its_owner_back(tmp_path: Path) ->
         copy=False,
     )
     assert r.exit_code == 0, r.stderr
-    assert r.stdout.strip() == str(ws)
+    assert r.stdout.strip() == (sb.INSIDE + "/ws" if BEST.private_tmp else str(ws))
     out = ws / "out.txt"
     assert out.read_text() == "42"
     st = out.stat()
@@ -501,6 +501,242 @@ def test_unprivileged_caller_gets_user_namespaces() -> None:
     assert cmdline_pids(f"sleep\0{marker}") == []
     assert out["net"]["stdout"] == "refused\n"
     assert "CapEff:\t0000000000000000" in out["caps"]["stdout"]
+
+
+# ------------------------------------------------------------------------------------ escapes (issue 15)
+# Each case is one a probe used to get out. Every result names the isolation mode it was contained under.
+
+needs_private_root = pytest.mark.skipif(not BEST.private_tmp, reason=f"no mount namespace here ({BEST.name})")
+REPO = Path(sb.__file__).resolve().parents[1]
+
+
+def host_unix_sockets() -> list[str]:
+    """Filesystem Unix sockets that host services listen on (PostgreSQL, MariaDB, ...)."""
+    found = set()
+    with open("/proc/net/unix") as f:
+        for line in f.readlines()[1:]:
+            fields = line.split()
+            if len(fields) >= 8 and fields[7].startswith("/") and os.path.exists(fields[7]):
+                found.add(fields[7])
+    return sorted(found)
+
+
+@pytest.fixture
+def host_socket() -> Iterator[tuple[str, socket.socket]]:
+    """A listener of our own in the host's runtime directory, so the case never depends on other services."""
+    base = Path("/run") if os.access("/run", os.W_OK) else Path.home()
+    path = base / f"sopgraph-test-{uuid.uuid4().hex[:8]}.sock"
+    with socket.socket(socket.AF_UNIX) as listener:
+        listener.bind(str(path))
+        os.chmod(path, 0o777)
+        listener.listen(8)
+        try:
+            yield str(path), listener
+        finally:
+            path.unlink()
+
+
+@needs_private_root
+def test_no_host_unix_socket_is_reachable(host_socket: tuple[str, socket.socket]) -> None:
+    ours, listener = host_socket
+    sockets = sorted({ours, *host_unix_sockets()})
+    for path in list(sockets):  # each one is reachable from the host: otherwise the case proves nothing
+        with socket.socket(socket.AF_UNIX) as probe:
+            try:
+                probe.connect(path)
+            except OSError:
+                sockets.remove(path)
+    assert ours in sockets
+    listener.accept()[0].close()  # our own probe's connection
+    r = py(f"""
+        import json, socket
+        out = {{}}
+        for path in {sockets!r}:
+            s = socket.socket(socket.AF_UNIX)
+            try:
+                s.connect(path)
+                out[path] = "CONNECTED"
+            except OSError as e:
+                out[path] = type(e).__name__
+        print(json.dumps(out))
+        """)
+    assert select.select([listener], [], [], 0.1)[0] == [], "the host listener saw a connection"
+    assert r.exit_code == 0, r.stderr
+    assert "CONNECTED" not in r.stdout, (r.isolation, r.stdout)
+    assert set(json.loads(r.stdout)) == set(sockets)
+
+
+@needs_private_root
+def test_the_local_postgresql_superuser_is_out_of_reach() -> None:
+    """The probe's critical case: psycopg over the server's socket as `postgres`, then pg_read_file."""
+    socket_dirs = sorted({os.path.dirname(p) for p in host_unix_sockets() if ".s.PGSQL." in p})
+    if not socket_dirs:
+        if os.environ.get("SOPGRAPH_REQUIRE_POSTGRES"):
+            pytest.fail("no PostgreSQL Unix socket on this machine")
+        pytest.skip("no PostgreSQL Unix socket on this machine")
+    pytest.importorskip("psycopg")
+    r = py(f"""
+        import psycopg
+        for d in {socket_dirs!r}:
+            try:
+                with psycopg.connect(f"host={{d}} user=postgres dbname=test", connect_timeout=3) as c:
+                    print("CONNECTED", c.execute("select pg_read_file('/etc/hostname')").fetchone())
+            except psycopg.OperationalError as e:
+                print("refused", str(e).splitlines()[0][:60])
+        """)
+    assert r.exit_code == 0, r.stderr
+    assert "CONNECTED" not in r.stdout and r.stdout.count("refused") == len(socket_dirs), (r.isolation, r.stdout)
+
+
+@needs_private_root
+def test_project_databases_checkout_and_runtime_dirs_are_invisible() -> None:
+    project = Path(tempfile.mkdtemp(prefix="sopgraph-test-project-", dir=Path.home()))
+    try:
+        (project / ".sopgraph").mkdir()
+        db = project / ".sopgraph" / "state.sqlite"
+        db.write_text("checkpoints")
+        db.chmod(0o644)
+        targets = [str(db), str(REPO / "pyproject.toml"), str(REPO / "tools" / "sandbox.py")]
+        targets += [
+            p
+            for p in ("/run", "/var/run", "/var/lib", "/home", "/srv", "/mnt", str(REPO / ".git"))
+            if os.path.exists(p)
+        ]
+        r = py(f"""
+            import os
+            for path in {targets!r}:
+                try:
+                    if os.path.isdir(path):
+                        print(path, "LISTED", sorted(os.listdir(path))[:3])
+                    else:
+                        print(path, "READ", open(path).read(20))
+                except OSError as e:
+                    print(path, "hidden", type(e).__name__)
+            print("python works:", os.path.exists({sys.executable!r}))
+            print("home:", sorted(os.listdir({str(Path.home())!r})) if os.path.isdir({str(Path.home())!r}) else [])
+            """)
+    finally:
+        db.unlink()
+        (project / ".sopgraph").rmdir()
+        project.rmdir()
+    assert r.exit_code == 0, r.stderr
+    assert "LISTED" not in r.stdout and "READ" not in r.stdout, (r.isolation, r.stdout)
+    assert r.stdout.count("hidden") == len(targets) and "python works: True" in r.stdout
+    # Of our home only the way to the interpreter shows (as root, pyenv lives there), never what else it holds.
+    leads = {Path(p).relative_to(Path.home()).parts[0] for p in sb._interpreter_paths() if _under_home(p)}
+    assert set(json.loads(r.stdout.split("home: ", 1)[1].replace("'", '"'))) <= leads
+
+
+def _under_home(path: str) -> bool:
+    return Path(path).is_relative_to(Path.home())
+
+
+MEMORY_HOG = """
+    import os, sys, time
+    kids = []
+    for _ in range(4):
+        pid = os.fork()
+        if pid == 0:
+            block = bytearray(300 * 1024 * 1024)
+            for i in range(0, len(block), 4096):
+                block[i] = 1
+            time.sleep(4)
+            os._exit(0)
+        kids.append(pid)
+    done = sum(os.waitstatus_to_exitcode(os.waitpid(k, 0)[1]) == 0 for k in kids)
+    print("ALLOCATED", done * 300, "MB")
+    """
+
+
+@pytest.mark.parametrize("mode", ["cgroup", "accounting"])
+def test_memory_is_limited_per_run_not_per_process(mode: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """4 x 300 MB under a 512 MB limit: each process alone fits its own limit, the run as a whole does not."""
+    monkeypatch.setattr(sb, "_cgroup_base_cache", [])
+    monkeypatch.setenv("SOPGRAPH_SANDBOX_CGROUP", "1" if mode == "cgroup" else "0")
+    if mode == "cgroup" and sb._cgroup_base() is None:
+        pytest.skip("no memory cgroup we may create children in (needs root and a memory controller)")
+    r = py(MEMORY_HOG, SandboxLimits(memory_mb=512, wall_s=30))
+    assert r.limit_hit == "memory", (r.isolation, mode, r.exit_code, r.stdout, r.stderr[-300:])
+    assert "ALLOCATED 1200 MB" not in r.stdout
+    if mode == "cgroup":
+        assert not list(sb._cgroup_base()[1].glob(f"sopgraph-{os.getpid()}-*")), "a run's cgroup was left behind"
+
+
+@needs_private_root
+def test_inode_and_disk_floods_are_capped() -> None:
+    r = py(
+        """
+        import errno, os, tempfile
+        try:
+            with open("big", "wb") as f:
+                for _ in range(64):
+                    f.write(b"x" * 1024 * 1024)
+        except OSError as e:
+            print("disk", os.path.getsize("big") // (1024 * 1024), errno.errorcode[e.errno])
+        os.remove("big")
+        for where in (tempfile.gettempdir(), "/tmp", "/dev/shm", "."):
+            n = 0
+            try:
+                while n < 100_000:
+                    open(os.path.join(where, f"f{n}"), "w").close()
+                    n += 1
+            except OSError as e:
+                print(where, "files", n, errno.errorcode[e.errno])
+        """,
+        SandboxLimits(max_files=2000, disk_mb=16, tmp_mb=16, wall_s=30),
+    )
+    assert r.exit_code == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert len(lines) == 5, r.stdout
+    assert lines[0].split()[0] == "disk" and int(lines[0].split()[1]) <= 16 and lines[0].endswith("ENOSPC")
+    for line in lines[1:]:
+        where, _, n, code = line.split()
+        assert int(n) <= 2000 and code == "ENOSPC", (r.isolation, line)
+
+
+ORPHAN_DRIVER = """
+import sys
+from sopgraph.tools import sandbox as sb
+sb.run_command(["/bin/sleep", sys.argv[1]], limits=sb.SandboxLimits(wall_s=60, cpu_s=60), isolation=sys.argv[2])
+"""
+
+
+@pytest.mark.parametrize("isolation", sorted({BEST.name, "none"}))
+def test_killing_the_framework_ends_the_run_at_once_and_its_directory_is_swept(
+    isolation: str, private_pool: Path
+) -> None:
+    if isolation == "none" and not FALLBACK.uid_drop:
+        pytest.skip("the no-namespace fallback needs root here")
+    marker = str(800000 + uuid.uuid4().int % 99999)
+    driver = subprocess.Popen([sys.executable, "-c", ORPHAN_DRIVER, marker, isolation])
+    try:
+        deadline = time.monotonic() + 30
+        while not cmdline_pids(f"sleep\0{marker}"):
+            assert time.monotonic() < deadline and driver.poll() is None, "the sandboxed sleep never started"
+            time.sleep(0.05)
+        assert [p.name for p in private_pool.iterdir()], "the run directory should exist while it runs"
+        driver.kill()
+        driver.wait()
+        killed_at = time.monotonic()
+        while cmdline_pids(f"sleep\0{marker}") and time.monotonic() - killed_at < 5:
+            time.sleep(0.02)
+        survived = time.monotonic() - killed_at
+        assert cmdline_pids(f"sleep\0{marker}") == [], "the sandboxed program outlived the framework"
+        assert survived < 2.0, f"took {survived:.1f}s to die"
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+    sb._sweep_stale_runs(private_pool, min_age_s=0)  # what the next run of any framework process does first
+    assert list(private_pool.iterdir()) == []
+
+
+@needs_private_root
+def test_test_reports_carry_no_random_host_paths(tmp_path: Path) -> None:
+    project = make_project(tmp_path, "from calc import add\ndef test_wrong():\n    assert add(2, 2) == 5\n")
+    first, second = sb.run_tests(project), sb.run_tests(project)
+    assert first.failed == 1 and first.summary_for_model() == second.summary_for_model()
+    assert str(tmp_path) not in first.summary_for_model() and "sopgraph-sbx" not in first.summary_for_model()
+    assert all(c.file is None or not c.file.startswith("/tmp") for c in first.cases)
 
 
 # ------------------------------------------------------------------------------------------ concurrency

@@ -10,13 +10,16 @@ Isolation levels, strongest first; :func:`detect_isolation` probes once per proc
 ``unshare`` (running as root, util-linux ``unshare`` works)
     Fresh mount, PID, network, IPC and UTS namespaces; the launcher is PID 1, so when the target exits or
     the run is killed the kernel kills every process left in the namespace (daemons included). Only a
-    private loopback exists, so nothing outside is reachable. ``/tmp``, ``/var/tmp``, ``/dev/shm`` and
-    ``/run/lock`` are private size-limited tmpfs. The target runs as a per-run uid (see below).
+    private loopback exists, so nothing outside is reachable. The target runs as a per-run uid (see below).
 
-    The interpreter problem: as root we run a pyenv Python under ``/root`` (mode 0700), which an
-    unprivileged uid cannot reach. Rather than chmod the host, the launcher covers each blocking directory
-    with an empty tmpfs inside the mount namespace and bind-mounts back, read-only, only the paths the
-    child needs (the interpreter prefix and site-packages). That also hides the rest of ``/root``.
+    A private root: the launcher builds a tmpfs root and pivots into it. It holds ``/usr``, ``/etc`` and the
+    lib/bin directories, the interpreter prefix and site-packages, all read-only; a minimal ``/dev``; a fresh
+    ``/proc``; private ``/tmp``, ``/var/tmp`` and ``/dev/shm``; and the run directory at ``/sandbox``
+    (workspace ``/sandbox/ws``, HOME, TMPDIR), copied into a tmpfs. No ``/run``, ``/var``, ``/home``, the
+    rest of ``/root``, nor the checkout: no host Unix socket (PostgreSQL, MariaDB, ...), no project database,
+    no source tree. Every writable place is a tmpfs with a size and an inode cap; after the run the launcher
+    copies back only the named result files (the junit report), never following links the program planted.
+    Paths the program (and so a test report, and so a prompt) sees are the same on every run.
 
 ``userns`` (not root, unprivileged user namespaces allowed)
     The same namespaces inside a user namespace; the target keeps the caller's uid (no other uid is
@@ -33,15 +36,21 @@ concurrent runs sharing one uid would starve each other. Runs take a uid from a 
 also coordinates separate framework processes. After every run all processes of that uid are killed before
 the slot is released.
 
-Run directories (workspace copy, HOME, TMPDIR) go under ``SOPGRAPH_SANDBOX_TMP`` (default: the system
-temp dir) and are deleted after each run.
+Memory: ``memory_mb`` bounds each process's address space and the resident memory of the whole run: a
+memory cgroup per run where we may create one (root; cgroup v1 memory controller, or v2 with memory
+delegated), else the parent sums the run's resident memory five times a second and kills it when over.
 
-Known limits: the child may fill the run directory's disk up to wall-time x throughput (each file is capped
-by RLIMIT_FSIZE, their number is not; point ``SOPGRAPH_SANDBOX_TMP`` at a size-limited filesystem to bound
-it); a lent workspace (``copy=False``) may come back with symlinks to anywhere, so do not follow them as
-root; ``limit_hit`` for memory and process limits is inferred from the exit signal, the process count at
-timeout and well-known error texts, so it is a best guess; a test report is only as trustworthy as the code
-under test, which runs inside pytest and could forge its result.
+Run directories go under ``SOPGRAPH_SANDBOX_TMP`` (default: ``sopgraph-sbx-<uid>`` in the system temp dir),
+each flock-ed while its run lives; a run starting sweeps the directories of runs whose framework died. The
+launcher holds a lifeline pipe whose only write end is the framework's: when the framework dies, even by
+SIGKILL, the launcher gets SIGIO at once and takes the whole run down.
+
+Known limits: without a mount namespace (``none``) the program sees the host filesystem as its uid may, and
+its disk use is bounded per file (RLIMIT_FSIZE), not in total; a lent workspace (``copy=False``) is the
+host directory itself (not size-capped) and may come back with symlinks to anywhere, so do not follow them
+as root; ``limit_hit`` for process limits is inferred from the exit signal, the process count at timeout and
+well-known error texts, so it is a best guess; a test report is only as trustworthy as the code under test,
+which runs inside pytest and could forge its result.
 """
 
 from __future__ import annotations
@@ -88,8 +97,16 @@ T = TypeVar("T")
 
 LAUNCHER = Path(__file__).resolve()
 UNSHARE_FLAGS = ["--mount", "--pid", "--net", "--ipc", "--uts", "--fork", "--kill-child", "--mount-proc"]
-# World-writable places an unprivileged uid could otherwise scribble in (and leave traps for later runs).
-PRIVATE_TMP_DIRS = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock")
+# World-writable places the program gets as private, size- and inode-capped tmpfs.
+PRIVATE_TMP_DIRS = ("/tmp", "/var/tmp", "/dev/shm")
+# With a private root the run directory appears here, so no random host path reaches the program (or a prompt).
+INSIDE = "/sandbox"
+# What a private root shows of the host, read-only, besides the interpreter: no /run, /var, /home, /root, /srv,
+# /mnt or checkout, so no Unix socket of a host service, no project database, no source tree.
+SYSTEM_RO = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc")
+DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
+OUTPUT_MAX_BYTES = 8 * 1024 * 1024  # a result file copied out of a private root (the junit report)
+JUNIT = "run/junit.xml"  # relative to the run directory
 COPY_IGNORE = (".git", ".venv", "venv", "node_modules", "__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache")
 SAFE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # Names that must never reach generated code, even when a caller passes them explicitly.
@@ -109,12 +126,14 @@ class SandboxLimits:
 
     wall_s: float = 30.0
     cpu_s: int = 20
-    memory_mb: int = 1024  # address space (RLIMIT_AS), per process
+    memory_mb: int = 1024  # address space per process (RLIMIT_AS) and resident memory of the whole run
     nproc: int = 64  # processes + threads of the sandbox uid
     file_size_mb: int = 64  # largest file the child may write (RLIMIT_FSIZE)
     output_bytes: int = 64 * 1024  # kept per stream: first half + last half
     open_files: int = 256
     tmp_mb: int = 128  # size of each private tmpfs (/tmp, /dev/shm, ...)
+    disk_mb: int = 256  # with a private root: the run's writable area (workspace copy, HOME, TMPDIR)
+    max_files: int = 20_000  # with a private root: inodes of each writable tmpfs
 
 
 @dataclass(frozen=True)
@@ -295,16 +314,61 @@ def _uid_base() -> int:
     return int(os.environ.get("SOPGRAPH_SANDBOX_UID_BASE", DEFAULT_UID_BASE))
 
 
-def _private_dir(name: str) -> Path:
+def _private_dir(name: str, mode: int = 0o700, path: Path | None = None) -> Path:
     """A directory only we own; refuse one planted by someone else in a shared temp dir."""
-    path = Path(tempfile.gettempdir()) / f"{name}-{os.geteuid()}"
+    path = path or Path(tempfile.gettempdir()) / f"{name}-{os.geteuid()}"
     with contextlib.suppress(FileExistsError):
-        path.mkdir(mode=0o700)
+        path.mkdir(mode=mode)
     st = path.lstat()
     if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
         raise SandboxError(f"{path} is not a directory owned by us")
-    os.chmod(path, 0o700)
+    os.chmod(path, mode)
     return path
+
+
+def _runs_root() -> Path:
+    """Where run directories live: $SOPGRAPH_SANDBOX_TMP, else a directory of ours in the system temp dir.
+    0711: without a mount namespace the sandbox uid must traverse it to reach its workspace."""
+    configured = os.environ.get("SOPGRAPH_SANDBOX_TMP")
+    return _private_dir("sopgraph-sbx", 0o711, Path(configured) if configured else None)
+
+
+@contextlib.contextmanager
+def _run_dir() -> Iterator[Path]:
+    """A fresh run directory, flock-ed for as long as its run lives; stale ones are swept first."""
+    root = _runs_root()
+    _sweep_stale_runs(root)
+    run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=root))
+    fd = os.open(run_dir, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        os.chmod(run_dir, 0o711)
+        yield run_dir
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        os.close(fd)
+
+
+def _sweep_stale_runs(root: Path, min_age_s: float = 10.0) -> None:
+    """Delete run directories whose owner died (a killed framework cannot clean up): nobody holds their lock.
+    The age check leaves alone a directory another process has just made and not yet locked."""
+    now = time.time()
+    for entry in os.scandir(root):
+        if not entry.name.startswith("run-"):
+            continue
+        try:
+            if not entry.is_dir(follow_symlinks=False) or now - entry.stat(follow_symlinks=False).st_mtime < min_age_s:
+                continue
+            fd = os.open(entry.path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            shutil.rmtree(entry.path, ignore_errors=True)
+        except BlockingIOError:
+            pass
+        finally:
+            os.close(fd)
 
 
 @contextlib.contextmanager
@@ -394,6 +458,121 @@ def _kill_uid(uid: int, timeout_s: float = 10.0) -> None:
         if time.monotonic() > deadline:
             raise SandboxError(f"processes of sandbox uid {uid} survive SIGKILL")
         time.sleep(0.01)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Memory of the whole run
+
+
+@dataclass(frozen=True)
+class _Cgroup:
+    """A memory cgroup of one run: the kernel bounds the resident memory of the whole process tree."""
+
+    path: Path
+    version: int  # 1 or 2
+
+    @property
+    def procs(self) -> str:
+        return str(self.path / "cgroup.procs")
+
+    def oom_kills(self) -> int:
+        name = "memory.events" if self.version == 2 else "memory.oom_control"
+        with contextlib.suppress(OSError, ValueError):
+            for line in (self.path / name).read_text().splitlines():
+                key, _, value = line.partition(" ")
+                if key == "oom_kill":
+                    return int(value)
+        return 0
+
+    def remove(self, timeout_s: float = 5.0) -> None:
+        """Kill what is left in it and delete it; a run never leaves a process behind in its cgroup."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                pids = [int(x) for x in (self.path / "cgroup.procs").read_text().split()]
+            except (OSError, ValueError):
+                pids = []
+            for pid in pids:
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(OSError):
+                self.path.rmdir()
+                return
+            if time.monotonic() > deadline:
+                return
+            time.sleep(0.01)
+
+
+_cgroup_base_cache: list[tuple[int, Path] | None] = []
+_cgroup_seq = iter(range(1, 1 << 62))
+
+
+def _cgroup_base() -> tuple[int, Path] | None:
+    """Our own memory cgroup, if we may create children in it (root, v1 memory controller or v2 with memory
+    delegated to children); None means whole-tree accounting by the parent instead."""
+    if _cgroup_base_cache:
+        return _cgroup_base_cache[0]
+    found: tuple[int, Path] | None = None
+    if os.geteuid() == 0 and os.environ.get("SOPGRAPH_SANDBOX_CGROUP", "1") != "0":
+        with contextlib.suppress(OSError, ValueError):
+            for line in Path("/proc/self/cgroup").read_text().splitlines():
+                _, controllers, rel = line.split(":", 2)
+                if "memory" in controllers.split(","):
+                    base = Path("/sys/fs/cgroup/memory" + rel)
+                    if (base / "memory.limit_in_bytes").is_file() and os.access(base, os.W_OK):
+                        found = (1, base)
+                        break
+                elif controllers == "" and Path("/sys/fs/cgroup/cgroup.controllers").is_file():
+                    base = Path("/sys/fs/cgroup" + rel)
+                    if "memory" in (base / "cgroup.subtree_control").read_text().split() and os.access(base, os.W_OK):
+                        found = (2, base)
+                        break
+    if found:
+        for stale in found[1].glob("sopgraph-*"):  # left by a framework that was killed
+            with contextlib.suppress(OSError):
+                stale.rmdir()
+    _cgroup_base_cache.append(found)
+    return found
+
+
+@contextlib.contextmanager
+def _memory_cgroup(limit_mb: int) -> Iterator[_Cgroup | None]:
+    base = _cgroup_base()
+    if base is None:
+        yield None
+        return
+    version, parent = base
+    group = _Cgroup(parent / f"sopgraph-{os.getpid()}-{next(_cgroup_seq)}", version)
+    try:
+        group.path.mkdir()
+        limit = str(limit_mb * 1024 * 1024)
+        if version == 1:
+            (group.path / "memory.limit_in_bytes").write_text(limit)
+        else:
+            (group.path / "memory.max").write_text(limit)
+            with contextlib.suppress(OSError):
+                (group.path / "memory.swap.max").write_text("0")
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            group.path.rmdir()
+        raise SandboxError(f"cannot set up the run's memory cgroup: {exc}") from exc
+    try:
+        yield group
+    finally:
+        group.remove()
+
+
+def _tree_rss_bytes(uid: int | None, root_pid: int) -> int:
+    """Resident memory of everything a run started (without a cgroup): the sandbox uid's processes, else
+    the launcher's descendants. Shared pages count once per process, so this errs on the safe side."""
+    pids = _pids_of_uid(uid) if uid is not None else _descendants(root_pid)
+    page = os.sysconf("SC_PAGE_SIZE")
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            with open(f"/proc/{pid}/statm", "rb") as f:
+                total += int(f.read().split()[1]) * page
+    return total
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -549,26 +728,49 @@ def _rlimits(limits: SandboxLimits, nproc_base: int) -> dict[str, list[int]]:
     }
 
 
-def _plan_mounts(
-    iso: Isolation, uid: int | None, rw: Sequence[str], ro: Sequence[str], limits: SandboxLimits
-) -> dict[str, Any] | None:
-    if not iso.private_tmp:
-        return None
-    tmpfs: dict[str, list[Any]] = {}
-    for d in PRIVATE_TMP_DIRS:
-        if os.path.isdir(d) and not os.path.islink(d):
-            tmpfs[os.path.realpath(d)] = [os.path.realpath(d), 0o1777, f"{limits.tmp_mb}m"]
-    if uid is not None:
-        for p in [*rw, *ro]:
-            blocked = _first_blocked(p, uid)
-            if blocked and blocked != "/" and not any(_under(blocked, t) for t in tmpfs):
-                tmpfs[blocked] = [blocked, 0o755, "1m"]
-    # Only paths a tmpfs now hides need binding back (same path inside), shallow ones first.
-    binds = [(p, p, False) for p in rw] + [(p, p, True) for p in ro]
-    binds = [b for b in binds if any(_under(b[1], t) for t in tmpfs)]
+@dataclass(frozen=True)
+class _RunPaths:
+    """A run's directories on the host, and where the program sees them (the same paths without a private
+    root; under INSIDE with one)."""
+
+    run: Path
+    ws: Path
+    inside_run: str
+    inside_ws: str
+
+    def inside(self, host: Path | str) -> str:
+        host = str(host)
+        for outer, inner in ((str(self.ws), self.inside_ws), (str(self.run), self.inside_run)):
+            if _under(host, outer):
+                return inner + host[len(outer) :]
+        return host
+
+
+def _plan_root(
+    paths: _RunPaths, lent: bool, ro_paths: Sequence[str], limits: SandboxLimits, outputs: Sequence[str]
+) -> dict[str, Any]:
+    """What the launcher builds as the program's root: system directories and the interpreter read-only,
+    private capped tmpfs for everything writable, the run directory copied in at INSIDE."""
+    wanted = sorted(
+        {*SYSTEM_RO, *_interpreter_paths(), *(os.path.realpath(p) for p in ro_paths)}, key=lambda p: p.count("/")
+    )
+    ro: list[str] = []
+    for path in wanted:
+        if not any(_under(path, kept) for kept in ro):
+            ro.append(path)
+    new_root = paths.run / "root"
+    new_root.mkdir(mode=0o700)
     return {
-        "tmpfs": sorted(tmpfs.values(), key=lambda t: str(t[0]).count("/")),
-        "binds": sorted(binds, key=lambda b: b[1].count("/")),
+        "new_root": str(new_root),
+        "host_run": str(paths.run),
+        "inside": INSIDE,
+        "ro": ro,
+        "lent_ws": str(paths.ws) if lent else None,
+        "tmp_dirs": list(PRIVATE_TMP_DIRS),
+        "tmp_mb": limits.tmp_mb,
+        "disk_mb": limits.disk_mb,
+        "max_files": limits.max_files,
+        "outputs": list(outputs),
     }
 
 
@@ -594,31 +796,38 @@ def _execute(
     env: Mapping[str, str] | None,
     stdin: str | bytes | None,
     isolation: str | None,
-    setup: Callable[[Path, Path], list[str]] | None = None,
-    collect: Callable[[Path, Path], None] | None = None,
+    setup: Callable[[_RunPaths], list[str]] | None = None,
+    collect: Callable[[_RunPaths], None] | None = None,
     ro_paths: Sequence[str] = (),
+    outputs: Sequence[str] = (),
 ) -> SandboxResult:
-    """One run. `setup(run_dir, ws)` may add files and returns the final argv; `collect` reads results
-    out before the run directory is deleted."""
+    """One run. `setup(paths)` may add files and returns the final argv; `collect` reads results out before
+    the run directory is deleted; `outputs` (paths relative to the run directory) are the files a private root
+    copies back for it."""
     limits = limits or SandboxLimits()
     iso = detect_isolation(isolation)
+    private_root = iso.private_tmp
     with contextlib.ExitStack() as stack:
         uid = stack.enter_context(_uid_slot()) if iso.uid_drop else None
-        run_dir = Path(tempfile.mkdtemp(prefix="sopgraph-sbx-", dir=os.environ.get("SOPGRAPH_SANDBOX_TMP")))
-        stack.callback(shutil.rmtree, run_dir, True)
-        os.chmod(run_dir, 0o711)
+        run_dir = stack.enter_context(_run_dir())
         ws = _prepare_workspace(run_dir, workspace, copy)
+        lent = ws != run_dir / "ws"
         for sub in ("home", "tmp", "run"):
             (run_dir / sub).mkdir(mode=0o700)
-        final_argv = list(setup(run_dir, ws) if setup else argv)
+        if private_root:
+            paths = _RunPaths(run_dir, ws, INSIDE, INSIDE + "/ws")
+        else:
+            paths = _RunPaths(run_dir, ws, str(run_dir), str(ws))
+        final_argv = list(setup(paths) if setup else argv)
         if uid is not None:
-            for sub in ("home", "tmp", "run"):
-                os.chown(run_dir / sub, uid, uid)
-            lent = ws != run_dir / "ws"
-            owners = _chown_tree(ws, uid, uid, COPY_IGNORE if lent else ())
-            if lent:
-                stack.callback(_restore_tree, ws, owners, COPY_IGNORE)
-            if not iso.private_tmp:
+            if not private_root:  # a private root hands the launcher's tmpfs copies to the uid instead
+                for sub in ("home", "tmp", "run"):
+                    os.chown(run_dir / sub, uid, uid)
+            if lent or not private_root:
+                owners = _chown_tree(ws, uid, uid, COPY_IGNORE if lent else ())
+                if lent:
+                    stack.callback(_restore_tree, ws, owners, COPY_IGNORE)
+            if not private_root:
                 exe = shutil.which(final_argv[0], path=_child_env("", "", None)["PATH"]) or final_argv[0]
                 for p in [exe, str(ws), *ro_paths]:
                     if _first_blocked(os.path.realpath(p), uid):
@@ -629,14 +838,15 @@ def _execute(
         nproc_base = 0
         if uid is None and iso.name == "none":
             nproc_base = len(_pids_of_uid(os.getuid()))  # the limit counts all our own processes too
-        rw = [str(run_dir)] + ([] if _under(str(ws), str(run_dir)) else [str(ws)])
+        cgroup = stack.enter_context(_memory_cgroup(limits.memory_mb))
         spec: dict[str, Any] = {
             "argv": final_argv,
-            "env": _child_env(str(run_dir / "home"), str(run_dir / "tmp"), env),
-            "cwd": str(ws),
+            "env": _child_env(paths.inside(run_dir / "home"), paths.inside(run_dir / "tmp"), env),
+            "cwd": paths.inside_ws,
             "uid": uid,
             "rlimits": _rlimits(limits, nproc_base),
-            "mounts": _plan_mounts(iso, uid, rw, [*_interpreter_paths(), *ro_paths], limits),
+            "root": _plan_root(paths, lent, ro_paths, limits, outputs) if private_root else None,
+            "cgroup_procs": cgroup.procs if cgroup else None,
             "lo_up": iso.network_isolated,
             "deadline_s": limits.wall_s + 5,
         }
@@ -645,18 +855,27 @@ def _execute(
             stdin_path = run_dir / "stdin"
             stdin_path.write_bytes(stdin.encode() if isinstance(stdin, str) else stdin)
             stdin_file = stack.enter_context(open(stdin_path, "rb"))
-        result = _spawn(spec, iso, limits, uid, stdin_file)
+        result = _spawn(spec, iso, limits, uid, stdin_file, cgroup)
         if collect:
-            collect(run_dir, ws)
+            collect(paths)
         return result
     raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _spawn(
-    spec: dict[str, Any], iso: Isolation, limits: SandboxLimits, uid: int | None, stdin_file: Any
+    spec: dict[str, Any],
+    iso: Isolation,
+    limits: SandboxLimits,
+    uid: int | None,
+    stdin_file: Any,
+    cgroup: _Cgroup | None,
 ) -> SandboxResult:
     status_r, status_w = os.pipe()
+    # The launcher holds the read end of a lifeline whose only write end is ours: if we die (kill -9), it sees
+    # end-of-file at once and takes the run down with it, instead of leaving a hanging test alive.
+    life_r, life_w = os.pipe()
     spec["status_fd"] = status_w
+    spec["lifeline_fd"] = life_r
     prefix: list[str] = []
     if iso.pid_namespace:
         unshare = shutil.which("unshare") or "unshare"
@@ -670,13 +889,17 @@ def _spawn(
             stdin=stdin_file or subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            pass_fds=(status_w,),
+            pass_fds=(status_w, life_r),
             start_new_session=True,
             env=_launcher_env(),
             cwd="/",
         )
+    except BaseException:
+        os.close(life_w)
+        raise
     finally:
         os.close(status_w)
+        os.close(life_r)
     assert proc.stdout is not None and proc.stderr is not None
     sel = selectors.DefaultSelector()
     sinks: dict[int, Callable[[bytes], None]] = {
@@ -687,14 +910,21 @@ def _spawn(
     for fd in sinks:
         os.set_blocking(fd, False)
         sel.register(fd, selectors.EVENT_READ)
-    timed_out = False
+    timed_out = memory_killed = False
     procs_at_timeout = 0
     deadline = start + limits.wall_s
+    next_rss_check = start
     try:
         while sel.get_map():
             now = time.monotonic()
             if proc.poll() is not None:
                 deadline = min(deadline, now + 2.0)  # drain; writers die with the launcher
+            elif cgroup is None and now >= next_rss_check:
+                next_rss_check = now + 0.2
+                if _tree_rss_bytes(uid, proc.pid) > limits.memory_mb * 1024 * 1024:
+                    memory_killed = True
+                    _terminate(proc, iso)
+                    break
             if now >= deadline:
                 if proc.returncode is None:
                     timed_out = True
@@ -722,10 +952,13 @@ def _spawn(
         proc.stderr.close()
         if proc.poll() is None:
             _terminate(proc, iso)
+        os.close(life_w)
     duration = time.monotonic() - start
     proc.wait()
     if uid is not None:
         _kill_uid(uid)
+    if cgroup is not None:
+        memory_killed = cgroup.oom_kills() > 0
     status: dict[str, Any] = {}
     with contextlib.suppress(ValueError):
         status = json.loads(status_buf.decode() or "{}")
@@ -743,7 +976,9 @@ def _spawn(
         stderr=stderr_text,
         duration_s=round(duration, 4),
         timed_out=timed_out,
-        limit_hit=_classify(exit_code, timed_out, cpu, procs_at_timeout, stderr_text, limits),
+        limit_hit="memory"
+        if memory_killed
+        else _classify(exit_code, timed_out, cpu, procs_at_timeout, stderr_text, limits),
         isolation=iso.name,
         network_isolated=iso.network_isolated,
         truncated=out.truncated or err.truncated,
@@ -840,18 +1075,18 @@ def run_python(
     path = code_or_path if isinstance(code_or_path, Path) else None
     code = code_or_path if isinstance(code_or_path, str) else ""
 
-    def setup(run_dir: Path, ws_dir: Path) -> list[str]:
+    def setup(paths: _RunPaths) -> list[str]:
         if path is not None:
             src = (path if path.is_absolute() else (ws or Path.cwd()) / path).resolve()
             if ws is not None and _under(str(src), str(ws.resolve())):
-                script = ws_dir / src.relative_to(ws.resolve())
+                script = paths.ws / src.relative_to(ws.resolve())
             else:
-                script = run_dir / "run" / src.name
+                script = paths.run / "run" / src.name
                 shutil.copyfile(src, script)
         else:
-            script = run_dir / "run" / "main.py"
+            script = paths.run / "run" / "main.py"
             script.write_text(code, encoding="utf-8")
-        return [sys.executable, str(script), *args]
+        return [sys.executable, paths.inside(script), *args]
 
     return _execute(
         [sys.executable], ws, limits=limits, copy=copy, env=env, stdin=stdin, isolation=isolation, setup=setup
@@ -876,7 +1111,7 @@ def run_tests(
     report: dict[str, bytes | None] = {"xml": None}
     env = {**(env or {}), "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
 
-    def setup(run_dir: Path, ws_dir: Path) -> list[str]:
+    def setup(paths: _RunPaths) -> list[str]:
         return [
             sys.executable,
             "-m",
@@ -887,7 +1122,7 @@ def run_tests(
             "-p",
             "no:cacheprovider",
             *(arg for name in plugins for arg in ("-p", name)),
-            f"--junitxml={run_dir / 'run' / 'junit.xml'}",
+            f"--junitxml={paths.inside(paths.run / JUNIT)}",
             "-o",
             "junit_family=xunit1",
             "-o",
@@ -895,8 +1130,8 @@ def run_tests(
             *pytest_args,
         ]
 
-    def collect(run_dir: Path, ws_dir: Path) -> None:
-        report["xml"] = _read_child_file(run_dir / "run" / "junit.xml", 8 * 1024 * 1024)
+    def collect(paths: _RunPaths) -> None:
+        report["xml"] = _read_child_file(paths.run / JUNIT, OUTPUT_MAX_BYTES)
 
     result = _execute(
         [sys.executable],
@@ -908,6 +1143,7 @@ def run_tests(
         isolation=isolation,
         setup=setup,
         collect=collect,
+        outputs=[JUNIT],
     )
     parsed = _parse_junit(report["xml"])
     cases = parsed or []
@@ -937,7 +1173,7 @@ def run_many(jobs: Iterable[Callable[[], T]], *, max_workers: int | None = None)
 
 
 def _parse_junit(data: bytes | None) -> list[TestCase] | None:
-    if not data or len(data) > 8 * 1024 * 1024 or b"<!DOCTYPE" in data or b"<!ENTITY" in data:
+    if not data or len(data) > OUTPUT_MAX_BYTES or b"<!DOCTYPE" in data or b"<!ENTITY" in data:
         return None  # absent, oversized, or trying entity tricks on our parser
     try:
         root = ET.fromstring(data)
@@ -1018,22 +1254,115 @@ MS_RDONLY, MS_NOSUID, MS_NODEV, MS_REMOUNT, MS_BIND, MS_REC = 1, 2, 4, 32, 4096,
 PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_CAPBSET_DROP, PR_SET_CHILD_SUBREAPER, PR_SET_NO_NEW_PRIVS = (1, 4, 24, 36, 38)
 
 
-def _setup_mounts(libc: Any, mounts: Mapping[str, Any]) -> None:
-    # Open bind sources before any tmpfs hides them, then mount them back from the open descriptors.
-    fds = [os.open(src, os.O_PATH | os.O_DIRECTORY) for src, _, _ in mounts["binds"]]
-    for path, mode, size in mounts["tmpfs"]:
-        _check(
-            libc.mount(b"tmpfs", path.encode(), b"tmpfs", MS_NOSUID | MS_NODEV, f"mode={mode:o},size={size}".encode()),
-            f"tmpfs on {path}",
-        )
-    for fd, (_, dst, ro) in zip(fds, mounts["binds"], strict=True):
+MS_NOEXEC, MS_NOATIME, MS_NODIRATIME, MS_RELATIME, MNT_DETACH = 8, 1024, 2048, 1 << 21, 2
+ST_RELATIME = 4096
+SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "riscv64": 41, "ppc64le": 203, "s390x": 217}
+
+
+def _mount_tmpfs(libc: Any, path: str, mode: int, size_mb: int, inodes: int) -> None:
+    opts = f"mode={mode:o},size={size_mb}m,nr_inodes={inodes}".encode()
+    _check(libc.mount(b"tmpfs", path.encode(), b"tmpfs", MS_NOSUID | MS_NODEV, opts), f"tmpfs on {path}")
+
+
+def _bind(libc: Any, src: str, dst: str, readonly: bool) -> None:
+    if os.path.isdir(src):
         os.makedirs(dst, mode=0o755, exist_ok=True)
-        _check(libc.mount(f"/proc/self/fd/{fd}".encode(), dst.encode(), None, MS_BIND | MS_REC, None), f"bind {dst}")
-        if ro:
-            libc.mount(
-                None, dst.encode(), None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV, None
-            )  # best effort: a user namespace may not be allowed to change locked flags
+    else:
+        os.makedirs(os.path.dirname(dst), mode=0o755, exist_ok=True)
+        open(dst, "a").close()
+    _check(libc.mount(src.encode(), dst.encode(), None, MS_BIND | MS_REC, None), f"bind {src}")
+    if readonly:
+        # A user namespace may only remount with the flags it inherited locked still set: keep them.
+        have = os.statvfs(dst).f_flag
+        keep = (have & (MS_NOEXEC | MS_NOATIME | MS_NODIRATIME)) | (MS_RELATIME if have & ST_RELATIME else 0)
+        flags = MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | keep
+        _check(libc.mount(None, dst.encode(), None, flags, None), f"read-only {src}")
+
+
+def _build_root(libc: Any, plan: Mapping[str, Any], uid: int | None) -> int:
+    """Give the program a root of its own and pivot into it. Returns a descriptor of the host run directory,
+    through which the launcher copies results back afterwards."""
+    host_run_fd = os.open(plan["host_run"], os.O_RDONLY | os.O_DIRECTORY)
+    new = plan["new_root"]
+    _mount_tmpfs(libc, new, 0o755, 8, 4096)
+    os.makedirs(new + "/dev", mode=0o755)
+    _mount_tmpfs(libc, new + "/dev", 0o755, 1, 64)
+    for name in DEVICES:
+        if os.path.exists("/dev/" + name):
+            _bind(libc, "/dev/" + name, f"{new}/dev/{name}", readonly=False)
+    for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1")):
+        os.symlink(target, f"{new}/dev/{name}")
+    os.symlink("/proc/self/fd/2", f"{new}/dev/stderr")
+    for d in plan["tmp_dirs"]:
+        os.makedirs(new + d, mode=0o755, exist_ok=True)
+        _mount_tmpfs(libc, new + d, 0o1777, plan["tmp_mb"], plan["max_files"])
+    box = new + plan["inside"]
+    os.makedirs(box, mode=0o755)
+    _mount_tmpfs(libc, box, 0o755, plan["disk_mb"], plan["max_files"])
+    top = plan["host_run"]
+    shutil.copytree(
+        top, box, symlinks=True, dirs_exist_ok=True, ignore=lambda d, _: ["root", "stdin"] if d == top else []
+    )
+    if plan["lent_ws"]:
+        _bind(libc, plan["lent_ws"], box + "/ws", readonly=False)
+    if uid is not None:
+        for sub in ("home", "tmp", "run", *(() if plan["lent_ws"] else ("ws",))):
+            _chown_tree(Path(box, sub), uid, uid)
+    for path in plan["ro"]:
+        if os.path.islink(path) and os.path.dirname(path) == "/":
+            os.symlink(os.readlink(path), new + path)  # /bin -> usr/bin and friends
+        elif os.path.exists(path):
+            _bind(libc, path, new + path, readonly=True)
+    os.makedirs(new + "/proc", mode=0o555)
+    _check(libc.mount(b"proc", f"{new}/proc".encode(), b"proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None), "proc")
+    _pivot(libc, new)
+    libc.mount(None, b"/", None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV, None)  # best effort
+    return host_run_fd
+
+
+def _pivot(libc: Any, new_root: str) -> None:
+    """pivot_root(".", ".") then detach the old root stacked underneath: the host tree is gone for good."""
+    import platform
+
+    number = SYS_PIVOT_ROOT.get(platform.machine())
+    if number is None:
+        raise OSError(0, f"pivot_root: unknown system call number on {platform.machine()}")
+    os.chdir(new_root)
+    _check(libc.syscall(number, b".", b"."), "pivot_root")
+    _check(libc.umount2(b".", MNT_DETACH), "detach the host root")
+    os.chdir("/")
+
+
+def _read_inside(top: str, rel: str, max_bytes: int) -> bytes | None:
+    """Read a file the program wrote, never following a link it may have planted on the way."""
+    parts = rel.split("/")
+    try:
+        fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    try:
+        for part in parts[:-1]:
+            nxt = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+            os.close(fd)
+            fd = nxt
+        leaf = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=fd)
+        with os.fdopen(leaf, "rb") as f:
+            return f.read(max_bytes + 1) if stat.S_ISREG(os.fstat(leaf).st_mode) else None
+    except OSError:
+        return None
+    finally:
         os.close(fd)
+
+
+def _copy_out(top: str, outputs: Sequence[str], host_run_fd: int) -> None:
+    for rel in outputs:
+        data = _read_inside(top, rel, OUTPUT_MAX_BYTES)
+        if data is None:
+            continue
+        with contextlib.suppress(OSError):
+            fd = os.open(rel, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600, dir_fd=host_run_fd)
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
 
 
 def _loopback_up() -> None:
@@ -1125,35 +1454,53 @@ def _cleanup_without_pidns(uid: int | None) -> None:
     _reap_all()
 
 
+def _watch_lifeline(fd: int) -> None:
+    """SIGIO when the framework's end of the lifeline closes; if it already has, abort now."""
+    import select
+
+    os.set_inheritable(fd, False)
+    fcntl.fcntl(fd, fcntl.F_SETOWN, os.getpid())
+    fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_ASYNC | os.O_NONBLOCK)
+    if select.select([fd], [], [], 0)[0]:
+        raise _Abort()
+
+
 def _launcher_main(spec: dict[str, Any]) -> None:
     status_fd = spec["status_fd"]
     os.set_inheritable(status_fd, False)
     libc = _libc()
     status: dict[str, Any] = {}
-    try:
-        libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
-        if spec["mounts"]:
-            _setup_mounts(libc, spec["mounts"])
-        if spec["lo_up"]:
-            with contextlib.suppress(OSError):
-                _loopback_up()
-    except OSError as exc:
-        os.write(status_fd, json.dumps({"setup_error": str(exc)}).encode())
-        os._exit(1)
+    host_run_fd: int | None = None
     pid1 = os.getpid() == 1
-    if not pid1:
-        libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 
     def abort(signum: int, frame: Any) -> None:
         raise _Abort()
 
-    signal.signal(signal.SIGTERM, abort)
-    signal.signal(signal.SIGALRM, abort)
-    signal.alarm(int(spec["deadline_s"]) + 1)  # our own deadline, in case the framework died
-    target = os.fork()
-    if target == 0:
-        _exec_target(libc, spec)
+    for sig in (signal.SIGTERM, signal.SIGALRM, signal.SIGIO):
+        signal.signal(sig, abort)
     try:
+        libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
+        _watch_lifeline(spec["lifeline_fd"])
+        if spec["cgroup_procs"]:
+            with open(spec["cgroup_procs"], "w") as f:
+                f.write(str(os.getpid()))  # read in our PID namespace by the kernel; children inherit it
+        if spec["root"]:
+            host_run_fd = _build_root(libc, spec["root"], spec["uid"])
+        if spec["lo_up"]:
+            with contextlib.suppress(OSError):
+                _loopback_up()
+    except _Abort:
+        os._exit(1)
+    except OSError as exc:
+        os.write(status_fd, json.dumps({"setup_error": str(exc)}).encode())
+        os._exit(1)
+    if not pid1:
+        libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    signal.alarm(int(spec["deadline_s"]) + 1)  # our own deadline, in case the framework hangs
+    try:
+        target = os.fork()
+        if target == 0:
+            _exec_target(libc, spec)
         while True:
             pid, wstatus, ru = os.wait4(-1, 0)  # also reaps orphans re-parented to us
             if pid == target:
@@ -1166,16 +1513,26 @@ def _launcher_main(spec: dict[str, Any]) -> None:
     except _Abort:
         status = {"aborted": True}
     signal.alarm(0)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    if not pid1:  # with a PID namespace, our exit kills everything left
+    for sig in (signal.SIGTERM, signal.SIGIO):
+        signal.signal(sig, signal.SIG_IGN)
+    aborted = bool(status.get("aborted"))  # the framework is gone or gave up: no results to hand over
+    if not pid1:
         _cleanup_without_pidns(spec["uid"])
+    elif not aborted:  # (when aborting, our exit as PID 1 kills everything left)
+        with contextlib.suppress(OSError):
+            os.kill(-1, signal.SIGKILL)  # everything else in the namespace, before reading what it wrote
+        with contextlib.suppress(ChildProcessError):
+            while True:
+                os.waitpid(-1, 0)
+    if host_run_fd is not None and not aborted:
+        _copy_out(spec["root"]["inside"], spec["root"]["outputs"], host_run_fd)
     with contextlib.suppress(OSError):
         os.write(status_fd, json.dumps(status).encode())
     os._exit(0)
 
 
 def _probe_main(spec: dict[str, Any]) -> None:
-    """Check that the namespaces behave as the launcher needs: tmpfs mounts, loopback, uid drop."""
+    """Check that the namespaces behave as the launcher needs: tmpfs mounts, loopback, uid drop, pivot_root."""
     libc = _libc()
     info: dict[str, Any] = {"pid1": os.getpid() == 1}
     try:
@@ -1192,6 +1549,7 @@ def _probe_main(spec: dict[str, Any]) -> None:
                 finally:
                     os._exit(1)
             info["uid_drop"] = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+        _pivot(libc, spec["mount_dir"])  # a private root is what keeps host sockets and files out of reach
         info["ok"] = info["pid1"] and info.get("uid_drop", True)
     except OSError as exc:
         info["error"] = str(exc)
