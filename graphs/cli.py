@@ -41,6 +41,9 @@ ModelOption = Annotated[
 ]
 BudgetTokens = Annotated[int | None, typer.Option("--budget-tokens", help="Pause the run after this many tokens.")]
 BudgetUsd = Annotated[float | None, typer.Option("--budget-usd", help="Pause the run after this many dollars.")]
+WaitOption = Annotated[
+    bool, typer.Option("--wait", help="If another process is executing the run, wait for it instead of failing.")
+]
 RoleModels = Annotated[list[str] | None, typer.Option("--role-model", help="Per-role model, ROLE=MODEL (repeatable).")]
 
 
@@ -167,11 +170,12 @@ def resume(
     model: ModelOption = None,
     budget_tokens: BudgetTokens = None,
     budget_usd: BudgetUsd = None,
+    wait: WaitOption = False,
 ) -> None:
     """Continue a run after a crash, a spent budget or a question to a human."""
     overrides = {"model": model, "budget_tokens": budget_tokens, "budget_usd": budget_usd}
     with open_checkpointer(db) as saver:
-        outcome = runner.resume_run(saver, run, answer=_parse_answer(answer), overrides=overrides)
+        outcome = runner.resume_run(saver, run, answer=_parse_answer(answer), overrides=overrides, wait=wait)
     report(outcome)
 
 
@@ -180,10 +184,11 @@ def replay(
     run: str,
     checkpoint: Annotated[str, typer.Option("--checkpoint", help="Checkpoint id (see history).")],
     db: DbOption = None,
+    wait: WaitOption = False,
 ) -> None:
     """Re-run a run from one of its checkpoints."""
     with open_checkpointer(db) as saver:
-        outcome = runner.replay_run(saver, run, checkpoint)
+        outcome = runner.replay_run(saver, run, checkpoint, wait=wait)
     report(outcome)
 
 
@@ -204,10 +209,11 @@ def fork(
     set_: Annotated[list[str], typer.Option("--set", help="State edit key=value (JSON value), repeatable.")],
     no_run: Annotated[bool, typer.Option("--no-run", help="Only create the fork; do not continue it.")] = False,
     db: DbOption = None,
+    wait: WaitOption = False,
 ) -> None:
     """Fork a run at a checkpoint with edited state and continue the new branch ("what if")."""
     with open_checkpointer(db) as saver:
-        outcome = runner.fork_run(saver, run, checkpoint, _parse_set(set_), run=not no_run)
+        outcome = runner.fork_run(saver, run, checkpoint, _parse_set(set_), run=not no_run, wait=wait)
     err.print(f"forked {run} at {checkpoint} → checkpoint {outcome.checkpoint_id}")
     if not no_run:
         report(outcome)

@@ -129,15 +129,16 @@ def run_story(
     progress = Progress(input_state["scenario"], console)
     start = time.perf_counter()
     payload: Any = input_state
-    while True:
-        stream_run(graph, payload, config, context, progress)
-        snapshot = graph.get_state(runner.run_config(thread_id))
-        pending = [i for task in snapshot.tasks for i in task.interrupts]
-        people = [i for i in pending if isinstance(i.value, dict) and i.value.get("reason") == "human"]
-        if not (interactive and people and len(people) == len(pending)):
-            break
-        answers = {i.id: ask_person(i.value, console) for i in people}
-        payload = Command(resume=answers if len(answers) > 1 else next(iter(answers.values())))
+    with runner.holding(saver, thread_id, console=console):
+        while True:
+            stream_run(graph, payload, config, context, progress)
+            snapshot = graph.get_state(runner.run_config(thread_id))
+            pending = [i for task in snapshot.tasks for i in task.interrupts]
+            people = [i for i in pending if isinstance(i.value, dict) and i.value.get("reason") == "human"]
+            if not (interactive and people and len(people) == len(pending)):
+                break
+            answers = {i.id: ask_person(i.value, console) for i in people}
+            payload = Command(resume=answers if len(answers) > 1 else next(iter(answers.values())))
     return runner.RunOutcome(
         thread_id=thread_id,
         status="done" if runner.finished(snapshot) else "paused",

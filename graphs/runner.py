@@ -22,6 +22,7 @@ from rich.console import Console
 from sopgraph.graphs.registry import builder_for, files_hook
 from sopgraph.state.context import Context
 from sopgraph.state.usage import UsageRecord
+from sopgraph.tools.persistence import Holder, Lease, run_lease
 
 GRAPH_KEY = "sopgraph_graph"
 DURABILITY = "sync"
@@ -98,6 +99,7 @@ def execute(
     config: dict[str, Any],
     context: Context,
     console: Console | None = None,
+    lease: Lease | None = None,
 ) -> RunOutcome:
     """Stream a run to its end or its next interrupt, printing a line per finished node."""
     console = console or Console(stderr=True)
@@ -117,6 +119,8 @@ def execute(
                 console.print(f"  [green]✓[/] {node} [dim]({now - last:.1f}s{extra})[/]")
             last = now
             status.update(f"[bold]{graph.name}[/] {thread_id}: running ({now - start:.0f}s)")
+            if lease is not None and lease.lost.is_set():
+                raise RunError(f"run {thread_id!r}: another process took over its lease; stopped here")
     snapshot = graph.get_state(run_config(thread_id))  # the head of the thread, wherever this run started
     interrupts = _interrupts(snapshot)
     return RunOutcome(
@@ -137,10 +141,25 @@ def start_run(
     *,
     thread_id: str | None = None,
     console: Console | None = None,
+    wait: bool = False,
 ) -> RunOutcome:
     thread_id = thread_id or new_thread_id(name)
     graph = compile_graph(name, checkpointer)
-    return execute(graph, payload, run_config(thread_id), context, console)
+    with holding(checkpointer, thread_id, wait=wait, console=console) as lease:
+        return execute(graph, payload, run_config(thread_id), context, console, lease)
+
+
+@contextmanager
+def holding(
+    checkpointer: BaseCheckpointSaver, thread_id: str, *, wait: bool = False, console: Console | None = None
+) -> Iterator[Lease]:
+    """The run's lease (one live executor per run), telling the console when it waits for another holder."""
+
+    def waiting(holder: Holder) -> None:
+        (console or Console(stderr=True)).print(f"waiting for run {thread_id} to be released by {holder.describe()}")
+
+    with run_lease(checkpointer, thread_id, wait=wait, on_wait=waiting) as lease:
+        yield lease
 
 
 def run_metadata(checkpointer: BaseCheckpointSaver, thread_id: str) -> tuple[str, Context]:
@@ -178,9 +197,10 @@ def resume_run(
     answer: Any = None,
     overrides: dict[str, Any] | None = None,
     console: Console | None = None,
+    wait: bool = False,
 ) -> RunOutcome:
     """Continue a run after a crash, a spent budget or an interrupt (with `answer` as the resume value)."""
-    with _opened(checkpointer, thread_id) as (graph, context):
+    with _opened(checkpointer, thread_id) as (graph, context), holding(checkpointer, thread_id, wait=wait) as lease:
         context = _merge(context, overrides)
         config = run_config(thread_id)
         snapshot = graph.get_state(config)
@@ -188,7 +208,7 @@ def resume_run(
             raise RunError(f"run {thread_id!r} has finished; nothing to resume (use replay or fork)")
         payload: Any = _resume_payload(snapshot, True if answer is None else answer)
         context = _checkpoint_files(graph, snapshot, context, thread_id)
-        return execute(graph, payload, config, context, console)
+        return execute(graph, payload, config, context, console, lease)
 
 
 def _resume_payload(snapshot: StateSnapshot, answer: Any) -> Command | None:
@@ -217,13 +237,18 @@ def _checkpoint_config(checkpointer: BaseCheckpointSaver, thread_id: str, checkp
 
 
 def replay_run(
-    checkpointer: BaseCheckpointSaver, thread_id: str, checkpoint_id: str, *, console: Console | None = None
+    checkpointer: BaseCheckpointSaver,
+    thread_id: str,
+    checkpoint_id: str,
+    *,
+    console: Console | None = None,
+    wait: bool = False,
 ) -> RunOutcome:
     """Re-run from a past checkpoint: steps after it execute again, on a new branch of the run."""
-    with _opened(checkpointer, thread_id) as (graph, context):
+    with _opened(checkpointer, thread_id) as (graph, context), holding(checkpointer, thread_id, wait=wait) as lease:
         config = _checkpoint_config(checkpointer, thread_id, checkpoint_id)
         context = _checkpoint_files(graph, graph.get_state(config), context, thread_id, branch="replay")
-        return execute(graph, None, config, context, console)
+        return execute(graph, None, config, context, console, lease)
 
 
 def fork_run(
@@ -234,9 +259,10 @@ def fork_run(
     *,
     console: Console | None = None,
     run: bool = True,
+    wait: bool = False,
 ) -> RunOutcome:
     """Edit the state at a past checkpoint (a new branch) and continue from there: a "what if"."""
-    with _opened(checkpointer, thread_id) as (graph, context):
+    with _opened(checkpointer, thread_id) as (graph, context), holding(checkpointer, thread_id, wait=wait) as lease:
         config = _checkpoint_config(checkpointer, thread_id, checkpoint_id)
         unknown = set(values) - set(graph.builder.channels)
         if unknown:
@@ -251,7 +277,7 @@ def fork_run(
             return RunOutcome(
                 thread_id, "paused", dict(snap.values), checkpoint_id=forked["configurable"]["checkpoint_id"]
             )
-        return execute(graph, None, {**forked, "recursion_limit": 10_000}, context, console)
+        return execute(graph, None, {**forked, "recursion_limit": 10_000}, context, console, lease)
 
 
 def _checkpoint_files(
