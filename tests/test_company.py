@@ -284,8 +284,14 @@ def test_debug_loop_passes_on_the_second_attempt(company, tmp_path: Path) -> Non
     assert values["outcome"] == "tests passed on attempt 2 of 2"
     fixes = [d for d in docs(values, CodeFile) if d.note.startswith("debug")]
     assert [(d.path, d.version) for d in fixes] == [("calc.py", 2)]
-    (fix_prompt,) = [p for p in script.prompts["engineer"] if "Fix calc.py" in p]
-    assert "assert -1 == 5" in fix_prompt and BUGGY_CALC.splitlines()[4] in fix_prompt and "def test_add" in fix_prompt
+    assert "3 of 3 tests pass (best of 4 candidates)" in fixes[0].note
+    # One repair round (nodes/repair.py, mixed): two fix requests showing the failure, two fresh rewrites from
+    # the task (which repeat the buggy code: not re-tested); the fix is chosen by running the tests.
+    fix_prompts = [p for p in script.prompts["engineer"] if "Fix calc.py" in p]
+    assert len(fix_prompts) == 2 and sum("Write `calc.py`" in p for p in script.prompts["engineer"]) == 3
+    for fix_prompt in fix_prompts:
+        assert "assert -1 == 5" in fix_prompt and BUGGY_CALC.splitlines()[4] in fix_prompt
+        assert "def test_add" in fix_prompt
     assert (out_dir / "calc.py").read_text() == GOOD_CALC
     table = (out_dir / "docs/test_report.md").read_text()
     assert "| 1 | 2 | 1 | 0 |" in table and "| 2 | 3 | 0 | 0 |" in table and "passed on attempt 2" in table
@@ -297,7 +303,10 @@ def test_debug_loop_gives_up_at_the_maximum(company, tmp_path: Path) -> None:  #
     values = invoke(compiled(), company_input(IDEA, out_dir=tmp_path, max_debug=1), config(), name)
     reports = docs(values, QAReport)
     assert [(r.attempt, r.all_passed) for r in reports] == [(1, False), (2, False)]
-    assert [c for c in script.calls if c == ("engineer", "calc.py")] == [("engineer", "calc.py")] * 2
+    # The first version, then one repair round of 4 candidates; none passes more tests, so none lands.
+    assert [c for c in script.calls if c == ("engineer", "calc.py")] == [("engineer", "calc.py")] * 5
+    assert not [d for d in docs(values, CodeFile) if d.note.startswith("debug")]
+    assert any("calc.py: no fix candidate passed more tests" in w for w in values["warnings"])
     report = delivery(values)
     assert (report.outcome, report.passed_on_attempt, report.attempts) == ("gave_up", None, 2)
     assert values["outcome"] == "gave up: tests still failing after 2 attempts"
@@ -312,7 +321,7 @@ def test_when_a_fix_changes_nothing_the_tests_are_fixed_next(company, tmp_path: 
     assert [(r.attempt, r.all_passed) for r in reports] == [(1, False), (2, False), (3, True)]
     assert reports[0].failures == reports[1].failures and reports[0].failing_tests == ["tests/test_calc.py"]
     fixes = [(d.path, d.version) for d in docs(values, CodeFile) if d.note.startswith("debug")]
-    assert fixes == [("calc.py", 2), ("tests/test_calc.py", 2)]
+    assert fixes == [("tests/test_calc.py", 2)]  # calc.py's candidates passed no more tests: it was kept
     assert (tmp_path / "tests/test_calc.py").read_text() == TEST_CALC
     assert delivery(values).passed_on_attempt == 3
 

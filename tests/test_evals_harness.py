@@ -361,3 +361,33 @@ def test_cli_interrupt_keeps_results_and_says_how_to_resume(scripted: Scripted, 
     code, _, err = cli("eval", "mbpp", "--data", str(data), "--model", name, "--out", str(out))
     assert code == 130 and "interrupted" in err and "run the same command to resume" in err
     assert (out / "summary.md").is_file() and not (out / "results.jsonl").exists()
+
+
+def test_the_qwen_prompt_style_prefills_the_fence_and_stops_where_their_harness_does(
+    scripted: Scripted, tmp_path: Path
+) -> None:
+    from sopgraph.evals import prefill
+
+    name, model = scripted
+    model.script = lambda r: "def add(a, b):\n    return a + b\n\nprint(add(1, 2))\n```\nThat adds."
+    record = humaneval.to_problem(
+        {
+            "task_id": "HumanEval/x",
+            "prompt": 'def add(a, b):\n    """Add.\n    >>> add(1, 2)\n    3\n    """\n',
+            "entry_point": "add",
+            "test": "def check(c):\n    assert c(2, 2) == 4\n",
+            "canonical_solution": "    return a + b\n",
+        },
+        style="qwen",
+    )
+    settings = settings_for(name, prompt_style="qwen", system=prefill.SYSTEM, feedback=False)
+    run_eval([record], settings, tmp_path)
+    [line] = lines(tmp_path / "results.jsonl")
+    [request] = model.requests
+    [message] = request.messages  # the whole ChatML conversation as one raw prompt
+    text = str(message.content)
+    assert text.startswith(f"<|im_start|>system\n{prefill.SYSTEM}<|im_end|>\n<|im_start|>user\nCan you complete")
+    assert text.endswith("<|im_start|>assistant\n```python\n") and "def add(a, b):" in text
+    assert line["passed_without_feedback"] is True and "print(" not in line["code_without_feedback"]
+    assert line["replies"][0] == "```python\ndef add(a, b):\n    return a + b\n```\n"
+    assert prefill.cut_at_stop("x = 1\n# note\ny = 2") == "x = 1"

@@ -307,3 +307,86 @@ def test_the_scripted_request_sees_the_facts_through_the_gateway(scripted: tuple
     assert outcome.best.verdict.ok and not outcome.best.fresh and outcome.rounds == 1
     assert all(r.system == "Write Python." for r in requests)
     assert sum("returned 0, expected 5" in r.last for r in requests) == 2
+
+
+# -- the company's debug node: candidates judged by the project's tests in the sandbox ------------------------
+
+PROJECT_TESTS = """from calc import add, sub
+
+
+def test_add():
+    assert add(2, 3) == 5
+
+
+def test_sub():
+    assert sub(5, 3) == 2
+
+
+def test_both():
+    assert add(1, sub(3, 1)) == 3
+"""
+HALF = "def add(a, b):\n    return a + b\n\n\ndef sub(a, b):\n    return a + b\n"  # test_add passes: 1 of 3
+BROKEN = "def add(a, b)\n    return a + b\n"  # does not even import: 0 of 3
+WORSE_BUT_NEW = "def add(a, b):\n    return a - b\n\n\ndef sub(a, b):\n    return a + b\n"  # 0 of 3
+GOOD = "def add(a, b):\n    return a + b\n\n\ndef sub(a, b):\n    return a - b\n"
+
+
+def company_repair(name: str):  # type: ignore[no-untyped-def]
+    from sopgraph.nodes.company.fixing import judge_project, repair_code_file
+    from sopgraph.tools.sandbox import SandboxLimits
+
+    files = {"calc.py": HALF, "tests/test_calc.py": PROJECT_TESTS}
+    limits = SandboxLimits(wall_s=20, cpu_s=10)
+    incumbent = judge_project(files, "calc.py", limits)(HALF)
+    assert (incumbent.passed, incumbent.total) == (1, 3) and "test_sub" in incumbent.facts
+    llm = ModelGateway(Context(model=name), "engineer")
+    found = repair_code_file(
+        llm,
+        "You are an engineer.",
+        "calc.py",
+        HALF,
+        incumbent,
+        files=files,
+        write_prompt="Write `calc.py`",
+        fix_prompt=lambda code, facts: f"Fix calc.py\n{facts}\n{code}",
+        limits=limits,
+    )
+    return found, llm
+
+
+def test_the_company_keeps_its_code_when_every_candidate_is_worse(scripted: tuple[str, ScriptedChatModel]) -> None:
+    name, model = scripted
+    worse = iter([BROKEN, WORSE_BUT_NEW, BROKEN + "\n", HALF])
+    lock = threading.Lock()
+
+    def script(request: ScriptedRequest) -> str:
+        with lock:
+            return fenced(next(worse))
+
+    model.script = script
+    found, llm = company_repair(name)
+    assert not found.changed and found.code == HALF and found.verdict.passed == 1
+    drawn = found.outcome.drawn
+    assert sorted((-1 if d.passed is None else d.passed, d.repeat) for d in drawn) == [
+        (-1, True),
+        (-1, True),
+        (0, False),
+        (0, False),
+    ]
+    assert len(llm.records) == 4  # every candidate request is in the node's usage
+
+
+def test_the_company_takes_the_candidate_that_passes_most_tests(scripted: tuple[str, ScriptedChatModel]) -> None:
+    name, model = scripted
+
+    def script(request: ScriptedRequest) -> str:
+        if request.last.startswith("Fix calc.py"):
+            assert "test_sub" in request.last and "assert 8 == 2" in request.last  # the facts of the failing run
+            return fenced(GOOD)
+        return fenced(WORSE_BUT_NEW)
+
+    model.script = script
+    found, _ = company_repair(name)
+    assert (
+        found.changed and found.code.strip() == GOOD.strip() and (found.verdict.passed, found.verdict.total) == (3, 3)
+    )

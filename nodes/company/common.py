@@ -160,6 +160,11 @@ def _trim_prose(path: str, code: str) -> str:
     return code
 
 
+def code_from_reply(path: str, reply: str) -> str:
+    """The file's code in a model reply: the fenced block, without chatter around unfenced code."""
+    return _trim_prose(path, extract_code(reply))
+
+
 def generate_file(llm: ModelGateway, prompt: str, path: str, system: str) -> tuple[str, list[str]]:
     """Ask for one file as text; on unparsable Python re-ask once (budget permitting), then keep the best.
 
@@ -167,7 +172,7 @@ def generate_file(llm: ModelGateway, prompt: str, path: str, system: str) -> tup
     """
     messages: list[BaseMessage] = [HumanMessage(prompt)]
     reply = llm.text(messages, system=system)
-    code = _trim_prose(path, extract_code(reply))
+    code = code_from_reply(path, reply)
     problem = syntax_problem(path, code)
     if problem is None:
         return code, []
@@ -179,7 +184,7 @@ def generate_file(llm: ModelGateway, prompt: str, path: str, system: str) -> tup
                 "in one ```python block and nothing else."
             ),
         ]
-        second = _trim_prose(path, extract_code(llm.text(messages, system=system)))
+        second = code_from_reply(path, llm.text(messages, system=system))
         again = syntax_problem(path, second)
         if again is None:
             return second, []

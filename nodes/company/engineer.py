@@ -24,7 +24,8 @@ from sopgraph.nodes.company.common import (
     latest_files,
     spent,
 )
-from sopgraph.nodes.company.repository import write_docs
+from sopgraph.nodes.company.fixing import repair_code_file, report_verdict
+from sopgraph.nodes.company.repository import render, write_docs
 from sopgraph.state.company import (
     EXISTING_CODE,
     REVIEW_CODE,
@@ -43,6 +44,7 @@ from sopgraph.state.company import (
 )
 from sopgraph.state.context import Context
 from sopgraph.state.pool import Message, Subscription
+from sopgraph.tools import sandbox
 
 ROLE = Role(
     name="engineer",
@@ -173,28 +175,70 @@ def debug(state: dict[str, Any], runtime: Runtime[Context]) -> dict[str, Any]:
         # The last fix changed nothing: the tests themselves are the likelier culprit now.
         targets = [p for p in report.failing_tests if p in tests] or targets
     llm = ROLE.gateway(state, runtime)
+    llm.check_budget()  # here, once: the candidates below are requested in parallel and never pause
     messages: list[Message] = []
     warnings: list[str] = []
-    for path in targets:
+    verdict = report_verdict(report)
+    files = render(state)  # the repository QA's test run saw; candidates are tested in copies of it
+    timeout = float(state.get("test_timeout_s", 60.0))
+    limits = sandbox.SandboxLimits(wall_s=timeout, cpu_s=max(5, int(timeout)))
+    # Code first: its candidates are judged against the tests the report's counts came from.
+    for path in sorted(targets, key=lambda p: p in tests):
         if path in tests:
+            # A test file is rewritten once, not selected by tests passed (dropping a failing test would win).
             current, kind = tests[path], WRITE_TEST
             prompt = FIX_TEST.format(
                 context=context, failure=failure, code=fence(path, current.content, CONTEXT_CHARS // 2), path=path
             )
+            fixed, problems = generate_file(llm, prompt, path, ROLE.system)
+            warnings += problems
+            note = f"debug fix after test run {report.attempt}"
         else:
             current, kind = code[path], WRITE_CODE
             related = [t for t in tests if _mentions(tests[t].content, path)] or list(tests)
-            prompt = FIX.format(
-                context=context,
-                failure=failure,
-                tests=_files_block("Tests:", related, tests, CONTEXT_CHARS // 3),
-                code=fence(path, current.content, CONTEXT_CHARS // 3),
+            tests_block = _files_block("Tests:", related, tests, CONTEXT_CHARS // 3)
+
+            def fix_prompt(code_now: str, facts: str, path: str = path, tests_block: str = tests_block) -> str:
+                return FIX.format(
+                    context=context,
+                    failure=facts,
+                    tests=tests_block,
+                    code=fence(path, code_now, CONTEXT_CHARS // 3),
+                    path=path,
+                )
+
+            task = plan.task_for(path)
+            deps = [d for d in (task.depends_on if task else []) if d != path]
+            write_prompt = WRITE.format(
+                context=context + _files_block("Files it imports:", deps, code, CONTEXT_CHARS // 2),
+                current="",
                 path=path,
+                task=(task.description if task and task.description else "as the design says") + ".",
             )
-        fixed, problems = generate_file(llm, prompt, path, ROLE.system)
-        warnings += problems
+            found = repair_code_file(
+                llm,
+                ROLE.system,
+                path,
+                current.content,
+                verdict,
+                files=files,
+                write_prompt=write_prompt,
+                fix_prompt=fix_prompt,
+                limits=limits,
+                seed=report.attempt,
+            )
+            if not found.changed:
+                tried = len(found.outcome.drawn)
+                warnings.append(f"{path}: no fix candidate passed more tests than the current code ({tried} drawn)")
+                continue
+            fixed, verdict = found.code, found.verdict
+            files[path] = fixed
+            note = (
+                f"debug fix after test run {report.attempt}: {verdict.passed} of {verdict.total} tests pass "
+                f"(best of {len(found.outcome.drawn)} candidates)"
+            )
         version = current.version + 1
-        doc = CodeFile(path=path, content=fixed, version=version, note=f"debug fix after test run {report.attempt}")
+        doc = CodeFile(path=path, content=fixed, version=version, note=note)
         messages.append(
             Message(
                 sender=ROLE.name, kind=kind, content=f"{path} v{version}: fix after run {report.attempt}", payload=doc
