@@ -242,7 +242,7 @@ def draw(
         except ImportError as exc:
             raise typer.BadParameter(
                 "PNG drawing needs Graphviz and pygraphviz (apt-get install graphviz libgraphviz-dev; "
-                "pip install pygraphviz); use --format mermaid or ascii otherwise"
+                "pip install 'sopgraph[png]'); use --format mermaid or ascii otherwise"
             ) from exc
         err.print(f"wrote {output}")
         return
