@@ -313,21 +313,49 @@ def _verdict(outcome: VisibleOutcome) -> Verdict:
     return Verdict(len(outcome.tests) - outcome.failed_count, len(outcome.tests), facts, outcome.limit_hit)
 
 
-class _Usage:
-    """Records of one sampler, so each strategy's tokens are counted apart."""
+def _raw_sampler(settings: EvalSettings, records: list[UsageRecord]) -> Sampler:
+    if settings.prompt_style == "qwen":
+        from sopgraph.evals.prefill import PrefillSampler
 
-    def __init__(self, settings: EvalSettings, records: list[UsageRecord] | None = None) -> None:
-        self.records: list[UsageRecord] = records if records is not None else []
+        return PrefillSampler(settings.model, settings.max_output_tokens, ROLE, records)
+    gateway = ModelGateway(settings.context(), role=ROLE)
+    gateway.records = records
+    return GatewaySampler(gateway)
+
+
+class _SharedRequests:
+    """One problem's model requests, shared between the strategies compared on it: a request identical to one
+    already made (same messages, temperature and seed: e.g. the fresh samples of `resample` and `mixed`) is
+    sent once, and its reply and usage are counted for every strategy that asked, so each strategy's tokens
+    are its own cost as if run alone. Failed requests are not kept."""
+
+    def __init__(self, settings: EvalSettings) -> None:
         self.settings = settings
+        self._lock = threading.Lock()
+        self._sent: dict[Any, Future[tuple[str, list[UsageRecord]]]] = {}
 
-    def sampler(self) -> Sampler:
-        if self.settings.prompt_style == "qwen":
-            from sopgraph.evals.prefill import PrefillSampler
+    def sampler(self, records: list[UsageRecord]) -> Sampler:
+        def sample(proposal: Proposal) -> str:
+            key = (tuple((m.type, str(m.content)) for m in proposal.messages), proposal.temperature, proposal.seed)
+            with self._lock:
+                future = self._sent.get(key)
+                owner = future is None
+                if future is None:
+                    future = self._sent[key] = Future()
+            if owner:
+                mine: list[UsageRecord] = []
+                try:
+                    future.set_result((_raw_sampler(self.settings, mine)(proposal), mine))
+                except BaseException as exc:
+                    with self._lock:
+                        self._sent.pop(key, None)
+                    future.set_exception(exc)
+            reply, used = future.result()
+            with self._lock:
+                records.extend(used)
+            return reply
 
-            return PrefillSampler(self.settings.model, self.settings.max_output_tokens, ROLE, self.records)
-        gateway = ModelGateway(self.settings.context(), role=ROLE)
-        gateway.records = self.records
-        return GatewaySampler(gateway)
+        return sample
 
 
 def solve(problem: Problem, settings: EvalSettings, pool: ThreadPoolExecutor | None = None) -> ItemResult:
@@ -337,7 +365,8 @@ def solve(problem: Problem, settings: EvalSettings, pool: ThreadPoolExecutor | N
     own_pool = pool is None
     pool = pool or ThreadPoolExecutor(max_workers=2)
     sandbox_s = 0.0
-    first_usage = _Usage(settings)
+    shared = _SharedRequests(settings)
+    first_records: list[UsageRecord] = []
     hidden_cache: dict[str, Future[HiddenVerdict]] = {}
     main_records: list[UsageRecord] = []
 
@@ -349,7 +378,7 @@ def solve(problem: Problem, settings: EvalSettings, pool: ThreadPoolExecutor | N
     try:
         visible_future = pool.submit(_valid_visible, problem, settings.limits) if settings.feedback else None
         conversation = _EvalConversation(problem, settings)
-        reply = first_usage.sampler()(Proposal(conversation.fresh(), settings.temperature, settings.seed))
+        reply = shared.sampler(first_records)(Proposal(conversation.fresh(), settings.temperature, settings.seed))
         first = assemble_solution(problem, reply)
         hidden(first)
         result = ItemResult(problem.task_id, settings.benchmark, settings.model, scored=True, generations=1)
@@ -371,12 +400,12 @@ def solve(problem: Problem, settings: EvalSettings, pool: ThreadPoolExecutor | N
             result.visible_passed_first = judged.passed
             for position, strategy in enumerate(settings.strategies):
                 began = time.perf_counter()
-                usage = _Usage(settings)
+                used: list[UsageRecord] = []
                 outcome = repair(
                     incumbent,
                     strategy,
                     conversation=conversation,
-                    sampler=usage.sampler(),
+                    sampler=shared.sampler(used),
                     extract=lambda text: assemble_solution(problem, text),
                     judge=judge,
                     judge_all=judge_all,
@@ -394,8 +423,8 @@ def solve(problem: Problem, settings: EvalSettings, pool: ThreadPoolExecutor | N
                     repeats=outcome.repeats,
                     errors=outcome.errors,
                     stopped=outcome.stopped,
-                    tokens_in=sum(r.input_tokens for r in usage.records),
-                    tokens_out=sum(r.output_tokens for r in usage.records),
+                    tokens_in=sum(r.input_tokens for r in used),
+                    tokens_out=sum(r.output_tokens for r in used),
                     seconds=round(time.perf_counter() - began, 3),
                     limit_hit=verdict.limit_hit,
                     failure=verdict.failure,
@@ -415,7 +444,7 @@ def solve(problem: Problem, settings: EvalSettings, pool: ThreadPoolExecutor | N
                     result.limit_with_feedback = verdict.limit_hit
                     result.failure_with_feedback = verdict.failure
                     result.code_with_feedback = final.code
-                    main_records = usage.records
+                    main_records = used
         first_verdict = hidden(first).result()
         result.passed_without_feedback = first_verdict.passed
         result.limit_without_feedback = first_verdict.limit_hit
@@ -424,9 +453,9 @@ def solve(problem: Problem, settings: EvalSettings, pool: ThreadPoolExecutor | N
     finally:
         if own_pool:
             pool.shutdown(wait=True)
-    records = first_usage.records + main_records
-    result.first_tokens_in = sum(r.input_tokens for r in first_usage.records)
-    result.first_tokens_out = sum(r.output_tokens for r in first_usage.records)
+    records = first_records + main_records
+    result.first_tokens_in = sum(r.input_tokens for r in first_records)
+    result.first_tokens_out = sum(r.output_tokens for r in first_records)
     result.tokens_in = sum(r.input_tokens for r in records)
     result.tokens_out = sum(r.output_tokens for r in records)
     result.model_calls = len(records)

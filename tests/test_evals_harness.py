@@ -21,7 +21,7 @@ from sopgraph.evals.harness import (
     run_eval,
     select_problems,
 )
-from sopgraph.nodes.scripted import ScriptedChatModel, ScriptedFault, ScriptedRequest
+from sopgraph.nodes.scripted import ScriptedChatModel, ScriptedFault, ScriptedRequest, count_tokens
 from sopgraph.tools.sandbox import SandboxLimits
 
 Scripted = tuple[str, ScriptedChatModel]
@@ -391,3 +391,24 @@ def test_the_qwen_prompt_style_prefills_the_fence_and_stops_where_their_harness_
     assert line["passed_without_feedback"] is True and "print(" not in line["code_without_feedback"]
     assert line["replies"][0] == "```python\ndef add(a, b):\n    return a + b\n```\n"
     assert prefill.cut_at_stop("x = 1\n# note\ny = 2") == "x = 1"
+
+
+def test_strategies_compared_on_one_first_answer_share_identical_requests(scripted: Scripted, tmp_path: Path) -> None:
+    name, model = scripted
+    model.script = toy_script
+    settings = settings_for(name, strategy="mixed", compare=("resample", "repair-sample"), attempts=1)
+    s = run_eval([DOUBLE], settings, tmp_path).summary
+    [record] = lines(tmp_path / "results.jsonl")
+    runs = record["by_strategy"]
+    assert list(runs) == ["mixed", "resample", "repair-sample"]
+    assert [runs[n]["passed_with_feedback"] for n in runs] == [True, False, True]  # resampling never sees the fix
+    assert all(runs[n]["requests"] == 4 for n in runs)
+    # mixed sent 4; resample's fresh slots 2-3 and repair-sample's fix slots 0-1 were mixed's very requests.
+    assert model.calls == 1 + 4 + 2 + 2
+    # ...but each strategy is charged for all 4 of its requests, as if it ran alone.
+    assert runs["resample"]["tokens_out"] == 4 * count_tokens(fenced(ANSWERS["double"][0]))
+    assert record["model_calls"] == 5 and record["strategy"] == "mixed"
+    rows = {row["strategy"]: row for row in s.strategies}
+    assert (rows["mixed"]["passed"], rows["resample"]["passed"], rows["repair-sample"]["passed"]) == (1, 0, 1)
+    assert rows["resample"]["repeats"] == 4 and rows["mixed"]["fixed"] == 1
+    assert "| resample | 1 × 4 |" in (tmp_path / "summary.md").read_text()
