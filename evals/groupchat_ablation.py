@@ -30,7 +30,17 @@ from sopgraph.evals.groupchat import (
     dislike_variant,
     hygiene_of,
 )
-from sopgraph.evals.groupchat_probes import PROBE_IDS, ProbeRow, accuracy, accuracy_by, ask_probes
+from sopgraph.evals.groupchat_probes import (
+    KIND,
+    PROBE_IDS,
+    ProbeRow,
+    accuracy,
+    accuracy_by,
+    ask_probes,
+    constant_baseline,
+    families,
+    random_baseline,
+)
 from sopgraph.evals.harness import (
     JsonRecord,
     ResultsFile,
@@ -141,6 +151,12 @@ class SwitchResult(JsonRecord):
     steps: int = 0
     probe_accuracy: float | None = None
     """Exact-match share over every (character, probe) asked; None without probes."""
+    probe_constant_baseline: float | None = None
+    """Always one answer per type (one number, one name, yes or no), the best such choice."""
+    probe_random_baseline: float | None = None
+    """A uniform guess among each question's legal answers."""
+    probe_families: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per probe: kind, n, accuracy, constant (best single answer) and random baselines."""
     probe_accuracy_by_probe: dict[str, float] = field(default_factory=dict)
     probe_accuracy_by_character: dict[str, float] = field(default_factory=dict)
     probes: list[dict[str, Any]] = field(default_factory=list)
@@ -150,6 +166,8 @@ class SwitchResult(JsonRecord):
     """Share of spoken turns (silences included) whose recorded line still echoes its prompt."""
     leak_rate: float | None = None
     """... that carry instruction wording (a word limit, a stage direction, a template fragment)."""
+    echo_leak_rate: float | None = None
+    """... that do either (the issue's target: below 2%)."""
     refusal_rate: float | None = None
     """... whose answer was a refusal (also when it was replaced by silence)."""
     self_repeat_rate: float | None = None
@@ -255,6 +273,9 @@ def score(
         falling_steps=dislike.falling_steps,
         steps=dislike.steps,
         probe_accuracy=accuracy(rows),
+        probe_constant_baseline=constant_baseline(rows),
+        probe_random_baseline=random_baseline(rows),
+        probe_families=families(rows),
         probe_accuracy_by_probe=accuracy_by(rows, "probe"),
         probe_accuracy_by_character=accuracy_by(rows, "character"),
         probes=[r.to_dict() for r in rows],
@@ -371,7 +392,9 @@ def render_markdown(settings: GroupChatEvalSettings, records: Sequence[SwitchRes
                 "falling steps",
                 "T2",
                 f"final scores toward {observed}",
-                "probe accuracy",
+                "probe accuracy / constant / random",
+                "echo / leak / refusal / self-repeat",
+                "distinct-2",
                 "H₂ words (bits / nats)",
                 "H₂ chars (bits / nats)",
                 "lines",
@@ -386,7 +409,9 @@ def render_markdown(settings: GroupChatEvalSettings, records: Sequence[SwitchRes
                     f"{r.falling_steps} / {r.steps}",
                     _yes(r.t2),
                     ", ".join(f"{c} {s}" for c, s in r.final.items()) or "n/a",
-                    pct(r.probe_accuracy),
+                    _against(r.probe_accuracy, r.probe_constant_baseline, r.probe_random_baseline),
+                    " / ".join(pct(v) for v in (r.echo_rate, r.leak_rate, r.refusal_rate, r.self_repeat_rate)),
+                    "n/a" if r.distinct_2 is None else f"{r.distinct_2:.3f}",
                     f"{r.entropy.get('word_bits', 0):.3f} / {r.entropy.get('word_nats', 0):.3f}",
                     f"{r.entropy.get('char_bits', 0):.3f} / {r.entropy.get('char_nats', 0):.3f}",
                     int(r.entropy.get("lines", 0)),
@@ -447,10 +472,27 @@ def render_markdown(settings: GroupChatEvalSettings, records: Sequence[SwitchRes
     )
     lines += ["", "![affinity](affinity.png)", ""]
     if any(r.probes for r in records):
-        lines += ["## Probe accuracy by probe", ""]
+        lines += [
+            "## Probes against their baselines",
+            "",
+            "Each cell: accuracy / the best constant answer's / a uniform random guess's, over the questions "
+            "asked (constant: per family the most frequent truth; overall one answer per type).",
+            "",
+        ]
         lines += _table(
-            ["probe", *(r.switch for r in records)],
-            [[p, *(pct(r.probe_accuracy_by_probe.get(p)) for r in records)] for p in PROBE_IDS],
+            ["probe", "type", *(r.switch for r in records)],
+            [
+                [
+                    "**all**",
+                    "",
+                    *(_against(r.probe_accuracy, r.probe_constant_baseline, r.probe_random_baseline) for r in records),
+                ],
+                *(
+                    [p, KIND[p], *(_family(r, p) for r in records)]
+                    for p in PROBE_IDS
+                    if any(p in r.probe_families for r in records)
+                ),
+            ],
         )
         lines += ["", "![probe accuracy](probes.png)", "", "## Probe accuracy by character", ""]
         lines += _table(
@@ -463,8 +505,12 @@ def render_markdown(settings: GroupChatEvalSettings, records: Sequence[SwitchRes
         "",
         "- T1: the affinity falls strictly from each point to the next (start, then after each round).",
         f"- T2: every other character's last score toward {observed} is below 50 (neutral).",
-        "- Probes: one question per model call, asked of each character with its own view of the finished run; "
+        "- Probes: one question per model call, asked of each character with its own view of the finished run, "
+        "the answer constrained to its type (a number in the probe's range, a name from the cast, yes/no); "
         "exact match against the ground truth from the state (see evals/groupchat_probes.py).",
+        "- Hygiene: echo (a run of 6+ words of the prompt), leak (instruction wording), refusal, self-repeat "
+        "and copy (3-gram near-duplicates of the speaker's own or another's earlier line); see "
+        "nodes/groupchat/hygiene.py.",
         "- H₂: Shannon entropy of the 2-gram distribution of the spoken lines (private chats, meetings, group "
         "chat), words lower-cased without punctuation, characters with whitespace collapsed.",
         "- seconds: wall time of the invocation that scored the switch; model calls and tokens cover the whole "
@@ -475,6 +521,19 @@ def render_markdown(settings: GroupChatEvalSettings, records: Sequence[SwitchRes
         "",
     ]
     return "\n".join(lines)
+
+
+def _against(value: float | None, constant: float | None, random: float | None) -> str:
+    if value is None:
+        return "n/a"
+    return f"{pct(value)} / {pct(constant)} / {pct(random)}"
+
+
+def _family(record: SwitchResult, probe: str) -> str:
+    fam = record.probe_families.get(probe)
+    if not fam:
+        return "n/a"
+    return _against(fam["accuracy"], fam["constant"], fam["random"]) + f" (n={fam['n']})"
 
 
 def _at(record: SwitchResult, round_: int) -> str:

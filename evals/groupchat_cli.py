@@ -34,16 +34,16 @@ def _print_summary(outcome: EvalOutcome) -> None:
     from sopgraph.evals.harness import pct
     from sopgraph.graphs import cli
 
-    table = Table("switch", "T1", "T2", "affinity by round", "probes", "H₂ words (bits)", "H₂ chars (bits)", box=None)
+    table = Table("switch", "T1", "T2", "affinity", "probes (const.)", "echo+leak/refusal", "distinct-2", box=None)
     for r in outcome.records:
         table.add_row(
             r.switch,
             f"{_verdict(r.t1)} ({r.falling_steps}/{r.steps})",
             _verdict(r.t2),
             " → ".join(f"{a:.1f}" for _, a in r.affinity) or "n/a",
-            pct(r.probe_accuracy),
-            f"{r.entropy.get('word_bits', 0):.3f}",
-            f"{r.entropy.get('char_bits', 0):.3f}",
+            f"{pct(r.probe_accuracy)} ({pct(r.probe_constant_baseline)})",
+            f"{pct(r.echo_leak_rate)}/{pct(r.refusal_rate)}",
+            "n/a" if r.distinct_2 is None else f"{r.distinct_2:.3f}",
         )
     cli.out.print(table)
 

@@ -27,11 +27,21 @@ from sopgraph.evals.groupchat_ablation import (
     run_groupchat_eval,
 )
 from sopgraph.evals.groupchat_probes import (
+    NAME,
+    NUMBER,
+    PROBE_IDS,
     PROBES,
+    YESNO,
+    Facts,
+    Probe,
+    ProbeRow,
     accuracy,
     accuracy_by,
     ask_probes,
+    constant_baseline,
+    families,
     ground_truth,
+    random_baseline,
     received,
     situation,
 )
@@ -232,35 +242,81 @@ def test_a_probe_shows_only_what_the_character_could_see(scripted: Scripted) -> 
 # -- probes: asking and scoring ----------------------------------------------------------------------------
 
 
-def test_probe_answers_are_scored_by_exact_match(scripted: Scripted) -> None:
+def _probe_of(request: ScriptedRequest) -> Probe:
+    return next(p for p in PROBES if p.question.split("{")[0] in request.prompt)
+
+
+def test_probe_answers_are_typed_and_scored_by_exact_match(scripted: Scripted) -> None:
     values = finished(scripted, philosophers(rounds=1))
     truth = ground_truth(values)
     _, model = scripted
 
+    def other(choices: list[Any], right: Any) -> Any:
+        return next(c for c in choices if c != right)
+
     def answer(request: ScriptedRequest) -> Any:
         if schema_name(request) != "Answer":
             return None
-        cid = character_of(request)
-        probe = next(p.id for p in PROBES if p.question in request.prompt)
-        if cid == "lina" and probe == "resources":
-            return {"answer": "several"}  # not a number, even when asked again: no answer
-        wrong = cid == "chen" or probe == "received_actions"
-        return {"answer": truth[cid][probe] + (1 if wrong else 0)}
+        cid, probe = character_of(request), _probe_of(request)
+        right = truth[cid][probe.id]
+        if cid == "lina" and probe.id in ("resources", "principal"):
+            return {"answer": "several" if probe.kind == NUMBER else "maybe"}  # out of type, even when asked again
+        if cid == "chen" or probe.id == "received_actions":
+            return {"answer": other(probe.choices(Facts.of(values), cid), right)}
+        return {"answer": right}
 
     model.script = answer
     result = ask_probes(values, Context(model=scripted[0]))
-    assert len(result.rows) == 9 * 3 + 8  # lina is not asked the choose space
+    asked = sum(len(t) for t in truth.values())
+    assert len(result.rows) == asked and {r.kind for r in result.rows} == {NUMBER, NAME, YESNO}
+    per = {c: len(truth[c]) for c in truth}
     by_character = accuracy_by(result.rows, "character")
-    assert by_character == {"aria": 8 / 9, "bruno": 8 / 9, "chen": 0.0, "lina": 6 / 8}
+    assert by_character["chen"] == 0.0 and by_character["aria"] == (per["aria"] - 1) / per["aria"]
+    assert by_character["lina"] == (per["lina"] - 3) / per["lina"]  # received_actions, resources, principal
     by_probe = accuracy_by(result.rows, "probe")
     assert by_probe["received_actions"] == 0.0 and by_probe["resources"] == 2 / 4 and by_probe["beliefs"] == 3 / 4
-    assert accuracy(result.rows) == pytest.approx(22 / 35)
-    [unanswered] = [r for r in result.rows if r.answer is None]
-    assert (unanswered.character, unanswered.probe, unanswered.correct) == ("lina", "resources", False)
-    asked = [r for r in model.requests if schema_name(r) == "Answer"]
+    unanswered = sorted((r.character, r.probe) for r in result.rows if r.answer is None)
+    assert unanswered == [("lina", "principal"), ("lina", "resources")]
+    requests = [r for r in model.requests if schema_name(r) == "Answer"]
     scenario = values["scenario"]
-    assert all(r.system == system_prompt(scenario, character_of(r), "Answer") for r in asked)  # as when acting
-    assert len(asked) == 35 + 2 and len(result.usage) == 35  # the invalid answer was asked for twice more
+    assert all(r.system == system_prompt(scenario, character_of(r), "Answer") for r in requests)  # as when acting
+    assert len(requests) == asked + 2 * 2 and len(result.usage) == asked  # each invalid answer asked twice more
+    # the answer's type is in its schema: names from the cast, yes/no, numbers in the probe's range
+    for r in requests:
+        probe, schema = _probe_of(r), r.schema
+        assert schema is not None
+        field = schema.model_json_schema()["properties"]["answer"]
+        if probe.kind == NAME:
+            assert set(field["enum"]) <= {c.name for c in scenario.characters}
+        elif probe.kind == YESNO:
+            assert field["enum"] == ["yes", "no"]
+        else:
+            assert (field["type"], field["minimum"]) == ("integer", probe.bounds(Facts.of(values))[0])
+    # the typed truths: lina had no private chat, never owns a resource; aria owns the lab
+    assert "private_partner" not in truth["lina"] and truth["lina"]["owns_resource"] == "no"
+    assert truth["aria"]["principal"] == "yes" and truth["lina"]["principal"] == "no"
+    assert {truth[c]["resource_owner"] for c in truth} <= {"Chen Yu", "Aria Voss", "Bruno Hartmann"}
+
+
+def test_probe_baselines() -> None:
+    rows = [
+        ProbeRow("a", "chat_rounds", 2, 2, NUMBER, 50),
+        ProbeRow("b", "chat_rounds", 2, 10, NUMBER, 50),
+        ProbeRow("a", "received_actions", 3, 10, NUMBER, 11),
+        ProbeRow("b", "received_actions", 0, 0, NUMBER, 11),
+        ProbeRow("a", "principal", "yes", "yes", YESNO, 2),
+        ProbeRow("b", "principal", "no", "yes", YESNO, 2),
+        ProbeRow("a", "liked_most", "Bo", "Cy", NAME, 3),
+        ProbeRow("b", "liked_most", "Al", "Al", NAME, 3),
+    ]
+    assert accuracy(rows) == 4 / 8
+    # one answer per type at best: the number 2 (2 of 4), "yes" (1 of 2), "Bo" (1 of 2)
+    assert constant_baseline(rows) == pytest.approx(4 / 8)
+    assert random_baseline(rows) == pytest.approx((2 / 50 + 2 / 11 + 2 / 2 + 2 / 3) / 8)
+    fam = families(rows)
+    assert fam["chat_rounds"] == {"kind": NUMBER, "n": 2, "accuracy": 0.5, "constant": 1.0, "random": 1 / 50}
+    assert fam["received_actions"]["constant"] == 0.5 and fam["principal"]["random"] == 0.5
+    assert list(fam) == [p for p in PROBE_IDS if p in fam]
 
 
 # -- entropy ---------------------------------------------------------------------------------------------------
@@ -309,7 +365,10 @@ def test_runner_scores_each_switch_once_and_skips_them_on_a_rerun(scripted: Scri
     truth = {(r["character"], r["probe"]): r["truth"] for r in base.probes}
     ablated = {(r["character"], r["probe"]): r["truth"] for r in no_private.probes}
     assert truth["aria", "received_actions"] == 12 and ablated["aria", "received_actions"] == 6
-    assert base.model_calls == base.run_calls + base.probe_calls and base.probe_calls == 35
+    assert base.model_calls == base.run_calls + base.probe_calls and base.probe_calls == len(base.probes)
+    assert base.probe_calls > 35 and base.probe_constant_baseline is not None and base.probe_families
+    assert base.scenario == "philosophers" and base.echo_rate == 0.0 and base.refusal_rate == 0.0
+    assert base.distinct_2 is not None and base.distinct_2 > 0.5 and base.hygiene["turns"] > 0
     assert base.tokens_in > 0 and base.entropy["lines"] > no_private.entropy["lines"]
     recorded = lines(tmp_path / "results.jsonl")
     assert [r["switch"] for r in recorded] == ["baseline", "private_chat"]
@@ -368,7 +427,7 @@ def test_a_finished_run_that_was_not_probed_is_probed_without_replaying(scripted
     seen = len(model.requests)
     [record] = run_groupchat_eval(settings, ["baseline"], tmp_path).records
     assert {schema_name(r) for r in model.requests[seen:]} == {"Answer"}
-    assert record.scored and record.resumed and record.probe_calls == 35
+    assert record.scored and record.resumed and record.probe_calls == len(record.probes) > 35
 
 
 # -- the CLI -----------------------------------------------------------------------------------------------------

@@ -211,6 +211,7 @@ class Hygiene:
     refusal: int = 0
     self_repeat: int = 0
     copy: int = 0
+    echo_or_leak: int = 0
     first_defects: dict[str, int] = field(default_factory=dict)
     """Defects of the first answers, before any re-ask or clean-up (from the lines' checks)."""
     reasked: int = 0
@@ -224,6 +225,7 @@ class Hygiene:
         return {
             "echo_rate": self.rate(self.echo),
             "leak_rate": self.rate(self.leak),
+            "echo_leak_rate": self.rate(self.echo_or_leak),
             "refusal_rate": self.rate(self.refusal),
             "self_repeat_rate": self.rate(self.self_repeat),
             "copy_rate": self.rate(self.copy),
@@ -265,8 +267,10 @@ def measure(pool: Sequence[Message], silent: str, templates: Sequence[str] = ())
             out.refusal += bool(check and REFUSAL in check.last)
             continue
         out.refusal += refusal(m.content)
-        out.leak += bool(leaks(m.content, templates))
-        out.echo += bool(check and ECHO in check.final)
+        leaked, echoed = bool(leaks(m.content, templates)), bool(check and ECHO in check.final)
+        out.leak += leaked
+        out.echo += echoed
+        out.echo_or_leak += leaked or echoed
         out.self_repeat += any(near_duplicate(m.content, o.content) for o in said if o.sender == m.sender)
         out.copy += any(
             near_duplicate(m.content, o.content)
