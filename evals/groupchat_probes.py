@@ -310,7 +310,7 @@ def situation(values: Mapping[str, Any], cid: str) -> str:
     group = [m for m in visible if m.kind == Stage.GROUP_CHAT.value]
     return prompts.join(
         prompts.header(scenario, rounds, Stage.FINAL_UPDATE),
-        prompts.memory(values["personas"][cid]),
+        prompts.memory(values["personas"][cid], scenario),
         bounds,
         NEWS.format(facts=prompts.bullet(facts)) if facts else "",
         prompts.transcript(scenario, talks, "Your private chats and confidential meetings", "(none)"),

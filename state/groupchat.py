@@ -487,20 +487,20 @@ class Bounds(_Strict):
 
 
 class Perception(BaseModel):
-    situation: str = Field(description="What matters for you now, at most 30 words.")
-    plan: str = Field(description="What you will do this round and with whom, at most 30 words.")
+    situation: str = Field(description="What matters to me now, one sentence in my own words.")
+    plan: str = Field(description="What I will do this round and with whom, one sentence.")
 
 
 class Thought(BaseModel):
-    thought: str = Field(description="Your private thought before speaking, at most 30 words.")
+    thought: str = Field(description="My private thought before I speak, one sentence.")
 
 
 class Speech(BaseModel):
-    speech: str = Field(description="What you say, in character.")
+    speech: str = Field(description="What I say aloud, in my own voice: one to three sentences.")
 
 
 class Summary(BaseModel):
-    summary: str = Field(description="What you learned, from your point of view, at most 50 words.")
+    summary: str = Field(description="What I learned, and about whom: one or two sentences in my own words.")
 
 
 class Choice(BaseModel):
@@ -511,7 +511,7 @@ class Choice(BaseModel):
 class RelationshipUpdate(BaseModel):
     character: str = Field(description="Id of the other character.")
     score: int = Field(description="Your new feeling for them, 0-100.")
-    impression: str = Field(default="", description="Your impression of them now, at most 10 words.")
+    impression: str = Field(default="", description="My impression of them now, a few words.")
 
 
 class BeliefUpdate(BaseModel):
@@ -520,7 +520,9 @@ class BeliefUpdate(BaseModel):
 
 
 class Reflect(BaseModel):
-    reflection: str = Field(description="Your memory now: what you know and what you want, a few sentences.")
+    reflection: str = Field(
+        description="My memory now, in my own words: what I know, what I want, whom I trust; a few sentences."
+    )
     relationships: list[RelationshipUpdate] = Field(default_factory=list)
     beliefs: list[BeliefUpdate] = Field(default_factory=list)
 

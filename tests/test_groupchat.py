@@ -451,3 +451,47 @@ def test_prompt_tokens_per_call_do_not_grow_with_rounds(scripted) -> None:  # ty
     peaks = {r: max(t) for r, t in by_round.items()}
     assert max(means[r] for r in (2, 3, 4)) <= 1.1 * min(means[r] for r in (2, 3, 4)), means
     assert max(peaks.values()) <= 1.15 * peaks[2], peaks
+
+
+def _impressions(request: ScriptedRequest, cid: str) -> dict[str, Any]:
+    """A reflection as long as allowed, a long impression of everyone, feelings moved within the bounds."""
+    _, feelings = scores(request)
+    return {
+        "reflection": " ".join(f"{cid}-memory-{i}" for i in range(300)),
+        "relationships": [
+            {"character": o, "score": max(0, s - 5), "impression": f"{cid} finds {o} " + "very " * 30 + "sly"}
+            for o, s in feelings.items()
+        ],
+        "beliefs": [],
+    }
+
+
+def test_each_character_is_prompted_in_its_own_words(scripted) -> None:  # type: ignore[no-untyped-def]
+    scenario = load_scenario("philosophers")
+    _, book = run(scripted, scenario, Playbook().on("Reflect", _impressions), rounds=2)
+    for spec in scenario.characters:
+        system = {c.prompt.split("\n")[0] for c in book.calls if c.character == spec.id}
+        seen = book.seen_by(spec.id)
+        assert spec.scratch.split(".")[0] in seen and spec.objective in seen  # its own secret and goal
+        later = [c.prompt for c in book.calls if c.character == spec.id and c.round == 2 and c.schema == "Speech"]
+        assert later and all(f"{spec.id} finds" in p for p in later)  # its feelings, in its own words
+        for other in scenario.characters:
+            if other.id != spec.id:
+                assert other.objective not in seen and f"{other.id} finds" not in seen
+                assert all(f"{other.name} ({other.id}) " in p for p in later)  # others called by name
+        assert len(system) == 1
+
+
+def test_prompts_stay_flat_with_the_longest_memories(scripted) -> None:  # type: ignore[no-untyped-def]
+    _, book = run(scripted, story(rounds=6, group_subrounds=1), Playbook().on("Reflect", _impressions))
+    by_round: dict[int, list[int]] = {}
+    for call in book.calls:
+        if call.stage != "Settlement":
+            by_round.setdefault(call.round, []).append(call.tokens)
+    means = {r: sum(t) / len(t) for r, t in by_round.items()}
+    # round 2 is the first with a memory, round 3 the first whose memory has been rewritten once: from then
+    # on, nothing grows (the reflection and the impressions are bounded, notes are this round's only)
+    assert max(means[r] for r in range(3, 7)) <= 1.01 * min(means[r] for r in range(3, 7)), means
+    assert means[6] <= 1.1 * means[2], means
+    speech = {r: max(c.tokens for c in book.of("Speech") if c.round == r) for r in range(3, 7)}
+    assert max(speech.values()) <= 1.02 * min(speech.values()), speech

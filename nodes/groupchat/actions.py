@@ -61,7 +61,7 @@ def perceive(player: Player, scenario: Scenario, persona: Persona, round_: int) 
         return Perception(situation="", plan=persona.plan), []
     name = scenario.name_of(persona.id)
     task = prompts.PERCEIVE.format(name=name, objective=scenario.character(persona.id).objective.strip())
-    prompt = prompts.join(prompts.header(scenario, round_, Stage.UPDATE), prompts.memory(persona), task)
+    prompt = prompts.join(prompts.header(scenario, round_, Stage.UPDATE), prompts.memory(persona, scenario), task)
     reply, warnings = ask(
         player,
         Perception,
@@ -91,7 +91,7 @@ def choose(
     schema = choice_schema(tuple(legal))
     prompt = prompts.join(
         prompts.header(scenario, round_, stage),
-        prompts.memory(persona),
+        prompts.memory(persona, scenario),
         context,
         prompts.CHOOSE.format(what=prompts.WHAT[stage], ids=", ".join(legal)),
     )
@@ -238,7 +238,7 @@ def reflect(
     schema = reflect_schema(tuple(persona.relationships), tuple(persona.beliefs))
     prompt = prompts.join(
         prompts.header(scenario, round_, stage),
-        prompts.memory(persona),
+        prompts.memory(persona, scenario),
         prompts.REFLECT.format(
             name=scenario.name_of(persona.id),
             notes=prompts.bullet(notes),
@@ -298,7 +298,7 @@ def vote(
         known = prompts.KNOW_ALL.format(memories=prompts.bullet(knowledge) or "- nothing")
     prompt = prompts.join(
         prompts.header(scenario, round_, Stage.SETTLEMENT),
-        prompts.memory(persona),
+        prompts.memory(persona, scenario),
         prompts.VOTE.format(knowledge=known, question=scenario.settings.winner.question, legal=", ".join(legal)),
     )
     schema = vote_schema(tuple(legal))

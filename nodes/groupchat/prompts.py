@@ -40,7 +40,7 @@ PLAN = "My plan: {plan}"
 BELIEFS = "My beliefs (0-100): {beliefs}"
 FEELINGS = "My feelings about the others (0-100): {relations}"
 BELIEF = "{belief}: {score}"
-FEELING = "{id} {score}{impression}"
+FEELING = "{name} ({id}) {score}{impression}"
 IMPRESSION = " ({impression})"
 ITEMS = "; "
 MEMORY = "\n".join((REFLECTION, PLAN, BELIEFS, FEELINGS))
@@ -115,9 +115,16 @@ def header(scenario: Scenario, round_: int, stage: Stage, sub_round: int = 0) ->
     return HEADER.format(round=round_, rounds=scenario.settings.rounds, stage=title)
 
 
-def memory(persona: Persona) -> str:
+def memory(persona: Persona, scenario: Scenario | None = None) -> str:
+    """The character's memory in its own words, people called by name (with the scenario)."""
+    names = {c.id: c.name for c in scenario.characters} if scenario else {}
     relations = ITEMS.join(
-        FEELING.format(id=o, score=r.score, impression=IMPRESSION.format(impression=r.impression) * bool(r.impression))
+        FEELING.format(
+            name=names.get(o, o),
+            id=o,
+            score=r.score,
+            impression=IMPRESSION.format(impression=r.impression) * bool(r.impression),
+        )
         for o, r in persona.relationships.items()
     )
     beliefs = ITEMS.join(BELIEF.format(belief=b, score=s) for b, s in persona.beliefs.items())

@@ -328,7 +328,7 @@ def _situation(
 ) -> str:
     return prompts.join(
         prompts.header(scenario, round_, stage, sub_round),
-        prompts.memory(persona),
+        prompts.memory(persona, scenario),
         prompts.round_context(own_notes(seen, persona.id, round_), news(scenario, seen, round_)),
     )
 
@@ -469,7 +469,7 @@ def speak(task: SpeakTask, runtime: Runtime[Context]) -> dict[str, Any]:
     persona = task.persona
     situation = prompts.join(
         prompts.header(scenario, round_, stage, task.sub_round),
-        prompts.memory(persona),
+        prompts.memory(persona, scenario),
         prompts.round_context(task.notes, task.facts),
         prompts.transcript(scenario, task.heard, "Said in the group so far", "(nothing yet)"),
     )
@@ -489,7 +489,7 @@ def speak(task: SpeakTask, runtime: Runtime[Context]) -> dict[str, Any]:
     system = prompts.system_prompt(scenario, cid, "Speech")
     card = prompts.join(
         prompts.header(scenario, round_, stage, task.sub_round),
-        prompts.memory(persona),
+        prompts.memory(persona, scenario),
         prompts.round_context(task.notes, task.facts),
     )
     text, check, warned = actions.speak(
