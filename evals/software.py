@@ -51,10 +51,7 @@ unscored, to be resumed by the next run.
 from __future__ import annotations
 
 import hashlib
-import json
-import re
 import shutil
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -79,7 +76,6 @@ from sopgraph.evals.harness import (
 )
 from sopgraph.graphs import runner
 from sopgraph.graphs.company import company_input
-from sopgraph.nodes.company.common import ENTRY_STEMS, stem
 from sopgraph.nodes.llm import StructuredOutputError
 from sopgraph.state.company import RUN_TESTS, Delivery, QAReport
 from sopgraph.state.context import Context
@@ -87,7 +83,7 @@ from sopgraph.state.datafile import read_mapping, validate
 from sopgraph.state.usage import UsageTotals
 from sopgraph.tools import sandbox
 from sopgraph.tools.persistence import open_checkpointer
-from sopgraph.tools.workspace import Workspace, module_name
+from sopgraph.tools.program import MAIN_GUARD, ending, find_entry, import_problem, start, survey
 
 __all__ = [
     "DEFAULT_TASKS",
@@ -197,42 +193,6 @@ def choose_tasks(
 
 # ---------------------------------------------------------------------------------------------- scoring
 
-TRACEBACK = "Traceback (most recent call last)"
-MAIN_GUARD = re.compile(r"""^if\s+__name__\s*==\s*["']__main__["']\s*:""", re.MULTILINE)
-RUN_COMMAND = re.compile(r"\bpython3?\s+(?:-m\s+(?P<module>[A-Za-z_][\w.]*)|(?P<path>[\w./-]+\.py)\b)")
-PROBE_MARK = "@@sopgraph-import-probe@@"
-LET_THROUGH = frozenset({"EOFError", "SystemExit"})
-"""Exceptions that end a program rather than show a missing piece (see the module docstring)."""
-MISSING = frozenset({"ImportError", "ModuleNotFoundError"})
-
-# Our own code, run inside the sandbox: compile one module, import it, report how that went as JSON.
-IMPORT_PROBE = f"""
-import sys
-here = sys.path.pop(0)  # the project: its modules must not stand in for the probe's own (a json.py, say)
-import importlib, json, os, runpy, traceback
-sys.path.insert(0, here)
-path, module = sys.argv[1], sys.argv[2]
-report = {{"stage": "compile", "type": None}}
-try:
-    with open(path, "rb") as handle:
-        compile(handle.read(), path, "exec")
-    report["stage"] = "import"
-    if all(part.isidentifier() for part in module.split(".")):
-        importlib.import_module(module)
-    else:
-        runpy.run_path(path, run_name="__sopgraph_import__")
-except BaseException as exc:
-    report["type"] = type(exc).__name__
-    report["error"] = " ".join(str(exc.msg if isinstance(exc, SyntaxError) else exc).split())[:300]
-    root = os.getcwd() + os.sep
-    frames = [f for f in traceback.extract_tb(exc.__traceback__) if os.path.abspath(f.filename).startswith(root)]
-    if isinstance(exc, SyntaxError) and exc.lineno:
-        report["where"] = f"line {{exc.lineno}}"
-    elif frames:
-        report["where"] = f"{{os.path.relpath(frames[-1].filename)}}:{{frames[-1].lineno}}"
-print("\\n{PROBE_MARK}" + json.dumps(report), flush=True)
-"""
-
 
 @dataclass
 class Executability:
@@ -258,129 +218,11 @@ class Executability:
     seconds: float = 0.0
 
 
-@dataclass(frozen=True)
-class _Repo:
-    root: Path
-    code: list[str]
-    tests: list[str]
-    text: dict[str, str]
-
-    def lines(self, paths: list[str]) -> int:
-        return sum(len(self.text[p].splitlines()) for p in paths)
-
-
-def _survey(root: Path) -> _Repo:
-    ws = Workspace(root)
-    files = [p for p in ws.files() if p.endswith(".py")] if root.is_dir() else []
-    tests = [p for p in files if p.startswith("tests/") or p.rsplit("/", 1)[-1].startswith("test_")]
-    code = [p for p in files if p not in tests and not p.startswith("docs/") and not p.endswith("conftest.py")]
-    text = {p: (root / p).read_text(encoding="utf-8", errors="replace") for p in files}
-    return _Repo(root, code, tests, text)
-
-
-def _entry_argv(path: str) -> list[str]:
-    if path.endswith("/__main__.py"):
-        return ["-m", module_name(path.rsplit("/", 1)[0])]
-    return [path]
-
-
-def find_entry(repo: _Repo) -> tuple[list[str], str] | None:
-    """(the arguments after `python -S` that start the program, the module they run), or None."""
-    named = [p for p in repo.code if stem(p) in ENTRY_STEMS]
-    if named:
-        path = min(named, key=lambda p: (p.count("/"), stem(p) != "main", stem(p) != "__main__", p))
-        return _entry_argv(path), path
-    guarded = [p for p in repo.code if MAIN_GUARD.search(repo.text[p])]
-    if guarded:
-        path = min(guarded, key=lambda p: (p.count("/"), p))
-        return _entry_argv(path), path
-    readme = Workspace(repo.root).read("README.md") or ""
-    for match in RUN_COMMAND.finditer(readme):
-        if match.group("path") in repo.code:
-            return [match.group("path")], match.group("path")
-        module = match.group("module")
-        if module:
-            for path in (module.replace(".", "/") + ".py", module.replace(".", "/") + "/__main__.py"):
-                if path in repo.code:
-                    return ["-m", module], path
-    if len(repo.code) == 1:
-        return _entry_argv(repo.code[0]), repo.code[0]
-    return None
-
-
-def _last_line(text: str) -> str:
-    return next((ln.strip() for ln in reversed(text.splitlines()) if ln.strip()), "")
-
-
-def _ending(result: sandbox.SandboxResult) -> str:
-    """How a sandboxed run ended, in a few words, with the last line it printed to stderr."""
-    last = _last_line(result.stderr)
-    if result.timed_out or result.limit_hit:
-        how = f"killed at the {result.limit_hit or 'wall'} limit"
-    else:
-        how = f"exit {result.exit_code}"
-    return f"{how}: {last[:200]}" if last else how
-
-
-def _probe_limits(timeout: float) -> sandbox.SandboxLimits:
-    # The CPU limit sits above the wall clock, so a busy program counts as still running, not as killed.
-    return sandbox.SandboxLimits(wall_s=timeout, cpu_s=int(timeout) + 5)
-
-
-def _import_problem(repo: _Repo, path: str, script: bool, timeout: float) -> str | None:
-    """Why `path` does not install, or None when it compiles and imports."""
-    argv = [sys.executable, "-S", "-c", IMPORT_PROBE, path, module_name(path)]
-    result = sandbox.run_command(argv, repo.root, limits=_probe_limits(timeout))
-    tail = result.stdout.rsplit(PROBE_MARK, 1)
-    if len(tail) < 2:
-        if (result.timed_out and result.limit_hit in (None, "wall")) or result.exit_code == 0:
-            return None  # still running its program, or it ended that program itself (os._exit)
-        return f"{path}: the import ended without a report ({_ending(result)})"
-    try:
-        report = json.loads(tail[1].strip().splitlines()[0])
-    except (ValueError, IndexError):
-        return f"{path}: the import printed an unreadable report"
-    kind = report.get("type")
-    if kind is None:
-        return None
-    error = f"{kind}: {report.get('error') or ''}".rstrip(": ")
-    where = f" ({report['where']})" if report.get("where") else ""
-    if report.get("stage") == "compile":
-        return f"{path} does not compile: {error}{where}"
-    if kind in LET_THROUGH or (script and kind not in MISSING):
-        return None
-    return f"{path} does not import: {error}{where}"
-
-
-def _start_verdict(result: sandbox.SandboxResult, timeout: float) -> tuple[bool, str]:
-    crashed = TRACEBACK in result.stderr or TRACEBACK in result.stdout
-    if result.timed_out and result.limit_hit in (None, "wall") and not crashed:
-        return True, f"still running after {timeout:g}s, no traceback"
-    if not result.timed_out and result.exit_code == 0:
-        return True, "exit 0"
-    if crashed and _last_line(result.stderr).startswith("EOFError"):
-        return True, "waited for input: EOFError on the closed stdin"
-    return False, _ending(result)
-
-
-def _start(repo: _Repo, argv: list[str], timeout: float) -> tuple[bool, str, str]:
-    """(started, the command judged, what it did): with --help first, then with no arguments."""
-    tried: list[str] = []
-    for extra in (["--help"], []):
-        command = " ".join(["python -S", *argv, *extra])
-        result = sandbox.run_command([sys.executable, "-S", *argv, *extra], repo.root, limits=_probe_limits(timeout))
-        started, how = _start_verdict(result, timeout)
-        if started:
-            return True, command, f"{command}: {how}"
-        tried.append(f"{command}: {how}")
-    return False, command, "; ".join(tried)
-
-
 def score_repository(root: Path, *, start_timeout: float = 5.0, test_timeout: float = 60.0) -> Executability:
     """Score the repository at `root` (see the module docstring); the generated code runs only in the
     sandbox. Raises SandboxError when the sandbox itself cannot run."""
     began = time.perf_counter()
-    repo = _survey(root)
+    repo = survey(root)
     verdict = Executability(
         score=1,
         reason="",
@@ -400,13 +242,13 @@ def score_repository(root: Path, *, start_timeout: float = 5.0, test_timeout: fl
         return verdict
     entry = find_entry(repo)
     script = entry[1] if entry and not MAIN_GUARD.search(repo.text[entry[1]]) else None
-    problems = [p for p in (_import_problem(repo, m, m == script, start_timeout) for m in repo.code) if p]
+    problems = [p for p in (import_problem(repo, m, m == script, start_timeout) for m in repo.code) if p]
     verdict.installs = not problems
     verdict.checks["install"] = "; ".join(problems) or "all compile and import: " + ", ".join(repo.code)
     if entry is None:
         verdict.checks["start"] = "no entry point: no main.py, no __main__ guard, no run command in README.md"
     else:
-        verdict.starts, verdict.entry, verdict.checks["start"] = _start(repo, entry[0], start_timeout)
+        verdict.starts, verdict.entry, verdict.checks["start"] = start(repo, entry[0], start_timeout)
     if repo.tests:
         target = "tests" if all(p.startswith("tests/") for p in repo.tests) else "."
         limits = sandbox.SandboxLimits(wall_s=test_timeout, cpu_s=max(5, int(test_timeout)))
@@ -414,9 +256,7 @@ def score_repository(root: Path, *, start_timeout: float = 5.0, test_timeout: fl
         verdict.tests_pass = report.all_passed
         verdict.tests_passed, verdict.tests_failed, verdict.tests_errors = report.passed, report.failed, report.errors
         counts = f"{report.passed} passed, {report.failed} failed, {report.errors} errors"
-        verdict.checks["tests"] = (
-            counts if report.report_found else f"pytest wrote no report ({_ending(report.result)})"
-        )
+        verdict.checks["tests"] = counts if report.report_found else f"pytest wrote no report ({ending(report.result)})"
     else:
         verdict.checks["tests"] = "no tests"
     verdict.score, verdict.reason = _level(verdict)

@@ -504,10 +504,26 @@ class QAReport(Document):
     failing_tests: list[str] = Field(default_factory=list)
     """Test files with failing tests."""
     note: str = ""
+    problems: list[str] = Field(default_factory=list)
+    """What stops the program before any test: static guards (test code in a program module, a self-import,
+    a name imported that does not exist, a package outside the standard library) and imports that fail."""
+    starts: bool | None = None
+    """Whether the entry point starts in the sandbox (`--help`, then no arguments, stdin closed)."""
+    start: str = ""
+    """What the start check saw."""
 
     @property
     def ran_tests(self) -> bool:
         return self.passed + self.failed + self.errors > 0
+
+    @property
+    def program_ok(self) -> bool:
+        return not self.problems and self.starts is not False
+
+    @property
+    def score(self) -> int:
+        """Tests passed, plus one for a program that holds together and starts: what a fix must not lower."""
+        return self.passed + (1 if self.program_ok else 0)
 
 
 class HumanDecision(Document):

@@ -47,6 +47,9 @@ from fmt import show
 
 def main(argv=None):
     args = sys.argv[1:] if argv is None else argv
+    if len(args) != 2:
+        print("usage: python main.py A B")
+        return
     print(show(add(int(args[0]), int(args[1]))))
 
 
@@ -66,6 +69,10 @@ def test_sub():
 TEST_FMT = """def test_show():  # the import is forgotten, as small models do: QA's worker completes it
     assert show(3) == "= 3"
 """
+CRASHING_MAIN = MAIN.replace(
+    "    args = sys.argv[1:] if argv is None else argv\n",
+    "    args = sys.argv[1:] if argv is None else argv\n    raise RuntimeError('not wired up yet')\n",
+)
 FILES = ["calc.py", "fmt.py", "main.py"]
 
 
@@ -131,6 +138,10 @@ class Company:
     prd: PRD = field(default_factory=prd)
     design: dict[str, Any] = field(default_factory=design)
     plan: dict[str, Any] = field(default_factory=plan)
+    crash_main_until_fix: bool = False
+    """main.py raises on start until the engineer is asked to fix it."""
+    fix_replies: dict[str, str] = field(default_factory=dict)
+    """What a request to fix a file (by name) gets instead of the good code."""
     crash_on: str | None = None
     """Raise a provider fault the first time a prompt asks to write this file."""
     prompts: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
@@ -167,6 +178,8 @@ class Company:
         return self.code(asked, prompt)
 
     def code(self, asked: str, prompt: str) -> str:
+        if f"Fix {asked}" in prompt and asked in self.fix_replies:
+            return self.fix_replies[asked]
         if asked == "tests/test_calc.py":
             fixing = "itself is broken" in prompt
             test = TEST_CALC.replace("== 5", "== 6") if self.wrong_test and not fixing else TEST_CALC
@@ -181,7 +194,8 @@ class Company:
         if asked == "fmt.py":
             return FORMAT
         if asked == "main.py":
-            return f"```python\n{MAIN}```"
+            crash = self.crash_main_until_fix and "Fix main.py" not in prompt
+            return f"```python\n{CRASHING_MAIN if crash else MAIN}```"
         if asked == "store.py":
             return "```python\nHISTORY = []\n```"
         return "```python\npass\n```"

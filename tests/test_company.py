@@ -284,7 +284,7 @@ def test_debug_loop_passes_on_the_second_attempt(company, tmp_path: Path) -> Non
     assert values["outcome"] == "tests passed on attempt 2 of 2"
     fixes = [d for d in docs(values, CodeFile) if d.note.startswith("debug")]
     assert [(d.path, d.version) for d in fixes] == [("calc.py", 2)]
-    assert "3 of 3 tests pass (best of 4 candidates)" in fixes[0].note
+    assert "3 of 3 tests pass, the program starts (best of 4 candidates)" in fixes[0].note
     # One repair round (nodes/repair.py, mixed): two fix requests showing the failure, two fresh rewrites from
     # the task (which repeat the buggy code: not re-tested); the fix is chosen by running the tests.
     fix_prompts = [p for p in script.prompts["engineer"] if "Fix calc.py" in p]
@@ -295,6 +295,35 @@ def test_debug_loop_passes_on_the_second_attempt(company, tmp_path: Path) -> Non
     assert (out_dir / "calc.py").read_text() == GOOD_CALC
     table = (out_dir / "docs/test_report.md").read_text()
     assert "| 1 | 2 | 1 | 0 |" in table and "| 2 | 3 | 0 | 0 |" in table and "passed on attempt 2" in table
+
+
+def test_a_program_that_does_not_start_goes_to_debug_even_when_its_tests_pass(company, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    name, script = company
+    script.crash_main_until_fix = True
+    values = invoke(compiled(), company_input(IDEA, out_dir=tmp_path, max_debug=2), config(), name)
+    first, second = docs(values, QAReport)
+    assert (first.passed, first.failed, first.starts, first.all_passed) == (3, 0, False, False)
+    assert first.suspects == ["main.py"] and "RuntimeError: not wired up yet" in first.summary
+    assert "does not start" in first.summary
+    assert second.starts and second.all_passed and delivery(values).passed_on_attempt == 2
+    assert (tmp_path / "main.py").read_text() == MAIN
+
+
+def test_debug_never_writes_test_code_over_the_program_nor_keeps_a_worse_version(company, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    name, script = company
+    script.buggy_until_fix = True
+    worse = "def add(a, b):\n    return 0\n\n\ndef sub(a, b):\n    return 0\n"  # passes fewer tests
+    script.fix_replies = {"calc.py": f"```python\nimport pytest\nfrom calc import add\n\n\n{TEST_CALC}```"}
+    values = invoke(compiled(), company_input(IDEA, out_dir=tmp_path, max_debug=1), config(), name)
+    assert not [d for d in docs(values, CodeFile) if d.path == "calc.py" and d.version > 1]
+    assert (tmp_path / "calc.py").read_text() == BUGGY_CALC  # the test file was not written over it
+    assert any("calc.py: no fix candidate passed more tests" in w for w in values["warnings"])
+
+    script.fix_replies = {"calc.py": f"```python\n{worse}```"}
+    values = invoke(compiled(), company_input(IDEA, out_dir=tmp_path / "b", max_debug=1), config(), name)
+    reports = docs(values, QAReport)
+    assert reports[0].passed == reports[1].passed == 2  # the worse candidate was judged, and not kept
+    assert (tmp_path / "b/calc.py").read_text() == BUGGY_CALC
 
 
 def test_debug_loop_gives_up_at_the_maximum(company, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -473,7 +502,9 @@ def test_human_review_approve_and_edit(company, tmp_path: Path) -> None:  # type
 
     edit = {"action": "edit", "document": {"file_list": ["calc.py", "main.py"]}}
     values = invoke(graph, Command(resume=edit), cfg, name)
-    assert "__interrupt__" not in values and delivery(values).outcome == "passed"
+    # The human dropped fmt.py, which the scripted main.py imports: the program check says so, every time.
+    assert "__interrupt__" not in values and delivery(values).outcome == "gave_up"
+    assert all(any("imports `fmt`" in p for p in r.problems) for r in docs(values, QAReport))
     decisions = [(d.stage, d.action, d.changed) for d in docs(values, HumanDecision)]
     assert decisions == [("prd", "approve", []), ("design", "edit", ["file_list"])]
     (tasks,) = docs(values, TaskPlan)

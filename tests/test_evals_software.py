@@ -179,7 +179,7 @@ def test_still_running_after_a_traceback_is_not_started(tmp_path: Path) -> None:
 
 def test_the_entry_point_is_found_by_name_then_guard_then_readme_then_alone(tmp_path: Path) -> None:
     def entry(files: dict[str, str], name: str) -> tuple[list[str], str] | None:
-        return software.find_entry(software._survey(repo(tmp_path / name, files)))
+        return software.find_entry(software.survey(repo(tmp_path / name, files)))
 
     assert entry({"app.py": "", "main.py": "", "game.py": guarded("pass")}, "named") == (["main.py"], "main.py")
     assert entry({"lib.py": "", "game.py": guarded("pass")}, "guard") == (["game.py"], "game.py")
@@ -252,6 +252,7 @@ def test_tasks_are_chosen_by_id_and_sampled_with_the_seed() -> None:
 
 # -- running tasks through the scripted company -------------------------------------------------------------
 
+NEEDS_ARGS = MAIN.replace('    if len(args) != 2:\n        print("usage: python main.py A B")\n        return\n', "")
 GOOD_MAIN = MAIN.replace(
     "    print(show(add(int(args[0]), int(args[1]))))", "    print(show(add(*map(int, args))) if args else 'usage')"
 )
@@ -264,7 +265,7 @@ class PerTask(Company):
 
     current: str = ""
     starts: set[str] = field(default_factory=set)
-    """Tasks whose main.py runs without arguments (the default one needs two)."""
+    """Tasks whose main.py runs without arguments (the others' need two, and no fix changes that)."""
     buggy: set[str] = field(default_factory=set)
     crash: dict[str, type[BaseException]] = field(default_factory=dict)
     """Tasks whose first main.py request raises this (then works)."""
@@ -282,8 +283,8 @@ class PerTask(Company):
         return super().__call__(request)
 
     def code(self, asked: str, prompt: str) -> str:
-        if asked == "main.py" and self.current in self.starts:
-            return f"```python\n{GOOD_MAIN}```"
+        if asked == "main.py":
+            return f"```python\n{GOOD_MAIN if self.current in self.starts else NEEDS_ARGS}```"
         return super().code(asked, prompt)
 
 
@@ -311,7 +312,8 @@ def test_a_task_is_run_scored_and_measured(scripted: Scripted, tmp_path: Path) -
     good, bare = outcome.results
     assert (good.score, bare.score) == (4, 2)
     assert good.outcome == "passed" and good.test_runs == 2 and good.debug_attempts == 1  # fixed once
-    assert bare.debug_attempts == 0 and "IndexError" in bare.reason  # the default main needs two arguments
+    # The company's own start check sent bare to debug, whose fixes never made it start.
+    assert bare.debug_attempts == 3 and "IndexError" in bare.reason
     repo_dir = out / "repos" / "good"
     code_lines = sum(len((repo_dir / f).read_text().splitlines()) for f in ("calc.py", "fmt.py", "main.py"))
     assert good.code_lines == code_lines and good.test_lines > 0 and good.repo == str(repo_dir)

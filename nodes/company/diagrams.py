@@ -9,7 +9,7 @@ from __future__ import annotations
 import ast
 import re
 
-from sopgraph.nodes.company.common import stem
+from sopgraph.tools.program import stem
 
 
 def is_empty(diagram: str) -> bool:

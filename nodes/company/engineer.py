@@ -9,11 +9,14 @@ gets a prompt bounded to the design, its task, and the files it imports, never t
 from __future__ import annotations
 
 import re
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from langgraph.runtime import Runtime
 from langgraph.types import Command, Send
 
+from sopgraph.nodes.company import qa
 from sopgraph.nodes.company.common import (
     Role,
     every,
@@ -24,8 +27,9 @@ from sopgraph.nodes.company.common import (
     latest_files,
     spent,
 )
-from sopgraph.nodes.company.fixing import repair_code_file, report_verdict
+from sopgraph.nodes.company.fixing import repair_code_file
 from sopgraph.nodes.company.repository import render, write_docs
+from sopgraph.nodes.repair import Verdict
 from sopgraph.state.company import (
     EXISTING_CODE,
     REVIEW_CODE,
@@ -44,7 +48,8 @@ from sopgraph.state.company import (
 )
 from sopgraph.state.context import Context
 from sopgraph.state.pool import Message, Subscription
-from sopgraph.tools import sandbox
+from sopgraph.tools import program, sandbox
+from sopgraph.tools.workspace import Workspace
 
 ROLE = Role(
     name="engineer",
@@ -171,14 +176,14 @@ def debug(state: dict[str, Any], runtime: Runtime[Context]) -> dict[str, Any]:
     failure = clip(report.summary, 2500)
     targets = [p for p in report.suspects if p in code or p in tests] or [p for p in plan.task_list if p in code]
     reports = every(seen, QAReport, [RUN_TESTS])
-    if len(reports) >= 2 and report.failures and reports[-2].failures == report.failures:
+    if len(reports) >= 2 and report.failures and reports[-2].failures == report.failures and report.program_ok:
         # The last fix changed nothing: the tests themselves are the likelier culprit now.
         targets = [p for p in report.failing_tests if p in tests] or targets
     llm = ROLE.gateway(state, runtime)
     llm.check_budget()  # here, once: the candidates below are requested in parallel and never pause
     messages: list[Message] = []
     warnings: list[str] = []
-    verdict = report_verdict(report)
+    verdict = run_verdict(report)
     files = render(state)  # the repository QA's test run saw; candidates are tested in copies of it
     timeout = float(state.get("test_timeout_s", 60.0))
     limits = sandbox.SandboxLimits(wall_s=timeout, cpu_s=max(5, int(timeout)))
@@ -226,6 +231,7 @@ def debug(state: dict[str, Any], runtime: Runtime[Context]) -> dict[str, Any]:
                 fix_prompt=fix_prompt,
                 limits=limits,
                 seed=report.attempt,
+                judge=(judge := RunJudge(files, path, list(code), list(tests), report.attempt, timeout)),
             )
             if not found.changed:
                 tried = len(found.outcome.drawn)
@@ -233,8 +239,11 @@ def debug(state: dict[str, Any], runtime: Runtime[Context]) -> dict[str, Any]:
                 continue
             fixed, verdict = found.code, found.verdict
             files[path] = fixed
+            checked = judge.reports[fixed]
             note = (
-                f"debug fix after test run {report.attempt}: {verdict.passed} of {verdict.total} tests pass "
+                f"debug fix after test run {report.attempt}: {checked.passed} of "
+                f"{checked.passed + checked.failed + checked.errors} tests pass, "
+                f"{'the program starts' if checked.program_ok else 'the program still fails its checks'} "
                 f"(best of {len(found.outcome.drawn)} candidates)"
             )
         version = current.version + 1
@@ -246,6 +255,37 @@ def debug(state: dict[str, Any], runtime: Runtime[Context]) -> dict[str, Any]:
         )
     write_docs(state, runtime, messages)
     return {"pool": messages, "warnings": warnings, **llm.usage_update()}
+
+
+def run_verdict(report: QAReport) -> Verdict:
+    """A test run as a repair verdict: tests passed plus one for a program that holds together and starts
+    (so a fix that breaks the start or an import scores lower), and the facts the model is shown."""
+    total = report.passed + report.failed + report.errors + 1
+    return Verdict(report.score, total, "" if report.all_passed else report.summary)
+
+
+class RunJudge:
+    """Judges a candidate of one program file by the whole test run (program checks, then the tests) on a
+    scratch copy of the repository. A reply that is test code (`import pytest`, test functions) is rejected
+    unjudged: it must never be written over the program."""
+
+    def __init__(
+        self, files: dict[str, str], path: str, code: list[str], tests: list[str], attempt: int, timeout: float
+    ) -> None:
+        self.files, self.path, self.code, self.tests = files, path, code, tests
+        self.attempt, self.timeout = attempt, timeout
+        self.reports: dict[str, QAReport] = {}
+
+    def __call__(self, candidate: str) -> Verdict:
+        total = max([r.passed + r.failed + r.errors for r in self.reports.values()] or [0]) + 1
+        why = program.is_test_code(candidate)
+        if why is not None or not candidate.strip():
+            return Verdict(-1, total, f"rejected: the reply for {self.path} {why or 'held no code'}")
+        with tempfile.TemporaryDirectory(prefix="sopgraph-candidate-") as scratch:
+            Workspace(scratch).sync({**self.files, self.path: candidate})
+            checked = qa.examine(Path(scratch), self.code, self.tests, self.attempt, self.timeout)
+        self.reports[candidate] = checked
+        return run_verdict(checked)
 
 
 def _mentions(test_code: str, path: str) -> bool:

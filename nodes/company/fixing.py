@@ -104,11 +104,13 @@ def repair_code_file(
     limits: sandbox.SandboxLimits,
     strategy: Strategy = COMPANY_STRATEGY,
     seed: int = 0,
+    judge: Callable[[str], Verdict] | None = None,
 ) -> FileRepair:
-    """The best version of `path` the strategy finds, judged by the project's tests; `current` if none is
-    better. Usage of every candidate request lands in `llm`'s records; a spent budget stops before a round."""
+    """The best version of `path` the strategy finds, judged by the project's tests (or by `judge`, with
+    `verdict` on the same scale); `current` if none is better. Usage of every candidate request lands in
+    `llm`'s records; a spent budget stops before a round."""
     first = Candidate(current, f"```python\n{current}\n```", verdict)
-    judge = judge_project(files, path, limits)
+    judge = judge or judge_project(files, path, limits)
     outcome = repair(
         first,
         strategy,

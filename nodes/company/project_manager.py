@@ -13,11 +13,12 @@ from typing import Any
 
 from langgraph.runtime import Runtime
 
-from sopgraph.nodes.company.common import ENTRY_STEMS, Role, latest, stem
+from sopgraph.nodes.company.common import Role, latest
 from sopgraph.nodes.company.repository import write_docs
 from sopgraph.state.company import EXISTING_TASKS, WRITE_DESIGN, WRITE_TASKS, FileTask, SystemDesign, TaskPlan
 from sopgraph.state.context import Context
 from sopgraph.state.pool import Message, Subscription
+from sopgraph.tools.program import ENTRY_STEMS, stem
 
 ROLE = Role(
     name="project_manager",

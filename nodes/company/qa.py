@@ -8,12 +8,13 @@ spent. Generated code only ever runs inside tools/sandbox.py.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 from langgraph.runtime import Runtime
 from langgraph.types import Command, Send
 
-from sopgraph.nodes.company.common import ENTRY_STEMS, Role, fence, file_worker, latest, latest_files, spent, stem
+from sopgraph.nodes.company.common import Role, fence, file_worker, latest, latest_files, spent
 from sopgraph.nodes.company.repository import materialize, target_dir
 from sopgraph.state.company import (
     EXISTING_CODE,
@@ -24,10 +25,12 @@ from sopgraph.state.company import (
     FileJob,
     QAReport,
     SystemDesign,
+    clip,
 )
 from sopgraph.state.context import Context
 from sopgraph.state.pool import Message, Pool, Subscription
-from sopgraph.tools import sandbox
+from sopgraph.tools import program, sandbox
+from sopgraph.tools.program import ENTRY_STEMS, stem
 from sopgraph.tools.workspace import Workspace, module_name
 
 ROLE = Role(
@@ -106,40 +109,21 @@ write_test = file_worker(ROLE, WRITE_TEST)
 
 
 def run_tests(state: dict[str, Any], runtime: Runtime[Context]) -> dict[str, Any]:
-    """Write the newest version of every file, then run the project's tests in the sandbox."""
+    """Write the newest version of every file, check that the program holds together and starts, then run
+    the project's tests, all in the sandbox. A program that does not start fails like a failing test."""
     seen = ROLE.view(state)
     code = latest_files(seen, [WRITE_CODE])
     tests = latest_files(seen, [WRITE_TEST])
     attempt = 1 + sum(1 for m in seen if isinstance(m.payload, QAReport))
     ws = Workspace(target_dir(state, runtime))
     materialize(state, str(ws.root))
-    test_files = [p for p in ws.files("tests") if p.rsplit("/", 1)[-1].startswith("test_") and p.endswith(".py")]
-    if not test_files:
-        report = QAReport(attempt=attempt, note="no tests to run")
+    report = examine(ws.root, list(code), list(tests), attempt, float(state.get("test_timeout_s", 60.0)))
+    if report.all_passed:
+        status = "passed"
+    elif report.problems or report.starts is False:
+        status = f"{len(report.problems)} problems" + ("" if report.starts is not False else ", does not start")
     else:
-        timeout = float(state.get("test_timeout_s", 60.0))
-        limits = sandbox.SandboxLimits(wall_s=timeout, cpu_s=max(5, int(timeout)))
-        result = sandbox.run_tests(ws.root, "tests", limits=limits, copy=True)
-        summary = result.summary_for_model(max_chars=2500)
-        bad = [c for c in result.cases if c.outcome in ("failed", "error")]
-        report = QAReport(
-            attempt=attempt,
-            passed=result.passed,
-            failed=result.failed,
-            errors=result.errors,
-            skipped=result.skipped,
-            all_passed=result.all_passed,
-            exit_code=result.result.exit_code,
-            timed_out=result.result.timed_out,
-            duration_s=result.result.duration_s,
-            summary=summary,
-            suspects=suspects(result, list(code), list(tests)),
-            test_files=test_files,
-            failures=[f"{c.name}: {_gist(c.message)}" for c in bad],
-            failing_tests=sorted({c.file for c in bad if c.file in test_files}),
-            note="" if result.report_found else "pytest wrote no report",
-        )
-    status = "passed" if report.all_passed else report.note or f"{report.failed} failed, {report.errors} errors"
+        status = report.note or f"{report.failed} failed, {report.errors} errors"
     message = Message(
         sender=ROLE.name,
         kind=RUN_TESTS,
@@ -148,6 +132,49 @@ def run_tests(state: dict[str, Any], runtime: Runtime[Context]) -> dict[str, Any
         send_to=("engineer",),
     )
     return {"pool": [message]}
+
+
+START_TIMEOUT_S = 5.0
+
+
+def examine(root: Path, code: list[str], tests: list[str], attempt: int, timeout: float) -> QAReport:
+    """The test run's report on the project at `root`: program checks (static guards, imports, start) and
+    pytest on tests/, both in the sandbox. Also judges a debug candidate (in a scratch copy)."""
+    ws = Workspace(root)
+    check = program.check_program(ws.root, timeout=START_TIMEOUT_S)
+    facts = check.summary()
+    head = f"The program itself fails before its tests:\n{facts}\n\n" if facts else ""
+    test_files = [p for p in ws.files("tests") if p.rsplit("/", 1)[-1].startswith("test_") and p.endswith(".py")]
+    program_fields: dict[str, Any] = {"problems": check.problems, "starts": check.starts, "start": check.start}
+    if not test_files:
+        return QAReport(
+            attempt=attempt,
+            note="no tests to run",
+            summary=head.strip(),
+            suspects=program.suspects_of(check, code),
+            **program_fields,
+        )
+    limits = sandbox.SandboxLimits(wall_s=timeout, cpu_s=max(5, int(timeout)))
+    result = sandbox.run_tests(ws.root, "tests", limits=limits, copy=True)
+    bad = [c for c in result.cases if c.outcome in ("failed", "error")]
+    return QAReport(
+        attempt=attempt,
+        passed=result.passed,
+        failed=result.failed,
+        errors=result.errors,
+        skipped=result.skipped,
+        all_passed=result.all_passed and check.ok,
+        exit_code=result.result.exit_code,
+        timed_out=result.result.timed_out,
+        duration_s=result.result.duration_s,
+        summary=clip(head + result.summary_for_model(max_chars=2500), 3500),
+        suspects=list(dict.fromkeys([*program.suspects_of(check, code), *suspects(result, code, tests)])),
+        test_files=test_files,
+        failures=[f"{c.name}: {_gist(c.message)}" for c in bad],
+        failing_tests=sorted({c.file for c in bad if c.file in test_files}),
+        note="" if result.report_found else "pytest wrote no report",
+        **program_fields,
+    )
 
 
 def _gist(message: str) -> str:
@@ -203,6 +230,6 @@ def after_tests(state: dict[str, Any]) -> str:
     """Pass -> deliver; fail with fix rounds left -> debug; otherwise deliver (giving up)."""
     report = latest(Pool(state.get("pool")).messages, QAReport, [RUN_TESTS])
     assert report is not None
-    if report.all_passed or report.note == "no tests to run" or report.exit_code == 5:
+    if report.all_passed or (report.program_ok and (report.note == "no tests to run" or report.exit_code == 5)):
         return "deliver"
     return "debug" if report.attempt <= int(state.get("max_debug", 3)) else "deliver"

@@ -1,0 +1,338 @@
+"""Does a generated program hold together and start? Static guards (parsed only) and sandboxed import and
+start checks, shared by the company's test run (feedback inside the debug loop) and the software eval.
+
+Static guards, each one line a model can act on: a program module must parse, must not be test code
+(`import pytest`, `def test_...`), must not import itself, must import only the standard library and the
+project's own modules, and every name it imports from a project module must exist there.
+
+The sandboxed checks import every module with `python -S` (the standard library alone) and start the entry
+point: `--help`, then no arguments, with stdin closed. It **starts** when a run exits 0; or is still running
+without a traceback when the timeout kills it (a server, a program waiting on something); or ends with
+`EOFError` (an interactive program that asked for input and found stdin closed). Anything else does not.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sopgraph.tools import sandbox
+from sopgraph.tools.workspace import Workspace, module_name
+
+ENTRY_STEMS = frozenset({"main", "app", "cli", "run", "__main__"})
+"""Modules that start the program: they import the others, and are not unit-tested on their own."""
+TRACEBACK = "Traceback (most recent call last)"
+MAIN_GUARD = re.compile(r"""^if\s+__name__\s*==\s*["']__main__["']\s*:""", re.MULTILINE)
+RUN_COMMAND = re.compile(r"\bpython3?\s+(?:-m\s+(?P<module>[A-Za-z_][\w.]*)|(?P<path>[\w./-]+\.py)\b)")
+PROBE_MARK = "@@sopgraph-import-probe@@"
+LET_THROUGH = frozenset({"EOFError", "SystemExit"})
+"""Exceptions that end a program rather than show a missing piece."""
+MISSING = frozenset({"ImportError", "ModuleNotFoundError"})
+STDLIB = frozenset(sys.stdlib_module_names) | {"__future__"}
+
+# Our own code, run inside the sandbox: compile one module, import it, report how that went as JSON.
+IMPORT_PROBE = f"""
+import sys
+here = sys.path.pop(0)  # the project: its modules must not stand in for the probe's own (a json.py, say)
+import importlib, json, os, runpy, traceback
+sys.path.insert(0, here)
+path, module = sys.argv[1], sys.argv[2]
+report = {{"stage": "compile", "type": None}}
+try:
+    with open(path, "rb") as handle:
+        compile(handle.read(), path, "exec")
+    report["stage"] = "import"
+    if all(part.isidentifier() for part in module.split(".")):
+        importlib.import_module(module)
+    else:
+        runpy.run_path(path, run_name="__sopgraph_import__")
+except BaseException as exc:
+    report["type"] = type(exc).__name__
+    report["error"] = " ".join(str(exc.msg if isinstance(exc, SyntaxError) else exc).split())[:300]
+    root = os.getcwd() + os.sep
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if os.path.abspath(f.filename).startswith(root)]
+    if isinstance(exc, SyntaxError) and exc.lineno:
+        report["where"] = f"line {{exc.lineno}}"
+    elif frames:
+        report["where"] = f"{{os.path.relpath(frames[-1].filename)}}:{{frames[-1].lineno}}"
+print("\\n{PROBE_MARK}" + json.dumps(report), flush=True)
+"""
+
+
+def stem(path: str) -> str:
+    name = path.rsplit("/", 1)[-1]
+    return name.rsplit(".", 1)[0] if "." in name else name
+
+
+def is_test_path(path: str) -> bool:
+    return path.startswith("tests/") or path.rsplit("/", 1)[-1].startswith("test_") or path.endswith("conftest.py")
+
+
+# -- static guards (parsed, never run) ------------------------------------------------------------------
+
+
+def _defined_names(tree: ast.Module) -> set[str]:
+    """Names a module binds at top level (what `from it import NAME` can find)."""
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            names.add(node.id)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names |= {(a.asname or a.name).split(".")[0] for a in node.names}
+    return names
+
+
+def is_test_code(code: str) -> str | None:
+    """Why this program text is test code (a model asked for the program returned its tests), or None."""
+    try:
+        tree = ast.parse(code)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return None
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import) and any(a.name.split(".")[0] == "pytest" for a in node.names):
+            return "imports pytest"
+        if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "pytest":
+            return "imports pytest"
+    tests = [n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+    tests = [n for n in tests if n.startswith("test_")]
+    if tests and len(tests) * 2 >= len([n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))]):
+        return f"defines pytest test functions ({', '.join(tests[:3])})"
+    return None
+
+
+def static_problems(files: dict[str, str]) -> list[str]:
+    """One line per structural problem of the program modules (tests/ are not judged here)."""
+    code = {p: c for p, c in files.items() if p.endswith(".py") and not is_test_path(p)}
+    modules = {module_name(p): p for p in code}
+    tops = {m.split(".")[0] for m in modules} | {p.split("/")[0] for p in code if "/" in p}
+    trees: dict[str, ast.Module] = {}
+    problems: list[str] = []
+    for path, text in code.items():
+        try:
+            trees[path] = ast.parse(text, filename=path)
+        except SyntaxError as exc:
+            problems.append(f"{path} does not parse: {exc.msg} (line {exc.lineno})")
+        except (ValueError, RecursionError, MemoryError) as exc:
+            problems.append(f"{path} does not parse: {type(exc).__name__}")
+    for path, tree in trees.items():
+        why = is_test_code(code[path])
+        if why:
+            problems.append(f"{path} is test code, not the program: it {why}; tests belong in tests/")
+        own = module_name(path)
+        for node in ast.walk(tree):
+            targets: list[tuple[str, list[str] | None]]
+            if isinstance(node, ast.Import):
+                targets = [(a.name, None) for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                targets = [(node.module, [a.name for a in node.names])]
+            else:
+                continue
+            for target, names in targets:
+                top = target.split(".")[0]
+                if target == own or (own.endswith(".__init__") and target == own.removesuffix(".__init__")):
+                    problems.append(f"{path} imports itself (line {node.lineno}): `{target}` is this very module")
+                elif top not in tops and top not in STDLIB:
+                    problems.append(
+                        f"{path} imports `{target}` (line {node.lineno}), which is neither a module of this project "
+                        "nor in the standard library"
+                    )
+                elif names and target in modules and modules[target] in trees:
+                    other = modules[target]
+                    missing = [n for n in names if n != "*" and n not in _defined_names(trees[other])]
+                    if missing:
+                        problems.append(
+                            f"{path} imports {', '.join(missing)} from {other} (line {node.lineno}), "
+                            f"which {other} does not define"
+                        )
+    return list(dict.fromkeys(problems))
+
+
+# -- sandboxed checks ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Project:
+    root: Path
+    code: list[str]
+    tests: list[str]
+    text: dict[str, str]
+
+    def lines(self, paths: list[str]) -> int:
+        return sum(len(self.text[p].splitlines()) for p in paths)
+
+
+def survey(root: Path) -> Project:
+    ws = Workspace(root)
+    files = [p for p in ws.files() if p.endswith(".py")] if root.is_dir() else []
+    tests = [p for p in files if is_test_path(p) and not p.endswith("conftest.py")]
+    code = [p for p in files if not is_test_path(p) and not p.startswith("docs/")]
+    text = {p: (root / p).read_text(encoding="utf-8", errors="replace") for p in files}
+    return Project(root, code, tests, text)
+
+
+def _entry_argv(path: str) -> list[str]:
+    if path.endswith("/__main__.py"):
+        return ["-m", module_name(path.rsplit("/", 1)[0])]
+    return [path]
+
+
+def find_entry(project: Project) -> tuple[list[str], str] | None:
+    """(the arguments after `python -S` that start the program, the module they run), or None.
+
+    In this order: a module named main, __main__, app, cli or run (the shallowest, main first); else the
+    shallowest module with an `if __name__ == "__main__":` guard; else the file (or `-m` module) of the
+    first `python ...` command in README.md; else the only module, if there is one.
+    """
+    named = [p for p in project.code if stem(p) in ENTRY_STEMS]
+    if named:
+        path = min(named, key=lambda p: (p.count("/"), stem(p) != "main", stem(p) != "__main__", p))
+        return _entry_argv(path), path
+    guarded = [p for p in project.code if MAIN_GUARD.search(project.text[p])]
+    if guarded:
+        path = min(guarded, key=lambda p: (p.count("/"), p))
+        return _entry_argv(path), path
+    readme = Workspace(project.root).read("README.md") or ""
+    for match in RUN_COMMAND.finditer(readme):
+        if match.group("path") in project.code:
+            return [match.group("path")], match.group("path")
+        module = match.group("module")
+        if module:
+            for path in (module.replace(".", "/") + ".py", module.replace(".", "/") + "/__main__.py"):
+                if path in project.code:
+                    return ["-m", module], path
+    if len(project.code) == 1:
+        return _entry_argv(project.code[0]), project.code[0]
+    return None
+
+
+def last_line(text: str) -> str:
+    return next((ln.strip() for ln in reversed(text.splitlines()) if ln.strip()), "")
+
+
+def ending(result: sandbox.SandboxResult) -> str:
+    """How a sandboxed run ended, in a few words, with the last line it printed to stderr."""
+    last = last_line(result.stderr)
+    if result.timed_out or result.limit_hit:
+        how = f"killed at the {result.limit_hit or 'wall'} limit"
+    else:
+        how = f"exit {result.exit_code}"
+    return f"{how}: {last[:200]}" if last else how
+
+
+def probe_limits(timeout: float) -> sandbox.SandboxLimits:
+    # The CPU limit sits above the wall clock, so a busy program counts as still running, not as killed.
+    return sandbox.SandboxLimits(wall_s=timeout, cpu_s=int(timeout) + 5)
+
+
+def import_problem(project: Project, path: str, script: bool, timeout: float) -> str | None:
+    """Why `path` does not install (compile and import with the standard library alone), or None.
+
+    `script`: the entry point without a `__main__` guard runs its program on import; for it only a missing
+    module or name counts here (the rest is the start check's business).
+    """
+    argv = [sys.executable, "-S", "-c", IMPORT_PROBE, path, module_name(path)]
+    result = sandbox.run_command(argv, project.root, limits=probe_limits(timeout))
+    tail = result.stdout.rsplit(PROBE_MARK, 1)
+    if len(tail) < 2:
+        if (result.timed_out and result.limit_hit in (None, "wall")) or result.exit_code == 0:
+            return None  # still running its program, or it ended that program itself (os._exit)
+        return f"{path}: the import ended without a report ({ending(result)})"
+    try:
+        report = json.loads(tail[1].strip().splitlines()[0])
+    except (ValueError, IndexError):
+        return f"{path}: the import printed an unreadable report"
+    kind = report.get("type")
+    if kind is None:
+        return None
+    error = f"{kind}: {report.get('error') or ''}".rstrip(": ")
+    where = f" ({report['where']})" if report.get("where") else ""
+    if report.get("stage") == "compile":
+        return f"{path} does not compile: {error}{where}"
+    if kind in LET_THROUGH or (script and kind not in MISSING):
+        return None
+    return f"{path} does not import: {error}{where}"
+
+
+def start_verdict(result: sandbox.SandboxResult, timeout: float) -> tuple[bool, str]:
+    crashed = TRACEBACK in result.stderr or TRACEBACK in result.stdout
+    if result.timed_out and result.limit_hit in (None, "wall") and not crashed:
+        return True, f"still running after {timeout:g}s, no traceback"
+    if not result.timed_out and result.exit_code == 0:
+        return True, "exit 0"
+    if crashed and last_line(result.stderr).startswith("EOFError"):
+        return True, "waited for input: EOFError on the closed stdin"
+    return False, ending(result)
+
+
+def start(project: Project, argv: list[str], timeout: float) -> tuple[bool, str, str]:
+    """(started, the command judged, what it did): with --help first, then with no arguments."""
+    tried: list[str] = []
+    command = ""
+    for extra in (["--help"], []):
+        command = " ".join(["python -S", *argv, *extra])
+        result = sandbox.run_command([sys.executable, "-S", *argv, *extra], project.root, limits=probe_limits(timeout))
+        started, how = start_verdict(result, timeout)
+        if started:
+            return True, command, f"{command}: {how}"
+        tried.append(f"{command}: {how}")
+    return False, command, "; ".join(tried)
+
+
+@dataclass
+class ProgramCheck:
+    """Whether a project holds together and starts, with one line per problem for a model."""
+
+    problems: list[str] = field(default_factory=list)
+    """Static guards and imports that fail, each naming its file."""
+    entry: str | None = None
+    """The entry module, or None when none is found."""
+    starts: bool = False
+    start: str = ""
+    """What the start check saw."""
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems and self.starts
+
+    def summary(self) -> str:
+        lines = [f"- {p}" for p in self.problems]
+        if not self.starts:
+            lines.append(f"- the program does not start: {self.start}")
+        return "\n".join(lines)
+
+
+def check_program(root: Path, *, timeout: float = 5.0, static: bool = True) -> ProgramCheck:
+    """Static guards, then import every module and start the entry point, in the sandbox."""
+    project = survey(root)
+    check = ProgramCheck()
+    if not project.code:
+        check.problems.append("no program module (a .py file outside tests/ and docs/)")
+        check.start = "nothing to start"
+        return check
+    if static:
+        check.problems += static_problems({p: project.text[p] for p in project.code})
+    found = find_entry(project)
+    script = found[1] if found and not MAIN_GUARD.search(project.text[found[1]]) else None
+    check.problems += [p for p in (import_problem(project, m, m == script, timeout) for m in project.code) if p]
+    check.problems = list(dict.fromkeys(check.problems))
+    if found is None:
+        check.start = "no entry point: no main.py, no __main__ guard, no run command in README.md"
+        return check
+    check.entry = found[1]
+    check.starts, _, check.start = start(project, found[0], timeout)
+    return check
+
+
+def suspects_of(check: ProgramCheck, code_paths: list[str]) -> list[str]:
+    """The program files a check's problems name (the entry module when only the start failed)."""
+    text = "\n".join(check.problems)
+    found = [p for p in code_paths if re.search(rf"(?:^|[\s(]){re.escape(p)}\b", text, re.MULTILINE)]
+    if not check.starts and check.entry and check.entry in code_paths:
+        found.append(check.entry)
+    return list(dict.fromkeys(found))
