@@ -187,3 +187,14 @@ def test_prompts_are_told_no_word_limit_that_could_be_echoed(scripted) -> None: 
     _, book = run(scripted, story(rounds=1, group_subrounds=1))
     speeches = book.of("Speech") + book.of("Thought")
     assert speeches and not any("at most" in c.prompt.rsplit("\n", 1)[-1] for c in speeches)
+
+
+def test_a_character_reply_is_capped_below_the_runs_output_limit() -> None:
+    from sopgraph.nodes.groupchat.asking import MAX_OUTPUT_TOKENS, Player
+    from sopgraph.state.context import Context
+
+    spec = story().characters[0]
+    assert (
+        Player(spec, Context(model="scripted", max_output_tokens=4096)).llm.ctx.max_output_tokens == MAX_OUTPUT_TOKENS
+    )  # type: ignore[union-attr]
+    assert Player(spec, Context(model="scripted", max_output_tokens=100)).llm.ctx.max_output_tokens == 100  # type: ignore[union-attr]

@@ -24,6 +24,10 @@ from sopgraph.state.usage import UsageRecord, UsageTotals
 
 T = TypeVar("T", bound=BaseModel)
 
+MAX_OUTPUT_TOKENS = 384
+"""Every character reply is a few sentences (a reflection with its score changes is the longest): a small model
+that loops inside a JSON string is stopped here instead of at the run's general cap."""
+
 
 def model_for(spec: CharacterSpec, ctx: Context) -> str:
     """The scenario's model for the character, else the run's per-character model, else the default."""
@@ -60,7 +64,10 @@ class Player:
         self.llm: ModelGateway | None = None
         if not self.human:
             models = {**self.ctx.models, spec.id: model}
-            self.llm = ModelGateway(dataclasses.replace(self.ctx, models=models), role=spec.id, spent=spent)
+            cap = min(self.ctx.max_output_tokens, MAX_OUTPUT_TOKENS)
+            self.llm = ModelGateway(
+                dataclasses.replace(self.ctx, models=models, max_output_tokens=cap), role=spec.id, spent=spent
+            )
 
     def ask(self, schema: type[T], prompt: str, system: str, action: str) -> T:
         if self.llm is not None:
