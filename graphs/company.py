@@ -118,7 +118,9 @@ def checkpoint_files(
     run's), so it never writes over the original run's repository; without it (resume) the run's own
     directory is brought back to the checkpoint (files a crashed step wrote after it are removed).
     """
-    base = context.out_dir or values.get("out_dir") or str(default_out_dir(thread_id))
+    # a new branch sits beside the run's own directory (not beside an earlier branch's: names would nest)
+    own = values.get("out_dir") if branch else None
+    base = own or context.out_dir or values.get("out_dir") or str(default_out_dir(thread_id))
     target = Path(out_dir or (f"{base}-{branch}-{uuid.uuid4().hex[:6]}" if branch else base)).expanduser().absolute()
     if branch and target.is_dir() and any(target.iterdir()) and load_manifest(target) is None:
         raise ValueError(f"{target} is not empty and not a generated repository; choose another out_dir")

@@ -12,11 +12,14 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any, get_args, get_origin, get_type_hints
 
+from langgraph._internal._constants import NULL_TASK_ID
 from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.constants import START
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command, StateSnapshot
+from pydantic import TypeAdapter, ValidationError
 from rich.console import Console
 
 from sopgraph.graphs.registry import builder_for, files_hook
@@ -264,10 +267,20 @@ def fork_run(
     """Edit the state at a past checkpoint (a new branch) and continue from there: a "what if"."""
     with _opened(checkpointer, thread_id) as (graph, context), holding(checkpointer, thread_id, wait=wait) as lease:
         config = _checkpoint_config(checkpointer, thread_id, checkpoint_id)
-        unknown = set(values) - set(graph.builder.channels)
-        if unknown:
-            raise RunError(f"cannot set {', '.join(sorted(unknown))}: not in the {graph.name} state")
-        forked = graph.update_state(config, values)
+        snapshot = graph.get_state(config)
+        edits = validated_edits(graph, dict(snapshot.values), values)
+        writes = list(edits.items())
+        if START in snapshot.next:  # the input checkpoint: edit the input its first task will write
+            saved = checkpointer.get_tuple(config)
+            given = saved.checkpoint["channel_values"].get(START) if saved else None
+            if not isinstance(given, dict):
+                raise RunError(f"checkpoint {checkpoint_id} holds no input to edit; fork from a later one")
+            writes = [(START, {**given, **edits})]
+        # A copy of the checkpoint keeps its pending tasks (Send fan-outs, Command gotos); the edits go on it as
+        # the writes a resume applies first, as LangGraph stores a Command(update=...) given on resume.
+        forked = graph.update_state(config, None, as_node="__copy__")
+        if writes:
+            checkpointer.put_writes(forked, writes, NULL_TASK_ID)
         out_dir = values.get("out_dir")
         context = _checkpoint_files(
             graph, graph.get_state(forked), context, thread_id, branch="fork", out_dir=str(out_dir) if out_dir else None
@@ -277,7 +290,46 @@ def fork_run(
             return RunOutcome(
                 thread_id, "paused", dict(snap.values), checkpoint_id=forked["configurable"]["checkpoint_id"]
             )
-        return execute(graph, None, {**forked, "recursion_limit": 10_000}, context, console, lease)
+        return execute(graph, None, run_config(thread_id), context, console, lease)
+
+
+def validated_edits(graph: CompiledStateGraph, current: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
+    """Check a fork's edits against the state schema before anything is written: each key must be a state
+    field, and the field's value after the edit (through its reducer, if it has one) must be of its type.
+    Returns the edits to apply, as the field's types (a JSON object becomes its model)."""
+    unknown = set(values) - set(graph.builder.channels)
+    if unknown:
+        raise RunError(f"cannot set {', '.join(sorted(unknown))}: not in the {graph.name} state")
+    hints = get_type_hints(graph.builder.state_schema, include_extras=True)
+    edits: dict[str, Any] = {}
+    for key, raw in values.items():
+        hint = hints.get(key, Any)
+        base, reducer = hint, None
+        if get_origin(hint) is Annotated:
+            base, *meta = get_args(hint)
+            reducer = next((getattr(m, "reducer", m) for m in meta if callable(getattr(m, "reducer", m))), None)
+        adapter: TypeAdapter[Any] = TypeAdapter(base)
+        try:
+            value = adapter.validate_python(raw)
+        except ValidationError as exc:
+            if reducer is None:
+                raise RunError(f"cannot set {key}: {_first_error(exc)}") from None
+            value = raw  # a partial update its reducer understands (a persona patch), checked below
+        try:
+            if reducer is not None:
+                adapter.validate_python(reducer(current.get(key), value))
+        except ValidationError as exc:
+            raise RunError(f"cannot set {key}: {_first_error(exc)}") from None
+        except Exception as exc:
+            raise RunError(f"cannot set {key}: {' '.join(str(exc).split())[:200]}") from None
+        edits[key] = value
+    return edits
+
+
+def _first_error(exc: ValidationError) -> str:
+    error = exc.errors()[0]
+    where = ".".join(str(p) for p in error.get("loc", ()))
+    return f"{where + ': ' if where else ''}{error['msg']} (got {error.get('input')!r:.60})"
 
 
 def _checkpoint_files(
