@@ -18,7 +18,14 @@ from sopgraph.graphs.groupchat_cli import register as register_groupchat
 from sopgraph.graphs.registry import GRAPHS, builder_for
 from sopgraph.state.context import Context
 from sopgraph.state.usage import UsageTotals, totals_by
-from sopgraph.tools.persistence import PersistenceError, checkpointer_url, describe, open_checkpointer
+from sopgraph.tools.persistence import (
+    PersistenceError,
+    checkpointer_url,
+    describe,
+    open_checkpointer,
+    store_error_line,
+    store_errors,
+)
 
 app = typer.Typer(
     help="Compile multi-agent SOPs into LangGraph graphs and run them.",
@@ -318,7 +325,7 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     from sopgraph.nodes.llm import ModelError
     from sopgraph.tools.local_model import LocalModelError
 
-    return (ModelError, LocalModelError, PersistenceError, runner.RunError, KeyError)
+    return (ModelError, LocalModelError, PersistenceError, runner.RunError, KeyError, *store_errors())
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -332,6 +339,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(exc.exit_code)
     except _known_errors() as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        if not isinstance(exc, (PersistenceError, runner.RunError)) and isinstance(exc, store_errors()):
+            message = f"checkpoint store: {store_error_line(exc)}"
         err.print(f"[red]error:[/] {message}", markup=True, highlight=False, soft_wrap=True)
         sys.exit(1)
 

@@ -129,7 +129,7 @@ def run_story(
     progress = Progress(input_state["scenario"], console)
     start = time.perf_counter()
     payload: Any = input_state
-    with runner.holding(saver, thread_id, console=console):
+    with runner.holding(saver, thread_id, console=console), runner.stopping_on_store_failure(graph, thread_id):
         while True:
             stream_run(graph, payload, config, context, progress)
             snapshot = graph.get_state(runner.run_config(thread_id))

@@ -25,7 +25,7 @@ from rich.console import Console
 from sopgraph.graphs.registry import builder_for, files_hook
 from sopgraph.state.context import Context
 from sopgraph.state.usage import UsageRecord
-from sopgraph.tools.persistence import Holder, Lease, run_lease
+from sopgraph.tools.persistence import Holder, Lease, run_lease, store_error_line, store_errors
 
 GRAPH_KEY = "sopgraph_graph"
 DURABILITY = "sync"
@@ -110,7 +110,10 @@ def execute(
     config = {**config, "metadata": {**config.get("metadata", {}), **_run_metadata(graph.name, context)}}
     start = time.perf_counter()
     last = start
-    with console.status(f"[bold]{graph.name}[/] {thread_id}: starting", spinner="dots") as status:
+    with (
+        console.status(f"[bold]{graph.name}[/] {thread_id}: starting", spinner="dots") as status,
+        stopping_on_store_failure(graph, thread_id),
+    ):
         stream: Any = graph.stream
         for chunk in stream(payload, config, context=context, stream_mode="updates", durability=DURABILITY):
             now = time.perf_counter()
@@ -134,6 +137,31 @@ def execute(
         seconds=time.perf_counter() - start,
         checkpoint_id=snapshot.config["configurable"].get("checkpoint_id"),
     )
+
+
+@contextmanager
+def stopping_on_store_failure(graph: CompiledStateGraph, thread_id: str) -> Iterator[None]:
+    """A checkpoint that cannot be stored stops the run at that step (checkpoints are stored before the next
+    step starts), with one line naming the last checkpoint that was stored."""
+    try:
+        yield
+    except store_errors() as exc:
+        raise RunError(
+            f"run {thread_id!r} stopped: storing its checkpoint failed ({store_error_line(exc)}); "
+            f"{_last_good(graph, thread_id)}"
+        ) from exc
+
+
+def _last_good(graph: CompiledStateGraph, thread_id: str) -> str:
+    try:
+        saved = graph.checkpointer.get_tuple(run_config(thread_id)) if graph.checkpointer else None  # type: ignore[union-attr]
+    except Exception:
+        return "the store cannot be read now; `sopgraph history` names the last checkpoint once it is back"
+    if saved is None:
+        return "no checkpoint of it was stored"
+    step = (saved.metadata or {}).get("step", "?")
+    cp = saved.config["configurable"]["checkpoint_id"]
+    return f"last stored checkpoint {cp} (step {step}); continue with `sopgraph resume {thread_id}`"
 
 
 def start_run(

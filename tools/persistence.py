@@ -34,6 +34,8 @@ from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from pydantic import BaseModel
 
 DEFAULT_SQLITE = Path(".sopgraph") / "state.sqlite"
+SQLITE_BUSY_S = 30.0
+"""How long a write waits for another writer of the same SQLite file before it fails."""
 
 
 class PersistenceError(RuntimeError):
@@ -108,7 +110,7 @@ def _sqlite(path: Path, serde: JsonPlusSerializer) -> Iterator[BaseCheckpointSav
 
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(str(path), check_same_thread=False)
+        conn = sqlite3.connect(str(path), check_same_thread=False, timeout=SQLITE_BUSY_S)
         saver = SqliteSaver(conn, serde=serde)
         saver.setup()
         leases = SqliteLeases(path)
@@ -142,7 +144,12 @@ def _postgres(url: str, serde: JsonPlusSerializer) -> Iterator[BaseCheckpointSav
         url,
         min_size=1,
         max_size=8,
-        kwargs={"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row},
+        kwargs={
+            "autocommit": True,
+            "prepare_threshold": 0,
+            "row_factory": dict_row,
+            "application_name": f"sopgraph:{os.getpid()}",
+        },
         check=ConnectionPool.check_connection,  # a connection the server dropped is replaced on checkout
         open=False,
     )
@@ -276,7 +283,7 @@ class LeaseStore:
 class SqliteLeases(LeaseStore):
     def __init__(self, path: Path | str) -> None:
         super().__init__()
-        self._conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=30)
+        self._conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=SQLITE_BUSY_S)
 
     @contextmanager
     def _cursor(self) -> Iterator[Any]:
@@ -391,3 +398,25 @@ def _renew(store: LeaseStore, lease: Lease, ttl: float, stop: threading.Event) -
                 return
         except Exception:  # a passing failure (locked file, reconnect): the next renewal tries again
             continue
+
+
+# -- failures of the store itself ---------------------------------------------------------------------------
+
+
+def store_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions that mean the checkpoint store failed (locked, full, garbled, connection lost)."""
+    errors: list[type[BaseException]] = [sqlite3.Error]
+    try:
+        import psycopg
+        import psycopg_pool
+
+        errors += [psycopg.Error, psycopg_pool.PoolTimeout]
+    except ImportError:
+        pass
+    return tuple(errors)
+
+
+def store_error_line(exc: BaseException) -> str:
+    """The store's own reason, on one line."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 200 else text[:199] + "…"
