@@ -38,6 +38,7 @@ REVIEW_CODE = "review_code"
 WRITE_TEST = "write_test"
 RUN_TESTS = "run_tests"
 HUMAN_REVIEW = "human_review"
+ARBITRATE = "arbitrate"
 DELIVER = "deliver"
 
 RESERVED_PREFIXES = ("docs/", "tests/")
@@ -443,6 +444,26 @@ class ReviewReply(BaseModel):
             return "LBTM"
         if re.search(r"\b(GOOD|PASS\w*|APPROVE\w*|OK|YES|FINE|CORRECT)\b", text):
             return "LGTM"
+        return text
+
+
+class Arbitration(ModelDocument):
+    """Which side of a failing test contradicts the PRD: the test's expectation, or the code's behaviour."""
+
+    wrong: Literal["code", "test"] = Field(
+        description="'code' if the code does not do what the PRD asks; 'test' if the test expects something the "
+        "PRD does not ask for."
+    )
+    reason: Text = Field(default="", description="One sentence, citing the PRD.")
+
+    @field_validator("wrong", mode="before")
+    @classmethod
+    def _side(cls, value: Any) -> Any:
+        text = str(value).strip().lower()
+        if "test" in text:
+            return "test"
+        if any(word in text for word in ("code", "program", "implementation", "module")):
+            return "code"
         return text
 
 

@@ -13,12 +13,12 @@ from typing import Any
 
 from sopgraph.nodes.company import architect, engineer, product_manager, project_manager, qa, reviewer
 from sopgraph.nodes.scripted import ScriptedFault, ScriptedRequest
-from sopgraph.state.company import PRD, ReviewReply, SystemDesign, TaskPlan
+from sopgraph.state.company import PRD, Arbitration, ReviewReply, SystemDesign, TaskPlan
 
 ROLES = {
     module.ROLE.profile: module.ROLE.name
     for module in (product_manager, architect, project_manager, engineer, reviewer, qa)
-}
+} | {qa.ARBITER.profile: qa.ARBITER.name}
 
 GOOD_CALC = '''"""Arithmetic."""
 
@@ -164,6 +164,9 @@ class Company:
             return self.design
         if request.schema is TaskPlan:
             return self.plan
+        if request.schema is Arbitration:  # the script knows which side it made wrong
+            wrong = "test" if self.wrong_test and "== 6" in prompt else "code"
+            return {"wrong": wrong, "reason": f"the PRD says so ({wrong})"}
         if request.schema is ReviewReply:
             target = _reviewed_file(prompt)
             with self._lock:

@@ -26,6 +26,7 @@ from sopgraph.state.company import (
     EXISTING_PRD,
     EXISTING_TASKS,
     HUMAN_REVIEW,
+    PRD,
     REVIEW_CODE,
     RUN_TESTS,
     USER_REQUIREMENT,
@@ -34,6 +35,7 @@ from sopgraph.state.company import (
     WRITE_PRD,
     WRITE_TASKS,
     WRITE_TEST,
+    Arbitration,
     CodeFile,
     CodeReview,
     Delivery,
@@ -238,7 +240,7 @@ def _prompts_of(result: Any, script: Company, role: str) -> list[str]:
         (engineer, engineer.engineer, {WRITE_DESIGN, WRITE_TASKS, WRITE_CODE, REVIEW_CODE}),
         (engineer, engineer.debug, {WRITE_DESIGN, WRITE_CODE, WRITE_TEST, RUN_TESTS}),
         (reviewer, reviewer.code_review, {WRITE_DESIGN, WRITE_CODE}),
-        (qa, qa.qa, {WRITE_CODE}),
+        (qa, qa.qa, {WRITE_PRD, WRITE_DESIGN}),  # and the code's interface only, not its bodies
     ],
     ids=["product_manager", "architect", "project_manager", "engineer", "debug", "code_review", "qa"],
 )
@@ -342,17 +344,41 @@ def test_debug_loop_gives_up_at_the_maximum(company, tmp_path: Path) -> None:  #
     assert "## Last failure" in (tmp_path / "docs/test_report.md").read_text()
 
 
-def test_when_a_fix_changes_nothing_the_tests_are_fixed_next(company, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_a_test_the_prd_does_not_support_is_arbitrated_and_the_test_is_fixed(company, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     name, script = company
     script.wrong_test = True
     values = invoke(compiled(), company_input(IDEA, out_dir=tmp_path, max_debug=3), config(), name)
     reports = docs(values, QAReport)
-    assert [(r.attempt, r.all_passed) for r in reports] == [(1, False), (2, False), (3, True)]
-    assert reports[0].failures == reports[1].failures and reports[0].failing_tests == ["tests/test_calc.py"]
+    assert [(r.attempt, r.all_passed) for r in reports] == [(1, False), (2, True)]
+    (ruling,) = docs(values, Arbitration)
+    assert ruling.wrong == "test"
+    (prompt,) = script.prompts["qa_lead"]
+    assert "User stories:" in prompt and "add two numbers" in prompt and "== 6" in prompt  # PRD vs the test
     fixes = [(d.path, d.version) for d in docs(values, CodeFile) if d.note.startswith("debug")]
-    assert fixes == [("tests/test_calc.py", 2)]  # calc.py's candidates passed no more tests: it was kept
-    assert (tmp_path / "tests/test_calc.py").read_text() == TEST_CALC
-    assert delivery(values).passed_on_attempt == 3
+    assert fixes == [("tests/test_calc.py", 2)]  # the code the PRD supports is left alone
+    assert (tmp_path / "tests/test_calc.py").read_text() == TEST_CALC and (
+        tmp_path / "calc.py"
+    ).read_text() == GOOD_CALC
+
+
+def test_code_the_prd_does_not_support_is_arbitrated_and_the_code_is_fixed(company, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    name, script = company
+    script.buggy_until_fix = True
+    values = invoke(compiled(), company_input(IDEA, out_dir=tmp_path, max_debug=3), config(), name)
+    (ruling,) = docs(values, Arbitration)
+    assert ruling.wrong == "code"
+    fixes = [(d.path, d.version) for d in docs(values, CodeFile) if d.note.startswith("debug")]
+    assert fixes == [("calc.py", 2)] and not any("The test file" in p for p in script.prompts["engineer"])
+    assert delivery(values).passed_on_attempt == 2
+
+
+def test_qa_writes_tests_from_the_prd_and_the_interface_not_from_the_code(company, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    name, script = company
+    invoke(compiled(), company_input(IDEA, out_dir=tmp_path), config(), name)
+    prompt = next(p for p in script.prompts["qa"] if "tests/test_calc.py" in p)
+    assert "As a user, I want to add two numbers" in prompt and "[P0] add two integers" in prompt
+    assert "def add(a, b): ..." in prompt and "return a + b" not in prompt  # signatures, never bodies
+    assert "add(a, b) and sub(a, b)" in prompt  # the design's task for the module
 
 
 def test_review_sends_a_file_back_once(company, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -525,7 +551,7 @@ def test_incremental_change_updates_documents_and_code(company, tmp_path: Path) 
 
     change = "also keep a history of results"
     files = ["calc.py", "fmt.py", "store.py", "main.py"]
-    script.prd = prd(extra="remember past results")
+    script.prd = prd(extra="remember past results in a history")
     script.design = design(files)
     script.plan = plan(files)
     values = invoke(compiled(), company_input(change, out_dir=out_dir, max_review_rounds=0), config(), name)
@@ -566,3 +592,24 @@ def test_company_input_is_validated() -> None:
     with pytest.raises(ValueError, match="empty"):
         company_input("  ")
     assert company_input(IDEA, review=["PRD", " design "])["review"] == ["prd", "design"]
+
+
+def test_a_prd_that_drifts_off_the_idea_is_asked_for_again_once(scripted, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    name, model = scripted
+
+    class Drifting(Company):
+        answers = [prd("adder"), prd("calculator")]
+
+        def __call__(self, request: Any) -> Any:
+            if request.schema is not None and request.schema.__name__ == "PRD":
+                self.prompts["product_manager"].append(request.prompt)
+                return self.answers.pop(0) if self.answers else prd("adder")
+            return super().__call__(request)
+
+    model.script = script = Drifting()
+    values = invoke(compiled(), company_input("a pocket calculator", out_dir=tmp_path), config(), name)
+    first, second = script.prompts["product_manager"]
+    assert "leaves out these words of the requirement: pocket, calculator" in second
+    (kept,) = docs(values, PRD)
+    assert kept.project_name == "calculator"  # the answer that covers more of the idea
+    assert any("the PRD never mentions 'pocket'" in w for w in values["warnings"])

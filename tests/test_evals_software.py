@@ -364,7 +364,8 @@ def test_other_settings_are_refused_and_a_changed_prompt_runs_again(scripted: Sc
     reworded = [tasks[0], SoftwareTask("b", "cli", tasks[1].prompt + " Print the sum in green.")]
     before = Counter(script.calls)
     outcome = run_software(reworded, settings_for(name), out, console=quiet())
-    assert (Counter(script.calls) - before)[("product_manager", "PRD")] == 1  # only b, from scratch
+    # Only b, from scratch: its PRD, and a second one, since the scripted PRD never mentions 'green' or 'print'.
+    assert (Counter(script.calls) - before)[("product_manager", "PRD")] == 2
     assert outcome.newly_scored == 1 and outcome.results[1].prompt_sha == reworded[1].sha != tasks[1].sha
     assert outcome.results[1].thread_id != lines(out / "results.jsonl")[1]["thread_id"]
 

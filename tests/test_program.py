@@ -33,3 +33,13 @@ def test_a_reply_that_is_a_test_file_is_told_from_a_program() -> None:
     assert is_test_code(TODO) is None
     helpers = "def test_connection(host):\n    return True\n\n\ndef a():\n    pass\n\n\ndef b():\n    pass\n"
     assert is_test_code(helpers) is None  # one helper named test_... among program functions
+
+
+def test_idea_terms_and_what_a_document_leaves_out() -> None:
+    from sopgraph.nodes.company.coverage import idea_terms, missing_terms
+
+    idea = "A command-line todo list: add, list, finish and remove todos. Use only the Python standard library."
+    assert idea_terms(idea) == ["todo", "list", "add", "finish", "remove"]
+    prd = "Users add todos, listing them; finished todos are marked done."
+    assert missing_terms(idea_terms(idea), prd) == ["remove"]
+    assert missing_terms(["remove"], "def remove_todo(index): ...") == []  # identifiers count as words

@@ -153,6 +153,44 @@ def static_problems(files: dict[str, str]) -> list[str]:
     return list(dict.fromkeys(problems))
 
 
+def interface(code: str) -> str:
+    """A module's public interface as stubs: classes, functions and methods with their signatures and the first
+    line of their docstrings, bodies elided (what spec-first tests may rely on, not how it is done)."""
+    try:
+        tree = ast.parse(code)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return code
+    out: list[str] = []
+
+    def stub(node: ast.FunctionDef | ast.AsyncFunctionDef, indent: str) -> None:
+        prefix = "async def" if isinstance(node, ast.AsyncFunctionDef) else "def"
+        returns = f" -> {ast.unparse(node.returns)}" if node.returns else ""
+        out.append(f"{indent}{prefix} {node.name}({ast.unparse(node.args)}){returns}: ...")
+        doc = ast.get_docstring(node)
+        if doc:
+            out[-1] += f"  # {doc.strip().splitlines()[0][:100]}"
+
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and not node.name.startswith("_"):
+            stub(node, "")
+        elif isinstance(node, ast.ClassDef) and not node.name.startswith("_"):
+            bases = f"({', '.join(ast.unparse(b) for b in node.bases)})" if node.bases else ""
+            out.append(f"class {node.name}{bases}:")
+            members = [n for n in node.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+            fields = [ast.unparse(n) for n in node.body if isinstance(n, ast.AnnAssign)]
+            out += [f"    {f}" for f in fields]
+            for member in members:
+                if not member.name.startswith("_") or member.name == "__init__":
+                    stub(member, "    ")
+            if not members and not fields:
+                out.append("    ...")
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names = [t.id for t in targets if isinstance(t, ast.Name) and t.id.isupper()]
+            out += [f"{n} = ..." for n in names]
+    return "\n".join(out) or "# (no public names)"
+
+
 # -- sandboxed checks ---------------------------------------------------------------------------------------
 
 

@@ -6,11 +6,23 @@ from typing import Any
 
 from langgraph.runtime import Runtime
 
+from sopgraph.nodes.company import coverage
 from sopgraph.nodes.company.common import Role, latest
 from sopgraph.nodes.company.repository import write_docs
-from sopgraph.state.company import EXISTING_DESIGN, PRD, WRITE_DESIGN, WRITE_PRD, SystemDesign
+from sopgraph.state.company import (
+    EXISTING_DESIGN,
+    PRD,
+    USER_REQUIREMENT,
+    WRITE_DESIGN,
+    WRITE_PRD,
+    SystemDesign,
+    UserRequirement,
+)
 from sopgraph.state.context import Context
-from sopgraph.state.pool import Message, Subscription
+from sopgraph.state.pool import Message, Pool, Subscription
+
+IDEA = Subscription(kinds=frozenset({USER_REQUIREMENT}))
+"""Read only to check the design against the idea's own words, never shown in its prompt."""
 
 ROLE = Role(
     name="architect",
@@ -44,8 +56,11 @@ def architect(state: dict[str, Any], runtime: Runtime[Context]) -> dict[str, Any
         max_files=max_files,
     )
     llm = ROLE.gateway(state, runtime)
-    design = llm.structured(SystemDesign, prompt, system=ROLE.system)
+    request = latest(Pool(state.get("pool")).view(ROLE.name, IDEA), UserRequirement, [USER_REQUIREMENT])
+    idea = request.text if request else ""
+    design, missing = coverage.structured_covering(llm, SystemDesign, prompt, ROLE.system, idea, "design")
     warnings = [f"design: {problem}" for problem in design.rejected]
+    warnings += [coverage.coverage_note("design", missing)] if missing else []
     if len(design.file_list) > max_files:
         dropped = design.file_list[max_files:]
         warnings.append(f"design: kept the first {max_files} files, dropped {', '.join(dropped)}")

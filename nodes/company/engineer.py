@@ -38,6 +38,7 @@ from sopgraph.state.company import (
     WRITE_DESIGN,
     WRITE_TASKS,
     WRITE_TEST,
+    Arbitration,
     CodeFile,
     CodeReview,
     FileJob,
@@ -176,12 +177,19 @@ def debug(state: dict[str, Any], runtime: Runtime[Context]) -> dict[str, Any]:
     failure = clip(report.summary, 2500)
     targets = [p for p in report.suspects if p in code or p in tests] or [p for p in plan.task_list if p in code]
     reports = every(seen, QAReport, [RUN_TESTS])
-    if len(reports) >= 2 and report.failures and reports[-2].failures == report.failures and report.program_ok:
-        # The last fix changed nothing: the tests themselves are the likelier culprit now.
-        targets = [p for p in report.failing_tests if p in tests] or targets
     llm = ROLE.gateway(state, runtime)
     llm.check_budget()  # here, once: the candidates below are requested in parallel and never pause
-    messages: list[Message] = []
+    # A test and the code disagree: the PRD decides which one is fixed (spec-first QA).
+    ruling, ruling_usage = qa.arbitrate(state, runtime)
+    decision = ruling.payload if ruling is not None and isinstance(ruling.payload, Arbitration) else None
+    if decision is not None and decision.wrong == "test":
+        targets = [p for p in report.failing_tests if p in tests] or targets
+    elif decision is not None:
+        targets = [p for p in targets if p in code] or targets
+    elif len(reports) >= 2 and report.failures and reports[-2].failures == report.failures and report.program_ok:
+        # The last fix changed nothing: the tests themselves are the likelier culprit now.
+        targets = [p for p in report.failing_tests if p in tests] or targets
+    messages: list[Message] = [ruling] if ruling is not None else []
     warnings: list[str] = []
     verdict = run_verdict(report)
     files = render(state)  # the repository QA's test run saw; candidates are tested in copies of it
@@ -254,7 +262,8 @@ def debug(state: dict[str, Any], runtime: Runtime[Context]) -> dict[str, Any]:
             )
         )
     write_docs(state, runtime, messages)
-    return {"pool": messages, "warnings": warnings, **llm.usage_update()}
+    usage = [*ruling_usage.get("usage", []), *llm.usage_update()["usage"]]
+    return {"pool": messages, "warnings": warnings, "usage": usage}
 
 
 def run_verdict(report: QAReport) -> Verdict:

@@ -6,6 +6,7 @@ from typing import Any
 
 from langgraph.runtime import Runtime
 
+from sopgraph.nodes.company import coverage
 from sopgraph.nodes.company.common import Role, latest
 from sopgraph.nodes.company.repository import write_docs
 from sopgraph.state.company import EXISTING_PRD, PRD, USER_REQUIREMENT, WRITE_PRD, UserRequirement
@@ -40,7 +41,8 @@ def product_manager(state: dict[str, Any], runtime: Runtime[Context]) -> dict[st
     else:
         prompt = CHANGE_REQUEST.format(prd=current.brief(), requirement=request.text)
     llm = ROLE.gateway(state, runtime)
-    prd = llm.structured(PRD, prompt, system=ROLE.system)
+    prd, missing = coverage.structured_covering(llm, PRD, prompt, ROLE.system, request.text, "PRD")
+    warnings = [coverage.coverage_note("PRD", missing)] if missing else []
     message = Message(sender=ROLE.name, kind=WRITE_PRD, content=f"PRD for {prd.project_name}", payload=prd)
     write_docs(state, runtime, [message])
-    return {"pool": [message], **llm.usage_update()}
+    return {"pool": [message], "warnings": warnings, **llm.usage_update()}

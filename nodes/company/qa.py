@@ -17,14 +17,20 @@ from langgraph.types import Command, Send
 from sopgraph.nodes.company.common import Role, fence, file_worker, latest, latest_files, spent
 from sopgraph.nodes.company.repository import materialize, target_dir
 from sopgraph.state.company import (
+    ARBITRATE,
     EXISTING_CODE,
+    PRD,
     RUN_TESTS,
     WRITE_CODE,
     WRITE_DESIGN,
+    WRITE_PRD,
+    WRITE_TASKS,
     WRITE_TEST,
+    Arbitration,
     FileJob,
     QAReport,
     SystemDesign,
+    TaskPlan,
     clip,
 )
 from sopgraph.state.context import Context
@@ -36,18 +42,24 @@ from sopgraph.tools.workspace import Workspace, module_name
 ROLE = Role(
     name="qa",
     profile="Heidi, a QA engineer",
-    goal="write small pytest tests that check what the code is meant to do",
+    goal="write small pytest tests that check what the PRD asks, through the interface the design declares",
     constraints=(
-        "pytest and the standard library only; import the module under test by its module name; use only names "
-        "the code defines; no input(), network, sleeping, or files outside pytest's tmp_path; reply with the "
-        "test file only, in one ```python block"
+        "pytest and the standard library only; import the module under test by its module name; use only the "
+        "names of its interface; expected values come from the PRD, never from what the code happens to do; no "
+        "input(), network, sleeping, or files outside pytest's tmp_path; reply with the test file only, in one "
+        "```python block"
     ),
-    watches=Subscription(kinds=frozenset({WRITE_CODE, WRITE_DESIGN, EXISTING_CODE, WRITE_TEST, RUN_TESTS}), own=True),
+    watches=Subscription(
+        kinds=frozenset({WRITE_PRD, WRITE_DESIGN, WRITE_TASKS, WRITE_CODE, EXISTING_CODE, WRITE_TEST, RUN_TESTS}),
+        own=True,
+    ),
 )
 
 WRITE_TESTS = (
-    "Design: {design}\n\nModule `{module}`:\n{code}\n\n{current}"
-    "Write {test_path}: 3 to 6 small pytest test functions for `{module}`. Import it with "
+    "PRD (what the tests check):\n{prd}\n\nDesign: {design}\n\nInterface of module `{module}` (signatures only; "
+    "{task}):\n```python\n{interface}\n```\n\n{current}"
+    "Write {test_path}: 3 to 6 small pytest test functions, each checking one user story or requirement of the "
+    "PRD through this interface, with the expected values worked out from the PRD. Import with "
     "`from {module} import ...`; the tests run from the project root. Reply with the complete test file in one "
     "```python block."
 )
@@ -68,6 +80,7 @@ def modules_to_test(paths: list[str]) -> list[str]:
 def qa(state: dict[str, Any], runtime: Runtime[Context]) -> Command[Any]:
     seen = ROLE.view(state)
     design = latest(seen, SystemDesign, [WRITE_DESIGN])
+    prd = latest(seen, PRD, [WRITE_PRD])
     assert design is not None
     code = latest_files(seen, [WRITE_CODE])
     written = latest_files(seen, [WRITE_TEST])
@@ -79,9 +92,11 @@ def qa(state: dict[str, Any], runtime: Runtime[Context]) -> Command[Any]:
             continue
         current = existing.get(test_path)
         prompt = WRITE_TESTS.format(
+            prd=clip(prd.brief(), 2000) if prd else "(none)",
             design=design.implementation_approach,
             module=module_name(path),
-            code=fence(path, code[path].content, 6000),
+            task=f"the design's task: {clip(_task_of(seen, path), 300)}",
+            interface=clip(program.interface(code[path].content), 3000),
             current=CURRENT.format(tests=fence(test_path, current.content, 2500)) if current else "",
             test_path=test_path,
         )
@@ -106,6 +121,59 @@ def qa(state: dict[str, Any], runtime: Runtime[Context]) -> Command[Any]:
 
 
 write_test = file_worker(ROLE, WRITE_TEST)
+
+
+def _task_of(seen: list[Message], path: str) -> str:
+    plan = latest(seen, TaskPlan, [WRITE_TASKS])
+    task = plan.task_for(path) if plan else None
+    return task.description if task and task.description else "as the design says"
+
+
+ARBITER = Role(
+    name="qa_lead",
+    profile="Ivan, the QA lead",
+    goal="decide from the PRD whether a failing test or the code is wrong",
+    constraints="the PRD is the authority; answer only through the Arbitration tool",
+    watches=Subscription(kinds=frozenset({WRITE_PRD, WRITE_CODE, WRITE_TEST, RUN_TESTS})),
+)
+
+ARBITRATE_PROMPT = (
+    "PRD:\n{prd}\n\nA test and the code disagree:\n{failure}\n\nTest file:\n{test}\n\nCode:\n{code}\n\n"
+    "Which one contradicts the PRD? wrong='test' if the test expects something the PRD does not ask for; "
+    "wrong='code' if the code does not do what the PRD asks."
+)
+
+
+def arbitrate(state: dict[str, Any], runtime: Runtime[Context]) -> tuple[Message | None, dict[str, Any]]:
+    """When the program holds together but its tests fail, ask which side the PRD supports (one call), so the
+    fix goes to the code or to the test. Returns (the decision as a message, the usage update), or None."""
+    seen = ARBITER.view(state)
+    report = latest(seen, QAReport, [RUN_TESTS])
+    prd = latest(seen, PRD, [WRITE_PRD])
+    tests = latest_files(seen, [WRITE_TEST])
+    code = latest_files(seen, [WRITE_CODE])
+    if report is None or prd is None or not report.program_ok or not report.failures or not report.failing_tests:
+        return None, {}
+    test_path = next((p for p in report.failing_tests if p in tests), None)
+    subject = next((p for p in report.suspects if p in code), None)
+    if test_path is None or subject is None:
+        return None, {}
+    llm = ARBITER.gateway(state, runtime)
+    prompt = ARBITRATE_PROMPT.format(
+        prd=clip(prd.brief(), 1500),
+        failure=clip(report.summary, 1500),
+        test=fence(test_path, tests[test_path].content, 2000),
+        code=fence(subject, code[subject].content, 2500),
+    )
+    decision = llm.structured(Arbitration, prompt, system=ARBITER.system)
+    message = Message(
+        sender=ARBITER.name,
+        kind=ARBITRATE,
+        content=f"{test_path} vs {subject}: the {decision.wrong} is wrong",
+        payload=decision,
+        send_to=("engineer",),
+    )
+    return message, llm.usage_update()
 
 
 def run_tests(state: dict[str, Any], runtime: Runtime[Context]) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from langgraph.config import get_config
 from langgraph.runtime import Runtime
 from pydantic import ValidationError
 
-from sopgraph.nodes.company import diagrams
+from sopgraph.nodes.company import coverage, diagrams
 from sopgraph.nodes.company.common import every, latest, latest_files
 from sopgraph.state.company import (
     DELIVER,
@@ -213,6 +213,12 @@ def deliver(state: dict[str, Any], runtime: Runtime[Context]) -> dict[str, Any]:
     notes: list[str] = []
     if design is not None:
         _, notes = _with_diagrams(design, {p: d.content for p, d in code.items()})
+    request = latest(seen, UserRequirement, [USER_REQUIREMENT])
+    tasks = latest(seen, TaskPlan, [WRITE_TASKS])
+    terms = coverage.idea_terms(request.text) if request else []
+    for what, text in (("task plan", tasks.to_markdown() if tasks else None), ("code", _joined(code))):
+        if text is not None and (missing := coverage.missing_terms(terms, text)):
+            notes.append(coverage.coverage_note(what, missing))
 
     last = reports[-1] if reports else None
     passed_on = next((r.attempt for r in reports if r.all_passed), None)
@@ -241,6 +247,10 @@ def deliver(state: dict[str, Any], runtime: Runtime[Context]) -> dict[str, Any]:
     message = Message(sender=SENDER, kind=DELIVER, content=delivery.headline(), payload=delivery)
     backups = write_docs(state, runtime, [message])
     return {"pool": [message], "outcome": delivery.headline(), "warnings": [*notes, *backups]}
+
+
+def _joined(files: dict[str, CodeFile]) -> str | None:
+    return "\n".join(d.content for p, d in files.items() if not p.startswith("tests/")) if files else None
 
 
 def entry_module(files: list[str]) -> str | None:
