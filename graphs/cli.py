@@ -72,8 +72,15 @@ def make_context(
         ctx.model = model
     ctx.models = _role_models(role_models)
     ctx.budget_tokens, ctx.budget_usd = budget_tokens, budget_usd
-    from sopgraph.nodes.llm import preflight
+    from sopgraph.nodes.llm import cost_of, preflight
 
+    if budget_usd is not None:  # a dollar budget on a model without a price would never be spent
+        unpriced = sorted(n for n in {ctx.model, *ctx.models.values()} if cost_of(n, 10**6, 10**6) == 0)
+        if unpriced:
+            raise typer.BadParameter(
+                f"{', '.join(unpriced)} has no price, so a dollar budget is never spent; use --budget-tokens",
+                param_hint="--budget-usd",
+            )
     preflight(ctx)
     return ctx
 
@@ -96,7 +103,8 @@ def report(outcome: runner.RunOutcome) -> None:
         message = value.get("message") if isinstance(value, dict) else value
         err.print(f"[yellow]paused:[/] {message}")
         if isinstance(value, dict) and value.get("reason") == "budget":
-            err.print(f"  continue with: sopgraph resume {outcome.thread_id} --budget-tokens N")
+            flag = "--budget-usd N" if str(message).startswith("dollar") else "--budget-tokens N"
+            err.print(f"  continue with: sopgraph resume {outcome.thread_id} {flag}")
         else:
             err.print(f"  continue with: sopgraph resume {outcome.thread_id} --answer JSON")
 
@@ -114,11 +122,15 @@ def demo(
     """Run the demo SOP (writer and critic) on an idea."""
     from sopgraph.graphs.demo import Pitch, demo_input
 
+    try:
+        payload = demo_input(idea, max_revisions)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
     ctx = make_context(model, budget_tokens, budget_usd, role_model)
     with open_checkpointer(db) as saver:
         thread_id = runner.new_thread_id("demo")
         err.print(f"run [bold]{thread_id}[/] (model {ctx.model}, checkpoints in {describe(checkpointer_url(db))})")
-        outcome = runner.start_run("demo", demo_input(idea, max_revisions), saver, ctx, thread_id=thread_id)
+        outcome = runner.start_run("demo", dict(payload), saver, ctx, thread_id=thread_id)
     report(outcome)
     pool = outcome.values.get("pool") or []
     pitches = [m.payload for m in pool if isinstance(m.payload, Pitch)]
@@ -256,7 +268,10 @@ def draw(
     else:
         raise typer.BadParameter(f"unknown format {format!r}: mermaid, ascii or png")
     if output:
-        output.write_text(text)
+        try:
+            output.write_text(text)
+        except OSError as exc:
+            raise typer.BadParameter(f"cannot write {output}: {exc.strerror or exc}", param_hint="--out") from None
         err.print(f"wrote {output}")
     else:
         out.print(text, markup=False, highlight=False)

@@ -27,6 +27,7 @@ from sopgraph.nodes.company.repository import default_out_dir, deliver, intake, 
 from sopgraph.nodes.company.reviewer import code_review, review_code
 from sopgraph.state.company import CompanyState
 from sopgraph.state.context import Context
+from sopgraph.state.limits import checked_text
 
 REVIEW_STAGES = tuple(STAGES)
 
@@ -83,8 +84,7 @@ def company_input(
     unknown = sorted(set(stages) - set(REVIEW_STAGES))
     if unknown:
         raise ValueError(f"unknown review point(s) {', '.join(unknown)}; choose from {', '.join(REVIEW_STAGES)}")
-    if not idea.strip():
-        raise ValueError("the requirement is empty")
+    idea = checked_text("the requirement", idea)
     if max_debug < 0 or max_files < 1 or max_review_rounds < 0:
         raise ValueError("max_debug and max_review_rounds must be >= 0, max_files >= 1")
     state: CompanyState = {

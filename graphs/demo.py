@@ -12,6 +12,7 @@ from langgraph.runtime import Runtime
 from sopgraph.nodes.llm import ModelGateway
 from sopgraph.state.context import Context
 from sopgraph.state.demo import DemoState, Pitch, Review
+from sopgraph.state.limits import checked_text
 from sopgraph.state.pool import Message, Pool, Subscription
 
 WRITER_SYSTEM = (
@@ -82,7 +83,10 @@ def build_demo_graph() -> StateGraph:
 
 
 def demo_input(idea: str = "a command-line todo list", max_revisions: int = 1) -> DemoState:
-    return {"idea": idea, "max_revisions": max_revisions, "revisions": 0}
+    """The graph input; ValueError (one line) for an empty, undecodable or over-long idea or negative revisions."""
+    if max_revisions < 0:
+        raise ValueError(f"max_revisions must be >= 0, got {max_revisions}")
+    return {"idea": checked_text("the idea", idea), "max_revisions": max_revisions, "revisions": 0}
 
 
 graph = build_demo_graph().compile(name="demo")

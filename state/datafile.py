@@ -13,6 +13,8 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from sopgraph.state.limits import MAX_SCENARIO_BYTES, MAX_YAML_DEPTH
+
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -45,17 +47,43 @@ def validate(model: type[M], data: Any, source: str, error: type[ValueError]) ->
         raise error("\n".join(problems)) from None
 
 
+class _TooDeep(yaml.YAMLError):
+    pass
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """SafeLoader that refuses nesting past MAX_YAML_DEPTH while composing (before Python's recursion limit)."""
+
+    depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        self.depth += 1
+        try:
+            if self.depth > MAX_YAML_DEPTH:
+                raise _TooDeep(f"nested deeper than {MAX_YAML_DEPTH} levels")
+            return super().compose_node(parent, index)  # type: ignore[no-untyped-call]
+        finally:
+            self.depth -= 1
+
+
 def read_mapping(path: Path, expected: str, error: type[ValueError]) -> dict[str, Any]:
     """The YAML mapping in `path`; `error` for a missing file, bad YAML (with its line) or another shape.
-    `expected` says what the mapping holds, for that last message."""
+    `expected` says what the mapping holds, for that last message. Size and depth are bounded first."""
     try:
+        if path.is_dir():
+            raise error(f"{path}: is a directory, not a YAML file")
+        size = path.stat().st_size
+        if size > MAX_SCENARIO_BYTES:
+            raise error(f"{path}: {size:,} bytes; the limit for a YAML data file is {MAX_SCENARIO_BYTES:,}")
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise error(f"{path}: no such file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise error(f"{path}: cannot be read: {exc}") from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_BoundedLoader)  # a SafeLoader subclass
+    except _TooDeep as exc:
+        raise error(f"{path}: not accepted: {exc}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" at line {mark.line + 1}" if mark is not None else ""

@@ -258,6 +258,10 @@ def parse_scenario(data: Any, source: str = "<scenario>") -> Scenario:
 
 def load_scenario(name_or_path: str | Path) -> Scenario:
     """Read and validate a scenario; ScenarioError names the file, field and problem."""
+    if not str(name_or_path).strip():
+        raise ScenarioError(
+            f"no scenario given: name a packaged story ({', '.join(packaged_scenarios())}) or a YAML file"
+        )
     path = scenario_path(name_or_path)
     if not path.exists():
         known = ", ".join(packaged_scenarios())

@@ -73,13 +73,19 @@ def serializer() -> JsonPlusSerializer:
 
 
 def describe(url: str) -> str:
-    """The setting with any password hidden, for messages."""
-    if "://" in url and "@" in url:
-        scheme, rest = url.split("://", 1)
+    """The setting with any password hidden (in the user part or as a `password=` parameter), for messages."""
+    if "://" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    rest, sep, query = rest.partition("?")
+    if "@" in rest:
         creds, host = rest.rsplit("@", 1)
-        user = creds.split(":", 1)[0]
-        return f"{scheme}://{user}:***@{host}" if ":" in creds else url
-    return url
+        user, colon, _ = creds.partition(":")
+        rest = f"{user}:***@{host}" if colon else rest
+    if sep:
+        params = [p.split("=", 1) for p in query.split("&")]
+        query = "&".join(f"{p[0]}=***" if p[0].lower() == "password" and len(p) == 2 else "=".join(p) for p in params)
+    return f"{scheme}://{rest}{sep}{query}"
 
 
 @contextmanager

@@ -18,6 +18,7 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from sopgraph.nodes.llm import ModelGateway
 from sopgraph.state.company import CodeFile, FileJob, JobInput, clip
 from sopgraph.state.context import Context
+from sopgraph.state.limits import MAX_GENERATED_CHARS
 from sopgraph.state.pool import Document, Message, Pool, Subscription
 from sopgraph.state.usage import UsageTotals
 from sopgraph.tools.workspace import Workspace, module_name
@@ -101,6 +102,7 @@ _FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+.-]*)[^\n]*\n(.*?)(?:```|\Z)", re.DO
 
 def extract_code(reply: str) -> str:
     """The code in a reply: the fenced block (the longest python one if several), else the whole text."""
+    reply = reply[:MAX_GENERATED_CHARS]  # bounded before parsing or storing
     blocks = [(lang.lower(), body) for lang, body in _FENCE.findall(reply)]
     if blocks:
         python = [body for lang, body in blocks if lang in ("python", "py", "python3")]
