@@ -198,3 +198,21 @@ def test_a_character_reply_is_capped_below_the_runs_output_limit() -> None:
         Player(spec, Context(model="scripted", max_output_tokens=4096)).llm.ctx.max_output_tokens == MAX_OUTPUT_TOKENS
     )  # type: ignore[union-attr]
     assert Player(spec, Context(model="scripted", max_output_tokens=100)).llm.ctx.max_output_tokens == 100  # type: ignore[union-attr]
+
+
+def test_the_report_reader_finds_every_spoken_line(scripted) -> None:  # type: ignore[no-untyped-def]
+    import importlib.util
+    from pathlib import Path
+
+    from sopgraph.graphs.groupchat_report import render_report
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "groupchat_hygiene_of_report.py"
+    spec = importlib.util.spec_from_file_location("hygiene_of_report", path)
+    assert spec is not None and spec.loader is not None
+    reader = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(reader)
+    out, _ = run(scripted, story(rounds=1, group_subrounds=1))
+    spoken = [m for m in out["pool"] if m.kind in hygiene.SPOKEN]
+    read = reader.lines(render_report(out))
+    assert [m.content for m in read] == [m.content for m in spoken]
+    assert hygiene.measure(read, prompts.SILENT).turns == len(spoken)
