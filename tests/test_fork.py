@@ -22,6 +22,8 @@ from sopgraph.nodes.groupchat.playbook import Playbook
 from sopgraph.state.company import Delivery
 from sopgraph.state.context import Context
 
+pytestmark = pytest.mark.faults
+
 QUIET = Console(file=io.StringIO())
 
 

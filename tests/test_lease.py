@@ -18,6 +18,8 @@ from sopgraph.nodes.llm import ModelError
 from sopgraph.state.context import Context
 from sopgraph.tools.persistence import Holder, LeaseHeld, lease_store, open_checkpointer, run_lease
 
+pytestmark = pytest.mark.faults
+
 
 def crashed_demo(url: str, name: str, model: Any) -> str:
     """A demo run stopped by a provider fault before the critic: resumable."""

@@ -20,6 +20,8 @@ from sopgraph.nodes.groupchat.playbook import Playbook
 from sopgraph.state.company import CodeFile, Delivery
 from sopgraph.state.context import Context
 
+pytestmark = pytest.mark.faults
+
 # (graph, fan-out worker, the node its workers join, tasks before the fan-out that continue to that node
 # too, workers saved before the kill: mid-step or the whole step)
 FAN_OUTS = [

@@ -22,6 +22,8 @@ from sopgraph.state.company import SystemDesign
 from sopgraph.state.context import Context
 from sopgraph.tools.persistence import open_checkpointer
 
+pytestmark = pytest.mark.faults
+
 QUIET = Console(file=io.StringIO())
 
 
