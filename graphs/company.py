@@ -17,6 +17,7 @@ from typing import Any
 
 from langgraph.graph import END, START, StateGraph
 
+from sopgraph.graphs.sop import SOPStateGraph, validate_input
 from sopgraph.nodes.company.architect import architect
 from sopgraph.nodes.company.engineer import debug, engineer, write_code
 from sopgraph.nodes.company.human import STAGES, review_design, review_prd
@@ -25,7 +26,7 @@ from sopgraph.nodes.company.project_manager import project_manager
 from sopgraph.nodes.company.qa import after_tests, qa, run_tests, write_test
 from sopgraph.nodes.company.repository import default_out_dir, deliver, intake, load_manifest, materialize
 from sopgraph.nodes.company.reviewer import code_review, review_code
-from sopgraph.state.company import CompanyState
+from sopgraph.state.company import CompanyInput, CompanyState
 from sopgraph.state.context import Context
 from sopgraph.state.limits import checked_text
 
@@ -33,7 +34,7 @@ REVIEW_STAGES = tuple(STAGES)
 
 
 def build_company_graph() -> StateGraph:
-    builder = StateGraph(CompanyState, context_schema=Context)
+    builder = SOPStateGraph(CompanyState, input_schema=CompanyInput, context_schema=Context)
     builder.add_node("intake", intake)
     builder.add_node("product_manager", product_manager)
     builder.add_node("review_prd", review_prd)
@@ -78,29 +79,32 @@ def company_input(
     incremental: bool | None = None,
     test_timeout_s: float = 60.0,
 ) -> CompanyState:
-    """The graph input. `out_dir` defaults to .sopgraph/workspaces/<run id>; an existing generated repository
-    there is updated (incremental mode) unless `incremental=False`."""
+    """The graph input (checked against CompanyInput; a ValueError names the bad field). `out_dir` defaults
+    to .sopgraph/workspaces/<run id>; an existing generated repository there is updated (incremental mode)
+    unless `incremental=False`."""
     stages = [s.strip().lower() for s in review if s.strip()]
     unknown = sorted(set(stages) - set(REVIEW_STAGES))
     if unknown:
         raise ValueError(f"unknown review point(s) {', '.join(unknown)}; choose from {', '.join(REVIEW_STAGES)}")
     idea = checked_text("the requirement", idea)
-    if max_debug < 0 or max_files < 1 or max_review_rounds < 0:
-        raise ValueError("max_debug and max_review_rounds must be >= 0, max_files >= 1")
-    state: CompanyState = {
-        "idea": idea.strip(),
-        "review": stages,
-        "max_debug": max_debug,
-        "max_files": max_files,
-        "max_review_rounds": max_review_rounds,
-        "parallel": parallel,
-        "incremental": incremental,
-        "test_timeout_s": test_timeout_s,
-    }
-    if out_dir is not None:
-        state["out_dir"] = str(Path(out_dir).expanduser().absolute())
-        if incremental is None:  # decided now, so that a replay of this input does not read a later manifest
-            state["incremental"] = load_manifest(state["out_dir"]) is not None
+    values = validate_input(
+        CompanyInput,
+        {
+            "idea": idea,
+            "out_dir": None if out_dir is None else str(Path(out_dir).expanduser().absolute()),
+            "review": stages,
+            "max_debug": max_debug,
+            "max_files": max_files,
+            "max_review_rounds": max_review_rounds,
+            "parallel": parallel,
+            "incremental": incremental,
+            "test_timeout_s": test_timeout_s,
+        },
+        "company",
+    )
+    state: CompanyState = {k: v for k, v in values.items() if v is not None or k == "incremental"}  # type: ignore[assignment]
+    if "out_dir" in state and incremental is None:  # decided now: a replay of this input reads no later manifest
+        state["incremental"] = load_manifest(state["out_dir"]) is not None
     return state
 
 

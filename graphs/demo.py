@@ -9,9 +9,10 @@ from __future__ import annotations
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 
+from sopgraph.graphs.sop import SOPStateGraph, validate_input
 from sopgraph.nodes.llm import ModelGateway
 from sopgraph.state.context import Context
-from sopgraph.state.demo import DemoState, Pitch, Review
+from sopgraph.state.demo import DemoInput, DemoState, Pitch, Review
 from sopgraph.state.limits import checked_text
 from sopgraph.state.pool import Message, Pool, Subscription
 
@@ -71,7 +72,7 @@ def publish(state: DemoState) -> dict:
 
 
 def build_demo_graph() -> StateGraph:
-    builder = StateGraph(DemoState, context_schema=Context)
+    builder = SOPStateGraph(DemoState, input_schema=DemoInput, context_schema=Context)
     builder.add_node("writer", writer)
     builder.add_node("critic", critic)
     builder.add_node("publish", publish)
@@ -86,7 +87,8 @@ def demo_input(idea: str = "a command-line todo list", max_revisions: int = 1) -
     """The graph input; ValueError (one line) for an empty, undecodable or over-long idea or negative revisions."""
     if max_revisions < 0:
         raise ValueError(f"max_revisions must be >= 0, got {max_revisions}")
-    return {"idea": checked_text("the idea", idea), "max_revisions": max_revisions, "revisions": 0}
+    values = {"idea": checked_text("the idea", idea), "max_revisions": max_revisions}
+    return validate_input(DemoInput, values, "demo")  # type: ignore[return-value]
 
 
 graph = build_demo_graph().compile(name="demo")

@@ -19,11 +19,13 @@ from typing import Any
 
 from langgraph.graph import END, START, StateGraph
 
+from sopgraph.graphs.sop import SOPStateGraph
 from sopgraph.nodes.groupchat import stages
 from sopgraph.state.context import Context
 from sopgraph.state.groupchat import (
     HUMAN,
     Ablations,
+    GroupChatInput,
     GroupChatState,
     Scenario,
     ScenarioError,
@@ -34,7 +36,7 @@ from sopgraph.state.groupchat import (
 
 
 def build_groupchat_graph() -> StateGraph:
-    builder = StateGraph(GroupChatState, context_schema=Context)
+    builder = SOPStateGraph(GroupChatState, input_schema=GroupChatInput, context_schema=Context)
     # Send targets take their task payload, not the state: declare the input schema so LangGraph does not
     # infer one from the type hints.
     builder.add_node("setup", stages.setup)

@@ -14,10 +14,12 @@ import re
 from collections.abc import Callable
 from enum import StrEnum
 from pathlib import PurePosixPath
-from typing import Annotated, Any, Literal, TypedDict
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from typing_extensions import TypedDict
 
+from sopgraph.state.limits import MAX_IDEA_CHARS
 from sopgraph.state.pool import Document, PoolChannel
 from sopgraph.state.usage import UsageChannel, UsageTotals
 from sopgraph.tools.workspace import WorkspaceError, clean_path, validate_path
@@ -626,6 +628,48 @@ class CompanyState(TypedDict, total=False):
     """One line, set by the delivery node."""
     pool: PoolChannel
     usage: UsageChannel
+
+
+ReviewPoint = Literal["prd", "design"]
+
+
+class CompanyInput(BaseModel):
+    """What a company run is asked. Validated before any node runs, whether from Python, the CLI or the
+    LangGraph API (it is the graph's input schema, so Studio renders it as a form)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    idea: str = Field(
+        min_length=1,
+        max_length=MAX_IDEA_CHARS,
+        description="A new product idea, or a change to the repository in out_dir.",
+    )
+    out_dir: str | None = Field(
+        default=None, description="Where the repository is written (default .sopgraph/workspaces/<run id>)."
+    )
+    review: list[ReviewPoint] = Field(default_factory=list, description="Pause for a human after: prd, design.")
+    max_debug: int = Field(default=3, ge=0, le=50, description="Fix rounds allowed after a failing test run.")
+    max_files: int = Field(default=5, ge=1, le=24, description="Cap on the design's file list.")
+    max_review_rounds: int = Field(default=1, ge=0, le=10, description="Times code review may send a file back.")
+    parallel: bool = Field(default=True, description="Write independent files (and reviews, tests) in parallel.")
+    incremental: bool | None = Field(
+        default=None, description="Update the repository in out_dir; unset: decide by whether it holds one."
+    )
+    test_timeout_s: float = Field(default=60.0, gt=0, le=3600, description="Limit of one sandboxed test run.")
+
+    @field_validator("idea", mode="before")
+    @classmethod
+    def _strip(cls, value: Any) -> Any:
+        return value.strip() if isinstance(value, str) else value
+
+    @field_validator("review", mode="before")
+    @classmethod
+    def _points(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = value.split(",")
+        if isinstance(value, (list, tuple)):
+            return list(dict.fromkeys(v.strip().lower() for v in value if isinstance(v, str) and v.strip()))
+        return value
 
 
 def clip(text: str, limit: int) -> str:

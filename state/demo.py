@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Literal, TypedDict
+from typing import Literal
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
+from typing_extensions import TypedDict
 
+from sopgraph.state.limits import MAX_IDEA_CHARS
 from sopgraph.state.pool import Document, PoolChannel
 from sopgraph.state.usage import UsageChannel
 
@@ -24,6 +26,20 @@ class Review(Document):
     verdict: Literal["approve", "revise"] = Field(description="approve if the pitch is good enough")
     score: int = Field(description="Quality from 1 (poor) to 10 (excellent).", ge=1, le=10)
     comments: str = Field(description="What to improve, one or two sentences.", max_length=600)
+
+
+class DemoInput(BaseModel):
+    """What a demo run is asked; validated before any node runs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    idea: str = Field(
+        default="a command-line todo list",
+        min_length=1,
+        max_length=MAX_IDEA_CHARS,
+        description="The product idea to pitch.",
+    )
+    max_revisions: int = Field(default=1, ge=0, le=20, description="How often the critic may send the pitch back.")
 
 
 class DemoState(TypedDict, total=False):

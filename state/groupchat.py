@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypedDict
+from typing import Annotated, Any, Literal
 
 from langgraph.channels import DeltaChannel
 from pydantic import (
@@ -27,6 +27,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from typing_extensions import TypedDict
 
 from sopgraph.state.datafile import read_mapping, validate
 from sopgraph.state.pool import SNAPSHOT_EVERY, Document, Message, PoolChannel, append_unique
@@ -717,6 +718,31 @@ class GroupChatState(TypedDict, total=False):
     warnings: WarningChannel
     ballots: BallotChannel
     outcome: Outcome | None
+
+
+class GroupChatInput(BaseModel):
+    """What a group-chat run is asked: a story by packaged name, YAML path or in full, and ablations.
+    Validated before any node runs (the graph's input schema)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    scenario: Scenario | str = Field(
+        description="A packaged story's name (see `sopgraph groupchat --help`), a YAML path, or a whole scenario."
+    )
+    ablations: Ablations = Field(
+        default_factory=Ablations,
+        description="Stages or actions switched off: an object of flags, or a list of names such as ['meeting'].",
+    )
+
+    @field_validator("scenario", mode="after")
+    @classmethod
+    def _load(cls, value: Scenario | str) -> Scenario:
+        return load_scenario(value) if isinstance(value, str) else value
+
+    @field_validator("ablations", mode="before")
+    @classmethod
+    def _names(cls, value: Any) -> Any:
+        return Ablations.of(value) if isinstance(value, (list, tuple)) else value
 
 
 def influence(scenario: Scenario, personas: Mapping[str, Persona], cid: str) -> float:

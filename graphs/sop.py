@@ -1,0 +1,73 @@
+"""The StateGraph every sopgraph graph is built on: a fresh run's input is validated before any node runs.
+
+LangGraph takes a pydantic `input_schema` for the JSON schema (Studio's form, the server's
+`/assistants/.../schemas`) but does not check a run's input against it: an empty idea ran the whole
+company and a misspelt key died in a node. The compiled graph here checks the input of every entry point
+(`invoke`, `stream`, their async forms, and so the LangGraph server) and refuses bad input with one
+field-level message. Resuming (`Command`, `None`) is not an input and passes through.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+from langgraph.graph import StateGraph
+from langgraph.graph.state import CompiledStateGraph
+from pydantic import BaseModel, ValidationError
+
+
+class InputError(ValueError):
+    """A run's input does not fit the graph's input schema; one line naming the fields."""
+
+
+def _describe(exc: ValidationError, model: type[BaseModel]) -> str:
+    problems = []
+    for error in exc.errors():
+        where = ".".join(str(p) for p in error["loc"]) or "input"
+        if error["type"] == "extra_forbidden":
+            problems.append(f"{where}: unknown field (known: {', '.join(model.model_fields)})")
+        else:
+            problems.append(f"{where}: {error['msg']}")
+    return "; ".join(problems)
+
+
+def validate_input(model: type[BaseModel], value: Any, graph: str = "graph") -> dict[str, Any]:
+    """The state update for a valid input (defaults filled in, typed values kept as objects)."""
+    if isinstance(value, model):
+        checked = value
+    else:
+        if not isinstance(value, dict):
+            raise InputError(f"{graph} input: expected an object with {', '.join(model.model_fields)}")
+        try:
+            checked = model.model_validate(value)
+        except ValidationError as exc:
+            raise InputError(f"{graph} input: {_describe(exc, model)}") from None
+    return {name: getattr(checked, name) for name in type(checked).model_fields}
+
+
+class ValidatingGraph(CompiledStateGraph):
+    """A compiled graph that validates fresh input (see the module docstring)."""
+
+    def _checked(self, value: Any) -> Any:
+        model = self.builder.input_schema
+        if isinstance(model, type) and issubclass(model, BaseModel) and isinstance(value, dict | BaseModel):
+            named = self.name if self.name != "LangGraph" else model.__name__.removesuffix("Input").lower()
+            return validate_input(model, value, named)
+        return value
+
+    def stream(self, input: Any, *args: Any, **kwargs: Any) -> Iterator[Any]:  # type: ignore[override]
+        return super().stream(self._checked(input), *args, **kwargs)
+
+    def astream(self, input: Any, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:  # type: ignore[override]
+        return super().astream(self._checked(input), *args, **kwargs)
+
+
+class SOPStateGraph(StateGraph):
+    """A StateGraph whose `compile()` returns a ValidatingGraph; otherwise LangGraph's own."""
+
+    def compile(self, *args: Any, **kwargs: Any) -> CompiledStateGraph:  # type: ignore[override]
+        compiled = super().compile(*args, **kwargs)
+        # LangGraph builds the compiled graph itself; the subclass only adds input checks and no state.
+        compiled.__class__ = ValidatingGraph
+        return compiled
