@@ -7,8 +7,13 @@ spent. Model names:
 
 - `local`: the embedded llama.cpp server (tools/local_model.py), started on demand;
 - `openai:<model>`: OpenAI, or any compatible server through OPENAI_BASE_URL;
+- `<provider>:<model>` for any other provider LangChain's `init_chat_model` knows (`ollama:llama3.2`,
+  `anthropic:claude-sonnet-4-5`, ...), with its integration package installed;
+- a chat model object (any BaseChatModel), per run or per role, used as given;
 - `scripted`: the deterministic test model (nodes/scripted.py);
 - any name given to `register_model` (tests register scripted models with scripts this way).
+One provider table (`PROVIDERS`, `provider_for`) decides how a name is built and what the gateway needs to
+know about it (structured-output method, pricing, whether its server may be restarted).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from langchain_core.language_models import BaseChatModel
@@ -25,7 +31,7 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, System
 from langgraph.errors import GraphBubbleUp
 from pydantic import BaseModel, ValidationError
 
-from sopgraph.state.context import Context
+from sopgraph.state.context import INSTANCE_PREFIX, Context, ModelSpec, model_name
 from sopgraph.state.usage import UsageRecord, UsageTotals
 
 T = TypeVar("T", bound=BaseModel)
@@ -94,28 +100,148 @@ def _is_closed_client(exc: BaseException) -> bool:
     return any(isinstance(e, RuntimeError) and "client has been closed" in str(e) for e in _causes(exc))
 
 
-def provider_of(name: str) -> str:
+# -- the provider table ---------------------------------------------------------------------------------
+# A run's settings and the field names LangChain's chat model classes give them; a class takes the first
+# one it has, and a setting it has none of is left to the provider's default.
+_SETTING_FIELDS: dict[str, tuple[str, ...]] = {
+    "temperature": ("temperature",),
+    "max_output_tokens": ("max_tokens", "max_completion_tokens", "num_predict", "max_output_tokens", "max_new_tokens"),
+    "request_timeout_s": ("timeout", "request_timeout", "default_request_timeout"),
+    "seed": ("seed", "random_seed"),
+}
+
+
+@dataclass(frozen=True)
+class Provider:
+    """How one kind of model name becomes a chat model, and what the gateway needs to know about it."""
+
+    name: str
+    build: Callable[[str, Context], BaseChatModel]
+    structured_method: Callable[[], str | None]
+    """The with_structured_output method that works for it; None lets the model class choose."""
+    priced: bool = False
+    """Whether PRICES_PER_MTOK applies (OpenAI itself, not a compatible server)."""
+    shared_server: bool = False
+    """A server this process may have to restart: a refused connection gets one fresh server and a retry."""
+
+
+def _scripted(name: str, ctx: Context) -> BaseChatModel:
+    if name in _registry:
+        return _registry[name]()
+    from sopgraph.nodes.scripted import ScriptedChatModel
+
+    return ScriptedChatModel(seed=ctx.seed)
+
+
+def _local(name: str, ctx: Context) -> BaseChatModel:
+    from sopgraph.tools import local_model
+
+    spec_name = name.split(":", 1)[1] if ":" in name else None
+    try:
+        server = local_model.ensure_server(spec_name) if spec_name else local_model.ensure_server()
+    except local_model.LocalModelError as exc:
+        raise ModelError(f"local model: {exc}") from exc
+    return _openai_model(server.alias, server.base_url, ctx, api_key="sk-local-no-key", loopback=True)
+
+
+def _openai(name: str, ctx: Context) -> BaseChatModel:
+    base_url = os.environ.get("OPENAI_BASE_URL") or None
+    api_key = os.environ.get("OPENAI_API_KEY")
+    if not api_key and not base_url:
+        raise ModelError(f"{name}: OPENAI_API_KEY is not set (or set OPENAI_BASE_URL for a compatible server)")
+    return _openai_model(name.split(":", 1)[1], base_url, ctx, api_key=api_key or "sk-no-key")
+
+
+def _field_names(cls: type) -> set[str]:
+    fields = getattr(cls, "model_fields", {})
+    return set(fields) | {f.alias for f in fields.values() if getattr(f, "alias", None)}
+
+
+def _langchain(name: str, ctx: Context) -> BaseChatModel:
+    """Any provider LangChain's `init_chat_model` knows (`ollama:`, `anthropic:`, ...), with the run's
+    temperature, output cap, timeout and seed under whatever names its class gives them."""
+    try:
+        from langchain.chat_models import init_chat_model
+    except ImportError as exc:  # pragma: no cover - langchain is a base dependency
+        raise ModelError(f"{name}: provider strings need the langchain package ({exc})") from exc
+    try:
+        plain = init_chat_model(name)
+        accepted = _field_names(type(plain))
+        settings: dict[str, Any] = {}
+        for setting, candidates in _SETTING_FIELDS.items():
+            field_name = next((c for c in candidates if c in accepted), None)
+            if field_name is not None:
+                settings[field_name] = getattr(ctx, setting)
+        return init_chat_model(name, **settings) if settings else plain
+    except ImportError as exc:
+        raise ModelError(f"{name}: {_one_line(exc).removeprefix('ImportError: ')}") from exc
+    except Exception as exc:
+        raise ModelError(f"{name}: {_one_line(exc)}") from exc
+
+
+def _openai_structured_method() -> str:
+    # llama.cpp's server answers `response_format: json_schema` with HTTP 500, but forced function calling
+    # works; OpenAI itself supports strict json_schema.
+    return "function_calling" if os.environ.get("OPENAI_BASE_URL") else "json_schema"
+
+
+PROVIDERS: dict[str, Provider] = {
+    "scripted": Provider("scripted", _scripted, lambda: "function_calling"),
+    "local": Provider("local", _local, lambda: "function_calling", shared_server=True),
+    "openai": Provider("openai", _openai, _openai_structured_method, priced=True),
+    "langchain": Provider("langchain", _langchain, lambda: None),
+}
+
+
+def _langchain_providers() -> frozenset[str]:
+    try:
+        from langchain.chat_models import base
+    except ImportError:  # pragma: no cover - langchain is a base dependency
+        return frozenset()
+    return frozenset(getattr(base, "_BUILTIN_PROVIDERS", ()))
+
+
+def provider_for(model: ModelSpec) -> Provider:
+    """The provider table's entry for a model name; a one-line ModelError for a name nobody knows."""
+    if isinstance(model, BaseChatModel):
+        return INSTANCE
+    name = model
     if name in _registry or name == "scripted" or name.startswith("scripted:"):
-        return "scripted"
+        return PROVIDERS["scripted"]
     if name == "local" or name.startswith("local:"):
-        return "local"
+        return PROVIDERS["local"]
     if name.startswith("openai:"):
-        return "openai"
+        return PROVIDERS["openai"]
+    if name.startswith(INSTANCE_PREFIX):
+        raise ModelError(
+            f"{name}: the run was started with a chat model object, which cannot be stored; "
+            "continue it from Python with Context(model=<the model>)"
+        )
+    prefix, sep, rest = name.partition(":")
+    known = _langchain_providers()
+    if sep and rest and (not known or prefix.replace("-", "_").lower() in known):
+        return PROVIDERS["langchain"]
     raise ModelError(
-        f"unknown model name {name!r}: use 'local', 'local:<registry name>', 'openai:<model>' or 'scripted'"
+        f"unknown model name {name!r}: use 'local', 'local:<registry name>', 'openai:<model>', 'scripted', "
+        "or '<provider>:<model>' for a LangChain provider (ollama, anthropic, google_genai, ...)"
     )
 
 
-def structured_method(name: str) -> str:
-    """The structured-output method that works for the provider.
+INSTANCE = Provider("instance", lambda name, ctx: _unreachable(name), lambda: None)
+"""A chat model object: used as given (its own temperature and limits), never cached or rebuilt."""
 
-    llama.cpp's server answers `response_format: json_schema` with HTTP 500, but forced function calling
-    works; OpenAI supports strict json_schema.
-    """
-    provider = provider_of(name)
-    if provider == "openai" and not os.environ.get("OPENAI_BASE_URL"):
-        return "json_schema"
-    return "function_calling"
+
+def _unreachable(name: str) -> BaseChatModel:
+    raise AssertionError(f"{name}: a chat model object is not built from a name")
+
+
+def provider_of(model: ModelSpec) -> str:
+    return provider_for(model).name
+
+
+def structured_method(model: ModelSpec) -> str | None:
+    """The structured-output method that works for the model's provider."""
+    return provider_for(model).structured_method()
 
 
 def _openai_model(
@@ -147,52 +273,35 @@ def _openai_model(
     )
 
 
-def resolve_model(name: str, ctx: Context | None = None) -> BaseChatModel:
-    """A chat model for a model name; clear one-line ModelError on a bad name or missing setting."""
+def resolve_model(model: ModelSpec, ctx: Context | None = None) -> BaseChatModel:
+    """A chat model for a model name (built once per name and settings) or the chat model object itself;
+    a clear one-line ModelError on a bad name or missing setting."""
+    if isinstance(model, BaseChatModel):
+        return model
+    name = model
     ctx = ctx or Context(model=name)
     key = (name, ctx.temperature, ctx.request_timeout_s, ctx.max_output_tokens, ctx.seed)
     with _cache_lock:
         if key in _cache:
             return _cache[key]
-    provider = provider_of(name)
-    model: BaseChatModel
-    if name in _registry:
-        model = _registry[name]()
-    elif provider == "scripted":
-        from sopgraph.nodes.scripted import ScriptedChatModel
-
-        model = ScriptedChatModel(seed=ctx.seed)
-    elif provider == "local":
-        from sopgraph.tools import local_model
-
-        spec_name = name.split(":", 1)[1] if ":" in name else None
-        try:
-            server = local_model.ensure_server(spec_name) if spec_name else local_model.ensure_server()
-        except local_model.LocalModelError as exc:
-            raise ModelError(f"local model: {exc}") from exc
-        model = _openai_model(server.alias, server.base_url, ctx, api_key="sk-local-no-key", loopback=True)
-    else:
-        base_url = os.environ.get("OPENAI_BASE_URL") or None
-        api_key = os.environ.get("OPENAI_API_KEY")
-        if not api_key and not base_url:
-            raise ModelError(f"{name}: OPENAI_API_KEY is not set (or set OPENAI_BASE_URL for a compatible server)")
-        model = _openai_model(name.split(":", 1)[1], base_url, ctx, api_key=api_key or "sk-no-key")
+    built = provider_for(name).build(name, ctx)
     with _cache_lock:
-        _cache[key] = model
-    return model
+        _cache[key] = built
+    return built
 
 
 def preflight(ctx: Context) -> None:
     """Resolve every model a run's context names before the run starts, so a bad setting fails at once
     (and the embedded server is up before the first node waits on it)."""
-    for name in sorted({ctx.model, *ctx.models.values()}):
-        resolve_model(name, ctx)
+    specs = [ctx.model, *ctx.models.values()]
+    for spec in sorted({s for s in specs if isinstance(s, str)}):
+        resolve_model(spec, ctx)
 
 
-def cost_of(name: str, input_tokens: int, output_tokens: int) -> float:
-    if provider_of(name) != "openai" or os.environ.get("OPENAI_BASE_URL"):
+def cost_of(model: ModelSpec, input_tokens: int, output_tokens: int) -> float:
+    if not isinstance(model, str) or not provider_for(model).priced or os.environ.get("OPENAI_BASE_URL"):
         return 0.0
-    price = PRICES_PER_MTOK.get(name.split(":", 1)[1])
+    price = PRICES_PER_MTOK.get(model.split(":", 1)[1])
     if price is None:
         return 0.0
     return (input_tokens * price[0] + output_tokens * price[1]) / 1_000_000
@@ -221,14 +330,38 @@ def as_messages(prompt: str | Sequence[BaseMessage], system: str | None = None) 
     return msgs
 
 
+def _json_prompted(model: BaseChatModel, schema: type[BaseModel]) -> Any:
+    """Structured output for a model without tool calling or a JSON mode LangChain knows: the schema goes
+    into the request, the reply's first JSON object is validated (and re-asked by the caller on failure)."""
+    from langchain_core.runnables import RunnableLambda
+
+    instruction = SystemMessage(
+        f"Reply with one JSON object, and nothing else, that validates against this JSON schema:\n"
+        f"{json.dumps(schema.model_json_schema())}"
+    )
+
+    def ask(messages: list[BaseMessage]) -> dict[str, Any]:
+        raw = model.invoke([*messages, instruction])
+        text = str(raw.content)
+        start, end = text.find("{"), text.rfind("}")
+        try:
+            parsed = schema.model_validate_json(text[start : end + 1] if 0 <= start < end else text)
+        except ValidationError as exc:
+            return {"raw": raw, "parsed": None, "parsing_error": exc}
+        return {"raw": raw, "parsed": parsed, "parsing_error": None}
+
+    return RunnableLambda(ask)
+
+
 class ModelGateway:
     """Model access for one node execution, with its share of the usage ledger."""
 
     def __init__(self, ctx: Context, role: str, spent: UsageTotals | None = None) -> None:
         self.ctx = ctx
         self.role = role
-        self.model_name = ctx.model_for(role)
-        provider_of(self.model_name)  # fail fast on a bad name
+        self.model: ModelSpec = ctx.model_for(role)
+        self.model_name = model_name(self.model)
+        self.provider = provider_for(self.model)  # fails fast on a bad name
         self.records: list[UsageRecord] = []
         self._spent_before = spent or UsageTotals()
 
@@ -268,7 +401,7 @@ class ModelGateway:
 
     # -- calls --------------------------------------------------------------------------------------
     def _model(self) -> BaseChatModel:
-        return resolve_model(self.model_name, self.ctx)
+        return resolve_model(self.model, self.ctx)
 
     def _record(self, call: str, tin: int, tout: int, latency: float, attempts: int, ok: bool) -> None:
         self.records.append(
@@ -279,7 +412,7 @@ class ModelGateway:
                 input_tokens=tin,
                 output_tokens=tout,
                 latency_s=round(latency, 4),
-                cost_usd=cost_of(self.model_name, tin, tout),
+                cost_usd=cost_of(self.model, tin, tout),
                 attempts=attempts,
                 ok=ok,
             )
@@ -294,7 +427,7 @@ class ModelGateway:
             except Exception as exc:
                 if isinstance(exc, GraphBubbleUp):
                     raise
-                if not retry and provider_of(self.model_name) == "local":
+                if not retry and self.provider.shared_server:
                     if _is_connection_error(exc):
                         forget_model(self.model_name)
                         continue
@@ -316,10 +449,15 @@ class ModelGateway:
         """A validated `schema` instance; invalid replies go back with the error, then StructuredOutputError."""
         self.check_budget()
         messages = as_messages(prompt, system)
-        method = structured_method(self.model_name)
+        method = self.provider.structured_method()
 
         def build(model: BaseChatModel) -> Any:
-            return model.with_structured_output(schema, method=method, include_raw=True)
+            try:
+                if method is None:
+                    return model.with_structured_output(schema, include_raw=True)
+                return model.with_structured_output(schema, method=method, include_raw=True)
+            except NotImplementedError:  # no tool calling: ask for JSON in the prompt and validate it here
+                return _json_prompted(model, schema)
 
         tin = tout = 0
         start = time.perf_counter()

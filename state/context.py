@@ -11,6 +11,22 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from langchain_core.language_models import BaseChatModel
+
+ModelSpec = str | BaseChatModel
+"""A model name (`local`, `openai:gpt-4o-mini`, `ollama:llama3.2`, `scripted`, a registered name) or a chat
+model object handed in by the caller."""
+
+INSTANCE_PREFIX = "instance:"
+"""How a chat model object is named in the usage ledger and in run metadata (it is named, never stored)."""
+
+
+def model_name(model: ModelSpec) -> str:
+    if isinstance(model, str):
+        return model
+    ident = getattr(model, "model_name", None) or getattr(model, "model", None) or model._llm_type
+    return f"{INSTANCE_PREFIX}{type(model).__name__}:{ident}"
+
 
 def _default_model() -> str:
     return os.environ.get("SOPGRAPH_MODEL", "local")
@@ -20,10 +36,11 @@ def _default_model() -> str:
 class Context:
     """Settings every sopgraph graph understands."""
 
-    model: str = field(default_factory=_default_model)
-    """Default model for every role: `local`, `openai:<model>`, `scripted`, or a registered name."""
-    models: dict[str, str] = field(default_factory=dict)
-    """Per-role (or per-character) overrides of `model`."""
+    model: ModelSpec = field(default_factory=_default_model)
+    """Default model for every role: `local`, `openai:<model>`, `<provider>:<model>` (any LangChain
+    provider), `scripted`, a registered name, or a chat model object."""
+    models: dict[str, ModelSpec] = field(default_factory=dict)
+    """Per-role (or per-character) overrides of `model`, names or chat model objects."""
     budget_tokens: int | None = None
     """Stop (resumably) once the run has used this many tokens."""
     budget_usd: float | None = None
@@ -40,11 +57,15 @@ class Context:
     gets a directory of its own this way, from whichever checkpoint it starts (the state may not be editable
     there: a checkpoint with pending parallel tasks)."""
 
-    def model_for(self, role: str) -> str:
+    def model_for(self, role: str) -> ModelSpec:
         return self.models.get(role, self.model)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """JSON-ready (run metadata): a chat model object is recorded by name only."""
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        data["model"] = model_name(self.model)
+        data["models"] = {role: model_name(m) for role, m in self.models.items()}
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> Context:
