@@ -51,6 +51,7 @@ BudgetUsd = Annotated[float | None, typer.Option("--budget-usd", help="Pause the
 WaitOption = Annotated[
     bool, typer.Option("--wait", help="If another process is executing the run, wait for it instead of failing.")
 ]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout (progress stays on stderr).")]
 RoleModels = Annotated[list[str] | None, typer.Option("--role-model", help="Per-role model, ROLE=MODEL (repeatable).")]
 
 
@@ -109,6 +110,18 @@ def report(outcome: runner.RunOutcome) -> None:
             err.print(f"  continue with: sopgraph resume {outcome.thread_id} --answer JSON")
 
 
+def finish(graph: str, outcome: runner.RunOutcome, as_json: bool, **extra: Any) -> None:
+    """After `report`: the JSON summary when asked, and the exit code of the run's result (0 done, 3 gave up,
+    4 paused; see graphs/outcomes.py)."""
+    from sopgraph.graphs import outcomes
+
+    data = outcomes.summary(graph, outcome, **extra)
+    if as_json:
+        typer.echo(outcomes.dumps(data))
+    if data["exit_code"]:
+        raise SystemExit(data["exit_code"])
+
+
 @app.command()
 def demo(
     idea: Annotated[str, typer.Argument(help="What to pitch.")] = "a command-line todo list",
@@ -118,6 +131,7 @@ def demo(
     budget_tokens: BudgetTokens = None,
     budget_usd: BudgetUsd = None,
     role_model: RoleModels = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Run the demo SOP (writer and critic) on an idea."""
     from sopgraph.graphs.demo import Pitch, demo_input
@@ -134,28 +148,52 @@ def demo(
     report(outcome)
     pool = outcome.values.get("pool") or []
     pitches = [m.payload for m in pool if isinstance(m.payload, Pitch)]
-    if pitches:
+    if pitches and not as_json:
         out.print_json(pitches[-1].model_dump_json())
     if outcome.values.get("outcome"):
         err.print(f"outcome: {outcome.values['outcome']}")
+    finish("demo", outcome, as_json, pitch=pitches[-1] if pitches else None)
 
 
 @app.command()
-def runs(db: DbOption = None) -> None:
-    """List runs (threads) in the checkpointer, newest first."""
+def runs(db: DbOption = None, as_json: JsonOption = False) -> None:
+    """List runs (threads) in the checkpointer, newest first, with where each stands."""
+    import dataclasses
+
+    from sopgraph.graphs.outcomes import dumps, statuses
+
     with open_checkpointer(db) as saver:
-        infos = runner.list_runs(saver)
-    table = Table("run", "graph", "checkpoints", "step", "updated")
-    for info in infos:
-        table.add_row(info.thread_id, info.graph, str(info.checkpoints), str(info.last_step), info.updated[:19])
-    out.print(table if infos else "no runs")
+        rows = statuses(saver)
+    if as_json:
+        typer.echo(dumps([dataclasses.asdict(r) for r in rows]))
+        return
+    table = Table("run", "graph", "status", "outcome", "started", "tokens")
+    table.columns[0].no_wrap = True
+    table.columns[0].min_width = max((len(r.run) for r in rows), default=3)
+    for r in rows:
+        table.add_row(r.run, r.graph, r.result, r.outcome, r.started[:16].replace("T", " "), str(r.tokens))
+    out.print(table if rows else "no runs")
 
 
 @app.command()
-def history(run: str, db: DbOption = None) -> None:
+def history(run: str, db: DbOption = None, as_json: JsonOption = False) -> None:
     """A run's checkpoints, newest first: id, step, the node that wrote it, what runs next."""
     with open_checkpointer(db) as saver:
         snaps = runner.history(saver, run)
+    if as_json:
+        rows = [
+            {
+                "checkpoint": snap.config["configurable"]["checkpoint_id"],
+                "step": (snap.metadata or {}).get("step"),
+                "source": (snap.metadata or {}).get("source"),
+                "next": list(snap.next),
+                "messages": len(snap.values.get("pool") or []),
+                "created_at": snap.created_at,
+            }
+            for snap in snaps
+        ]
+        typer.echo(json.dumps(rows, indent=2))
+        return
     table = Table("checkpoint", "step", "source", "after", "next", "messages")
     table.columns[0].no_wrap = True
     for i, snap in enumerate(snaps):
@@ -190,12 +228,15 @@ def resume(
     budget_tokens: BudgetTokens = None,
     budget_usd: BudgetUsd = None,
     wait: WaitOption = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Continue a run after a crash, a spent budget or a question to a human."""
     overrides = {"model": model, "budget_tokens": budget_tokens, "budget_usd": budget_usd}
     with open_checkpointer(db) as saver:
+        name, _ = runner.run_metadata(saver, run)
         outcome = runner.resume_run(saver, run, answer=_parse_answer(answer), overrides=overrides, wait=wait)
     report(outcome)
+    finish(name, outcome, as_json)
 
 
 @app.command()
@@ -204,11 +245,14 @@ def replay(
     checkpoint: Annotated[str, typer.Option("--checkpoint", help="Checkpoint id (see history).")],
     db: DbOption = None,
     wait: WaitOption = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Re-run a run from one of its checkpoints."""
     with open_checkpointer(db) as saver:
+        name, _ = runner.run_metadata(saver, run)
         outcome = runner.replay_run(saver, run, checkpoint, wait=wait)
     report(outcome)
+    finish(name, outcome, as_json)
 
 
 def _parse_set(items: list[str]) -> dict[str, Any]:
@@ -229,13 +273,18 @@ def fork(
     no_run: Annotated[bool, typer.Option("--no-run", help="Only create the fork; do not continue it.")] = False,
     db: DbOption = None,
     wait: WaitOption = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Fork a run at a checkpoint with edited state and continue the new branch ("what if")."""
     with open_checkpointer(db) as saver:
+        name, _ = runner.run_metadata(saver, run)
         outcome = runner.fork_run(saver, run, checkpoint, _parse_set(set_), run=not no_run, wait=wait)
     err.print(f"forked {run} at {checkpoint} → checkpoint {outcome.checkpoint_id}")
     if not no_run:
         report(outcome)
+        finish(name, outcome, as_json)
+    elif as_json:
+        typer.echo(json.dumps({"run": outcome.thread_id, "checkpoint": outcome.checkpoint_id}))
 
 
 @app.command()

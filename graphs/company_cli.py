@@ -50,13 +50,19 @@ def parse_review(text: str | None) -> list[str]:
     return stages
 
 
+def file_versions(values: dict[str, Any]) -> dict[str, list[CodeFile]]:
+    """Every version of every file the engineer and QA wrote, by path, oldest first."""
+    versions: dict[str, list[CodeFile]] = {}
+    for message in values.get("pool") or []:
+        if message.kind in (WRITE_CODE, WRITE_TEST) and isinstance(message.payload, CodeFile):
+            versions.setdefault(message.payload.path, []).append(message.payload)
+    return versions
+
+
 def summary_table(values: dict[str, Any]) -> tuple[Table, list[str]]:
     """Files with their lines and versions, then one line each for tests, usage and where the code is."""
     pool = values.get("pool") or []
-    versions: dict[str, list[CodeFile]] = {}
-    for message in pool:
-        if message.kind in (WRITE_CODE, WRITE_TEST) and isinstance(message.payload, CodeFile):
-            versions.setdefault(message.payload.path, []).append(message.payload)
+    versions = file_versions(values)
     table = Table("file", "lines", "versions", "last change", box=None)
     for path in sorted(versions, key=lambda p: (p.startswith("tests/"), p)):
         docs = versions[path]
@@ -122,6 +128,7 @@ def register(app: typer.Typer) -> None:
         db: cli.DbOption = None,
         model: cli.ModelOption = None,
         role_model: cli.RoleModels = None,
+        as_json: cli.JsonOption = False,
     ) -> None:
         """Run the software company (PM, architect, project manager, engineer, reviewer, QA) on an idea."""
         from sopgraph.graphs import runner
@@ -161,6 +168,15 @@ def register(app: typer.Typer) -> None:
             outcome = runner.start_run("company", dict(payload), saver, ctx, thread_id=thread_id)
         cli.report(outcome)
         _print_summary(outcome.values)
+        delivered = [m.payload for m in outcome.values.get("pool") or [] if isinstance(m.payload, Delivery)]
+        cli.finish(
+            "company",
+            outcome,
+            as_json,
+            out_dir=outcome.values.get("out_dir"),
+            tests=delivered[-1].headline() if delivered else None,
+            files={path: docs[-1].lines for path, docs in sorted(file_versions(outcome.values).items())},
+        )
 
     @app.command("company-summary")
     def company_summary(run: str, db: cli.DbOption = None) -> None:

@@ -185,10 +185,13 @@ def register(app: typer.Typer) -> None:
         ] = None,
         budget_tokens: Annotated[int | None, typer.Option(help="Pause the run after this many tokens.")] = None,
         budget_usd: Annotated[float | None, typer.Option(help="Pause the run after this many dollars.")] = None,
+        as_json: Annotated[
+            bool, typer.Option("--json", help="Print a JSON summary on stdout (progress stays on stderr).")
+        ] = False,
     ) -> None:
         """Run a group-chat story: rounds of update, private chat, meeting and group chat, then the vote."""
         from sopgraph.graphs import runner
-        from sopgraph.graphs.cli import make_context
+        from sopgraph.graphs.cli import finish, make_context
         from sopgraph.graphs.cli import report as print_summary
         from sopgraph.graphs.groupchat import groupchat_input
         from sopgraph.graphs.groupchat_report import write_report
@@ -222,8 +225,10 @@ def register(app: typer.Typer) -> None:
             )
         except RuntimeError as exc:  # matplotlib missing: the run itself is fine and checkpointed
             err.print(f"[yellow]no report:[/] {exc}")
+            path = None
         else:
             err.print(f"report: {path}")
+        finish(GRAPH, outcome, as_json, report=str(path) if path else None)
 
     @app.command("groupchat-report")
     def groupchat_report(

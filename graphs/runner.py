@@ -57,6 +57,7 @@ class RunInfo:
     last_step: int
     updated: str
     next_nodes: tuple[str, ...] = ()
+    started: str = ""
 
 
 def new_thread_id(graph: str) -> str:
@@ -392,9 +393,12 @@ def list_runs(checkpointer: BaseCheckpointSaver) -> list[RunInfo]:
         step = int((item.metadata or {}).get("step", -1))
         info = runs.get(thread_id)
         if info is None:
-            runs[thread_id] = RunInfo(thread_id, str((item.metadata or {}).get(GRAPH_KEY, "?")), 1, step, ts)
+            runs[thread_id] = RunInfo(
+                thread_id, str((item.metadata or {}).get(GRAPH_KEY, "?")), 1, step, ts, started=ts
+            )
             continue
         info.checkpoints += 1
         if ts > info.updated:
             info.updated, info.last_step = ts, step
+        info.started = min(info.started, ts)
     return sorted(runs.values(), key=lambda r: r.updated, reverse=True)

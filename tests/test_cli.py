@@ -21,7 +21,7 @@ def _thread(err: str) -> str:
 def test_demo_runs_lists_history_replay_fork(tmp_path: Path, cli) -> None:
     db = str(tmp_path / "cli.sqlite")
     code, out, err = cli("demo", "a kettle", "--model", "scripted", "--db", db)
-    assert code == 0, err
+    assert code in (0, 3), err  # approved, or the critic never approved (gave up)
     thread = _thread(err)
     assert "✓ writer" in err and "✓ critic" in err and "model calls" in err
     assert '"title"' in out  # the final pitch as JSON
@@ -35,7 +35,7 @@ def test_demo_runs_lists_history_replay_fork(tmp_path: Path, cli) -> None:
     first_checkpoint = ids[-1]  # the input checkpoint
 
     code, _, err = cli("replay", thread, "--checkpoint", ids[-2], "--db", db)
-    assert code == 0 and "done" in err, err
+    assert code in (0, 3) and "done" in err, err
 
     code, _, err = cli(
         "fork",
@@ -49,7 +49,7 @@ def test_demo_runs_lists_history_replay_fork(tmp_path: Path, cli) -> None:
         "--db",
         db,
     )
-    assert code == 0 and "forked" in err and "done" in err, err
+    assert code in (0, 3) and "forked" in err and "done" in err, err
 
     code, _, err = cli("resume", thread, "--db", db)
     assert code == 1 and "has finished" in err
@@ -58,10 +58,10 @@ def test_demo_runs_lists_history_replay_fork(tmp_path: Path, cli) -> None:
 def test_budget_pause_and_resume_from_cli(tmp_path: Path, cli) -> None:
     db = str(tmp_path / "b.sqlite")
     code, _, err = cli("demo", "--model", "scripted", "--budget-tokens", "150", "--db", db)
-    assert code == 0 and "paused" in err and "token budget spent" in err, err
+    assert code == 4 and "paused" in err and "token budget spent" in err, err
     thread = _thread(err)
     code, _, err = cli("resume", thread, "--budget-tokens", "100000", "--db", db)
-    assert code == 0 and "done" in err and "outcome" not in err.split("done")[0], err
+    assert code in (0, 3) and "done" in err and "outcome" not in err.split("done")[0], err
 
 
 def test_draw_mermaid_and_ascii(tmp_path: Path, cli) -> None:

@@ -44,7 +44,7 @@ def test_review_pause_and_resume_from_the_cli(  # type: ignore[no-untyped-def]
     out_dir, db = tmp_path / "repo", str(tmp_path / "cli.sqlite")
     args = ["--model", name, "--out", str(out_dir), "--db", db, "--review", "design", "--budget", "200k"]
     code, _, err = cli("company", "a calculator", *args)
-    assert code == 0 and "paused:" in err and "review the SystemDesign" in err, err
+    assert code == 4 and "paused:" in err and "review the SystemDesign" in err, err
     assert "tests: not run yet" in err
     thread = _thread(err)
     code, _, err = cli("resume", thread, "--answer", '{"action": "approve"}', "--db", db)
