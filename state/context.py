@@ -9,11 +9,16 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
 from langchain_core.language_models import BaseChatModel
+from pydantic import WithJsonSchema
 
-ModelSpec = str | BaseChatModel
+ModelSpec = Annotated[
+    str | BaseChatModel,
+    # Over the API (and in Studio's form) a model is a name; chat model objects are for Python callers.
+    WithJsonSchema({"type": "string", "description": "local, openai:<model>, <provider>:<model>, scripted"}),
+]
 """A model name (`local`, `openai:gpt-4o-mini`, `ollama:llama3.2`, `scripted`, a registered name) or a chat
 model object handed in by the caller."""
 
