@@ -11,7 +11,7 @@ ifneq ($(SHARED_WHEELS),)
 export PIP_FIND_LINKS := $(abspath $(SHARED_WHEELS)) $(PIP_FIND_LINKS)
 endif
 
-.PHONY: install demo test test-fast lint model bench clean
+.PHONY: install demo test test-fast lint model bench clean langgraph-json
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,13 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy graphs nodes state tools evals
+
+# langgraph.json's serializer allow-list: every type sopgraph.state defines (what a checkpoint may hold).
+langgraph-json: install
+	$(BIN)/python -c "import json; from sopgraph.tools.persistence import state_types; \
+	c = json.load(open('langgraph.json')); \
+	c.setdefault('checkpointer', {}).setdefault('serde', {})['allowed_msgpack_modules'] = [list(t) for t in sorted(state_types())]; \
+	open('langgraph.json', 'w').write(json.dumps(c, indent=2) + '\n')"
 
 bench: install
 	for script in benchmarks/*.py; do $(BIN)/python $$script || exit 1; done

@@ -17,7 +17,7 @@ from typing import Any
 
 from langgraph.graph import END, START, StateGraph
 
-from sopgraph.graphs.sop import SOPStateGraph, validate_input
+from sopgraph.graphs.sop import SOPStateGraph, labelled, validate_input
 from sopgraph.nodes.company.architect import architect
 from sopgraph.nodes.company.engineer import debug, engineer, write_code
 from sopgraph.nodes.company.human import STAGES, review_design, review_prd
@@ -37,15 +37,15 @@ def build_company_graph() -> StateGraph:
     builder = SOPStateGraph(CompanyState, input_schema=CompanyInput, context_schema=Context)
     builder.add_node("intake", intake)
     builder.add_node("product_manager", product_manager)
-    builder.add_node("review_prd", review_prd)
+    builder.add_node("review_prd", review_prd, metadata={"review point": "pauses with --review prd"})
     builder.add_node("architect", architect)
-    builder.add_node("review_design", review_design)
+    builder.add_node("review_design", review_design, metadata={"review point": "pauses with --review design"})
     builder.add_node("project_manager", project_manager)
-    builder.add_node("engineer", engineer, destinations=("write_code", "code_review"))
+    builder.add_node("engineer", engineer, destinations={"write_code": "next file", "code_review": "all written"})
     builder.add_node("write_code", write_code)
-    builder.add_node("code_review", code_review, destinations=("review_code", "qa"))
+    builder.add_node("code_review", code_review, destinations={"review_code": "LBTM", "qa": "LGTM"})
     builder.add_node("review_code", review_code)
-    builder.add_node("qa", qa, destinations=("write_test", "run_tests"))
+    builder.add_node("qa", qa, destinations={"write_test": "next test", "run_tests": "tests written"})
     builder.add_node("write_test", write_test)
     builder.add_node("run_tests", run_tests)
     builder.add_node("debug", debug)
@@ -61,7 +61,9 @@ def build_company_graph() -> StateGraph:
     builder.add_edge("write_code", "engineer")
     builder.add_edge("review_code", "engineer")
     builder.add_edge("write_test", "qa")
-    builder.add_conditional_edges("run_tests", after_tests, ["debug", "deliver"])
+    builder.add_conditional_edges(
+        "run_tests", *labelled(after_tests, {"debug": "fail, fixes left", "deliver": "pass or out of fixes"})
+    )
     builder.add_edge("debug", "run_tests")
     builder.add_edge("deliver", END)
     return builder

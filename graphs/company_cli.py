@@ -190,6 +190,29 @@ def register(app: typer.Typer) -> None:
             raise runner.RunError(f"run {run!r} has no checkpoints")
         _print_summary(dict(snapshots[0].values))
 
+    @app.command("export")
+    def export(
+        run: Annotated[str, typer.Argument(help="A company run (thread) id.")],
+        out: Annotated[Path, typer.Option("--out", help="Folder to write the repository into.")],
+        db: cli.DbOption = None,
+    ) -> None:
+        """Write a company run's repository, as its latest checkpoint holds it, into a folder."""
+        from sopgraph.graphs import runner
+        from sopgraph.nodes.company.repository import load_manifest, materialize, render
+        from sopgraph.tools.persistence import open_checkpointer
+
+        with open_checkpointer(db) as saver:
+            name, _ = runner.run_metadata(saver, run)
+            if name != "company":
+                raise runner.RunError(f"run {run!r} is a {name} run; only company runs have a repository")
+            values = dict(runner.compile_graph(name, saver).get_state(runner.run_config(run)).values)
+        target = out.expanduser().absolute()
+        if target.is_dir() and any(target.iterdir()) and load_manifest(target) is None:
+            raise OptionError(f"--out: {target} is not empty and not a generated repository")
+        for warning in materialize(values, str(target)):
+            cli.err.print(warning, markup=False, highlight=False)
+        cli.err.print(f"wrote {len(render(values))} files to {target}", markup=False, highlight=False)
+
 
 def _print_summary(values: dict[str, Any]) -> None:
     from sopgraph.graphs import cli

@@ -9,7 +9,7 @@ from __future__ import annotations
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 
-from sopgraph.graphs.sop import SOPStateGraph, validate_input
+from sopgraph.graphs.sop import SOPStateGraph, labelled, validate_input
 from sopgraph.nodes.llm import ModelGateway
 from sopgraph.state.context import Context
 from sopgraph.state.demo import DemoInput, DemoState, Pitch, Review
@@ -78,7 +78,9 @@ def build_demo_graph() -> StateGraph:
     builder.add_node("publish", publish)
     builder.add_edge(START, "writer")
     builder.add_edge("writer", "critic")
-    builder.add_conditional_edges("critic", after_review, ["writer", "publish"])
+    builder.add_conditional_edges(
+        "critic", *labelled(after_review, {"writer": "revise", "publish": "approved or out of revisions"})
+    )
     builder.add_edge("publish", END)
     return builder
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from langgraph.graph import END, START, StateGraph
 
-from sopgraph.graphs.sop import SOPStateGraph
+from sopgraph.graphs.sop import SOPStateGraph, labelled
 from sopgraph.nodes.groupchat import stages
 from sopgraph.state.context import Context
 from sopgraph.state.groupchat import (
@@ -33,6 +33,10 @@ from sopgraph.state.groupchat import (
     load_scenario,
     parse_scenario,
 )
+
+
+def _turns(turn: str) -> dict[str, str]:
+    return {turn: "next line", "summarize": "conversation over"}
 
 
 def build_groupchat_graph() -> StateGraph:
@@ -53,19 +57,27 @@ def build_groupchat_graph() -> StateGraph:
     builder.add_node("vote", stages.vote, input_schema=GroupChatState)  # type: ignore[arg-type]
     builder.add_node("tally", stages.tally)
 
-    stage_targets = ["update", "private_chat", "meeting", "speak", "settlement"]
+    stage_targets = {
+        "update": "next round",
+        "private_chat": "private chat",
+        "meeting": "confidential meeting",
+        "speak": "group chat",
+        "settlement": "settle",
+    }
     builder.add_edge(START, "setup")
-    builder.add_conditional_edges("setup", stages.route_stage, ["update"])  # round 1 starts with the update
+    builder.add_conditional_edges("setup", *labelled(stages.route_stage, {"update": "round 1"}))
     builder.add_edge("update", "advance")
-    builder.add_conditional_edges("advance", stages.route_stage, stage_targets)
+    builder.add_conditional_edges("advance", *labelled(stages.route_stage, stage_targets))
     builder.add_edge("private_chat", "private_turn")
-    builder.add_conditional_edges("private_turn", stages.route_turn, ["private_turn", "summarize"])
+    builder.add_conditional_edges("private_turn", *labelled(stages.route_turn, _turns("private_turn")))
     builder.add_edge("meeting", "meeting_turn")
-    builder.add_conditional_edges("meeting_turn", stages.route_turn, ["meeting_turn", "summarize"])
+    builder.add_conditional_edges("meeting_turn", *labelled(stages.route_turn, _turns("meeting_turn")))
     builder.add_edge("summarize", "advance")
     builder.add_edge("speak", "close_subround")
-    builder.add_conditional_edges("close_subround", stages.route_subround, ["speak", "summarize"])
-    builder.add_conditional_edges("settlement", stages.route_votes, ["vote"])
+    builder.add_conditional_edges(
+        "close_subround", *labelled(stages.route_subround, {"speak": "next sub-round", "summarize": "all spoken"})
+    )
+    builder.add_conditional_edges("settlement", *labelled(stages.route_votes, {"vote": "ballots"}))
     builder.add_edge("vote", "tally")
     builder.add_edge("tally", END)
     return builder

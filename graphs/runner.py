@@ -116,8 +116,14 @@ def execute(
         stopping_on_store_failure(graph, thread_id),
     ):
         stream: Any = graph.stream
-        for chunk in stream(payload, config, context=context, stream_mode="updates", durability=DURABILITY):
+        modes = ["updates", "custom"]
+        for mode, chunk in stream(payload, config, context=context, stream_mode=modes, durability=DURABILITY):
             now = time.perf_counter()
+            if mode == "custom":  # a node saying what it waits on (the gateway: a model call)
+                if isinstance(chunk, dict) and chunk.get("node"):
+                    doing = f"{chunk['node']}: {chunk.get('message', '')}"
+                    status.update(f"[bold]{graph.name}[/] {thread_id}: {doing} ({now - start:.0f}s)")
+                continue
             for node, update in chunk.items():
                 if node == "__interrupt__":
                     continue

@@ -400,6 +400,18 @@ class ModelGateway:
             interrupt({"reason": "budget", "message": reason, "role": self.role})
 
     # -- calls --------------------------------------------------------------------------------------
+    def progress(self, message: str) -> None:
+        """A custom stream event naming the node, for whoever watches a long call (stream_mode="custom");
+        nothing outside a graph run."""
+        from langgraph.config import get_config, get_stream_writer
+
+        try:
+            node = get_config().get("metadata", {}).get("langgraph_node", self.role)
+            write = get_stream_writer()
+        except (RuntimeError, KeyError):  # not inside a graph run (a plain runnable, an eval, a test)
+            return
+        write({"node": node, "role": self.role, "message": message})
+
     def _model(self) -> BaseChatModel:
         return resolve_model(self.model, self.ctx)
 
@@ -439,6 +451,7 @@ class ModelGateway:
     def text(self, prompt: str | Sequence[BaseMessage], *, system: str | None = None) -> str:
         self.check_budget()
         messages = as_messages(prompt, system)
+        self.progress(f"{self.role} waits for {self.model_name}")
         start = time.perf_counter()
         reply = self._invoke(lambda model: model, messages)
         tin, tout = _usage_of(reply)
@@ -450,6 +463,7 @@ class ModelGateway:
         self.check_budget()
         messages = as_messages(prompt, system)
         method = self.provider.structured_method()
+        self.progress(f"{self.role} waits for {self.model_name} ({schema.__name__})")
 
         def build(model: BaseChatModel) -> Any:
             try:

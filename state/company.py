@@ -626,6 +626,9 @@ class CompanyState(TypedDict, total=False):
     """Things dropped or repaired on the way (rejected file names, unparsable code...)."""
     outcome: str
     """One line, set by the delivery node."""
+    repository: dict[str, str]
+    """The delivered repository, path -> text (what the delivery node wrote to out_dir), so that a client
+    of the LangGraph API gets the files with the final state."""
     pool: PoolChannel
     usage: UsageChannel
 

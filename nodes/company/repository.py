@@ -246,7 +246,8 @@ def deliver(state: dict[str, Any], runtime: Runtime[Context]) -> dict[str, Any]:
     )
     message = Message(sender=SENDER, kind=DELIVER, content=delivery.headline(), payload=delivery)
     backups = write_docs(state, runtime, [message])
-    return {"pool": [message], "outcome": delivery.headline(), "warnings": [*notes, *backups]}
+    repository = render({**state, "pool": [*Pool(state.get("pool")).messages, message]})
+    return {"pool": [message], "outcome": delivery.headline(), "warnings": [*notes, *backups], "repository": repository}
 
 
 def _joined(files: dict[str, CodeFile]) -> str | None:
