@@ -4,7 +4,8 @@ LangGraph takes a pydantic `input_schema` for the JSON schema (Studio's form, th
 `/assistants/.../schemas`) but does not check a run's input against it: an empty idea ran the whole
 company and a misspelt key died in a node. The compiled graph here checks the input of every entry point
 (`invoke`, `stream`, their async forms, and so the LangGraph server) and refuses bad input with one
-field-level message. Resuming (`Command`, `None`) is not an input and passes through.
+field-level message; it also resolves every model the run's context names, so a wrong name or a missing
+key fails before the first role has run. Resuming (`Command`, `None`) is not an input and passes through.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from typing import Any
 from langgraph.graph import StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from pydantic import BaseModel, ValidationError
+
+from sopgraph.state.context import Context
 
 
 class InputError(ValueError):
@@ -49,18 +52,22 @@ def validate_input(model: type[BaseModel], value: Any, graph: str = "graph") -> 
 class ValidatingGraph(CompiledStateGraph):
     """A compiled graph that validates fresh input (see the module docstring)."""
 
-    def _checked(self, value: Any) -> Any:
+    def _checked(self, value: Any, context: Any) -> Any:
         model = self.builder.input_schema
         if isinstance(model, type) and issubclass(model, BaseModel) and isinstance(value, dict | BaseModel):
             named = self.name if self.name != "LangGraph" else model.__name__.removesuffix("Input").lower()
-            return validate_input(model, value, named)
+            value = validate_input(model, value, named)
+            if isinstance(context, Context):  # every model it names resolves, before the first role runs
+                from sopgraph.nodes.llm import preflight
+
+                preflight(context)
         return value
 
     def stream(self, input: Any, *args: Any, **kwargs: Any) -> Iterator[Any]:  # type: ignore[override]
-        return super().stream(self._checked(input), *args, **kwargs)
+        return super().stream(self._checked(input, kwargs.get("context")), *args, **kwargs)
 
     def astream(self, input: Any, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:  # type: ignore[override]
-        return super().astream(self._checked(input), *args, **kwargs)
+        return super().astream(self._checked(input, kwargs.get("context")), *args, **kwargs)
 
 
 class SOPStateGraph(StateGraph):
