@@ -11,18 +11,22 @@ standard library alone: modules are imported and programs started with `python -
 virtual environment's site-packages (they are our dependencies, not the generated program's). The
 levels are cumulative; a repository gets the highest level whose check and all the checks below it pass.
 
-1. **Does not install**: there is no module (a `.py` file outside `tests/` and `docs/`), or some module
+1. **Does not import**: there is no module (a `.py` file outside `tests/` and `docs/`), or some module
    does not compile, or does not import. Each module is compiled, then imported by its module name in a
    fresh `python -S` with stdin closed. An import fails when it raises; `EOFError` (input() read the
    closed stdin) and `SystemExit` are a program ending, not a missing piece, and are let through, as is an
    import still running when the start timeout hits. The entry point, when it is a script without an
    `if __name__ == "__main__":` guard, runs its whole program on import: for it only `ImportError`
    (a missing module or name) counts here, the rest is the start check's business.
-2. **Installs, does not start**: every module compiles and imports, but no entry point is found or it
-   does not start.
-3. **Starts**, but its own tests do not all pass (or there are none).
-4. **Its own tests pass**: pytest on `tests/` (the tests QA wrote) in the sandbox reports at least one
-   test, all passing (`TestReport.all_passed`).
+2. **Imports, but does not work**: no entry point is found, it does not start, or it passes fewer than
+   half of the task's acceptance checks.
+3. **Starts and passes at least half of its acceptance checks** (evals/acceptance.py: black-box runs of
+   our own with arguments, stdin, input files or HTTP requests, never shown to the model), but not all of
+   them, or its own tests do not count.
+4. **Passes every acceptance check, and its own tests count**: pytest on `tests/` passes, at least three
+   test functions assert something, and the tests fail once every function body of the program is
+   replaced by `raise NotImplementedError` (empty or toothless tests never make a 4). A task without
+   acceptance checks (a task file of one's own) is judged on start and tests alone.
 
 The **entry point** is, in this order: a module named main, __main__, app, cli or run (the shallowest,
 main first); else the shallowest module with an `if __name__ == "__main__":` guard; else the file (or
@@ -63,6 +67,7 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from rich.console import Console
 
+from sopgraph.evals.acceptance import AcceptanceCheck, asserting_tests, run_check, tests_notice_gutting
 from sopgraph.evals.harness import (
     EvalAborted,
     JsonRecord,
@@ -102,14 +107,15 @@ __all__ = [
 ]
 
 DEFAULT_TASKS = Path(__file__).with_name("software_tasks.yaml")
-SCORING_VERSION = 1
+SCORING_VERSION = 2
 """Part of the settings identity: results scored by another version of the rules are not mixed in."""
 LEVELS = {
-    1: "does not install",
-    2: "installs, does not start",
-    3: "starts, its tests do not pass",
-    4: "its own tests pass",
+    1: "does not import",
+    2: "imports; does not start, or passes fewer than half of its acceptance checks",
+    3: "starts and passes at least half of its acceptance checks",
+    4: "passes every acceptance check, and its own tests pass and assert behaviour",
 }
+MIN_ASSERTING_TESTS = 3
 CHECKPOINTS = "checkpoints.sqlite"
 GRAPH = "company"
 
@@ -128,6 +134,7 @@ class _TaskSpec(BaseModel):
     id: str = Field(pattern=r"^[a-z][a-z0-9_]{0,39}$", description="lower-case letters, digits and _")
     category: Category
     prompt: str = Field(min_length=20, max_length=800)
+    checks: list[AcceptanceCheck] = Field(default_factory=list)
 
     @field_validator("prompt", mode="before")
     @classmethod
@@ -158,6 +165,8 @@ class SoftwareTask:
     category: str
     prompt: str
     """The whole idea handed to the company: the task's prompt and the file's suffix."""
+    checks: tuple[AcceptanceCheck, ...] = field(default=(), compare=False, hash=False)
+    """Black-box acceptance checks of our own (evals/acceptance.py), never part of the prompt."""
 
     @property
     def sha(self) -> str:
@@ -171,7 +180,7 @@ def load_tasks(path: Path | None = None) -> list[SoftwareTask]:
     data = read_mapping(path, "suffix and tasks (id, category, prompt)", TaskFileError)
     spec = validate(_TaskFile, data, str(path), TaskFileError)
     suffix = " ".join(spec.suffix.split())
-    return [SoftwareTask(t.id, t.category, f"{t.prompt} {suffix}".strip()) for t in spec.tasks]
+    return [SoftwareTask(t.id, t.category, f"{t.prompt} {suffix}".strip(), tuple(t.checks)) for t in spec.tasks]
 
 
 def choose_tasks(
@@ -216,9 +225,23 @@ class Executability:
     tests_failed: int = 0
     tests_errors: int = 0
     seconds: float = 0.0
+    acceptance_passed: int = 0
+    acceptance_total: int = 0
+    acceptance: list[str] = field(default_factory=list)
+    """`name: ok` or `name: why it failed`, per acceptance check."""
+    asserting_tests: int = 0
+    """Test functions with an assert."""
+    tests_notice_gutting: bool | None = None
+    """Whether the tests fail once every function body is `raise NotImplementedError` (None: not tried)."""
 
 
-def score_repository(root: Path, *, start_timeout: float = 5.0, test_timeout: float = 60.0) -> Executability:
+def score_repository(
+    root: Path,
+    *,
+    start_timeout: float = 5.0,
+    test_timeout: float = 60.0,
+    checks: Sequence[AcceptanceCheck] = (),
+) -> Executability:
     """Score the repository at `root` (see the module docstring); the generated code runs only in the
     sandbox. Raises SandboxError when the sandbox itself cannot run."""
     began = time.perf_counter()
@@ -257,8 +280,22 @@ def score_repository(root: Path, *, start_timeout: float = 5.0, test_timeout: fl
         verdict.tests_passed, verdict.tests_failed, verdict.tests_errors = report.passed, report.failed, report.errors
         counts = f"{report.passed} passed, {report.failed} failed, {report.errors} errors"
         verdict.checks["tests"] = counts if report.report_found else f"pytest wrote no report ({ending(report.result)})"
+        verdict.asserting_tests = asserting_tests(repo.text)
+        if verdict.tests_pass and verdict.asserting_tests >= MIN_ASSERTING_TESTS:
+            verdict.tests_notice_gutting = tests_notice_gutting(root, repo.code, limits)
     else:
         verdict.checks["tests"] = "no tests"
+    verdict.acceptance_total = len(checks)
+    if checks and verdict.installs and entry is not None:
+        results = [run_check(root, entry[0], check, start_timeout) for check in checks]
+        verdict.acceptance = [f"{r.name}: {r.why}" for r in results]
+        verdict.acceptance_passed = sum(r.passed for r in results)
+    if checks:
+        verdict.checks["acceptance"] = f"{verdict.acceptance_passed} of {verdict.acceptance_total} passed" + (
+            f" ({'; '.join(a for a in verdict.acceptance if not a.endswith(': ok'))})"[:600]
+            if verdict.acceptance_passed < verdict.acceptance_total and verdict.acceptance
+            else ""
+        )
     verdict.score, verdict.reason = _level(verdict)
     verdict.seconds = round(time.perf_counter() - began, 3)
     return verdict
@@ -266,12 +303,27 @@ def score_repository(root: Path, *, start_timeout: float = 5.0, test_timeout: fl
 
 def _level(v: Executability) -> tuple[int, str]:
     if not v.installs:
-        return 1, f"does not install: {v.checks['install']}"
+        return 1, f"does not import: {v.checks['install']}"
     if not v.starts:
-        return 2, f"installs, does not start: {v.checks['start']}"
-    if not v.tests_pass:
-        return 3, f"starts ({v.checks['start']}), its tests do not pass: {v.checks['tests']}"
-    return 4, f"its tests pass ({v.checks['tests']}) and it starts ({v.checks['start']})"
+        return 2, f"imports, does not start: {v.checks['start']}"
+    accepted = v.checks.get("acceptance", "no acceptance checks")
+    if v.acceptance_total and v.acceptance_passed * 2 < v.acceptance_total:
+        return 2, f"starts, but acceptance: {accepted}"
+    own = _own_tests(v)
+    if v.acceptance_passed < v.acceptance_total or own:
+        return 3, f"starts, acceptance: {accepted}; " + (own or "its own tests pass")
+    return 4, f"acceptance: {accepted}; its own tests pass ({v.checks['tests']}) and assert behaviour"
+
+
+def _own_tests(v: Executability) -> str:
+    """Why the repository's own tests do not count (empty when they do)."""
+    if not v.tests_pass or v.tests_passed == 0:
+        return f"its own tests do not pass: {v.checks['tests']}"
+    if v.asserting_tests < MIN_ASSERTING_TESTS:
+        return f"its tests pass but only {v.asserting_tests} test functions assert (at least {MIN_ASSERTING_TESTS})"
+    if not v.tests_notice_gutting:
+        return "its tests still pass with every function body replaced by `raise NotImplementedError`"
+    return ""
 
 
 # ---------------------------------------------------------------------------------------------- running
@@ -325,6 +377,11 @@ class TaskResult(JsonRecord):
     tests_pass: bool = False
     entry: str | None = None
     checks: dict[str, str] = field(default_factory=dict)
+    acceptance_passed: int = 0
+    acceptance_total: int = 0
+    acceptance: list[str] = field(default_factory=list)
+    asserting_tests: int = 0
+    tests_notice_gutting: bool | None = None
     tokens_in: int = 0
     tokens_out: int = 0
     model_calls: int = 0
@@ -406,7 +463,9 @@ def run_task(
     repo = repo_dir(out_dir, task)
     values, stopped, resumed = _company_run(task, settings, repo, saver, console)
     run_s = time.perf_counter() - began
-    verdict = score_repository(repo, start_timeout=settings.start_timeout, test_timeout=settings.test_timeout)
+    verdict = score_repository(
+        repo, start_timeout=settings.start_timeout, test_timeout=settings.test_timeout, checks=task.checks
+    )
     pool = values.get("pool") or []
     delivery = next((m.payload for m in reversed(pool) if isinstance(m.payload, Delivery)), None)
     test_runs = sum(1 for m in pool if m.kind == RUN_TESTS and isinstance(m.payload, QAReport))
@@ -424,6 +483,11 @@ def run_task(
         tests_pass=verdict.tests_pass,
         entry=verdict.entry,
         checks=verdict.checks,
+        acceptance_passed=verdict.acceptance_passed,
+        acceptance_total=verdict.acceptance_total,
+        acceptance=verdict.acceptance,
+        asserting_tests=verdict.asserting_tests,
+        tests_notice_gutting=verdict.tests_notice_gutting,
         tokens_in=totals.input_tokens,
         tokens_out=totals.output_tokens,
         model_calls=totals.calls,
@@ -475,6 +539,8 @@ class SoftwareSummary:
     code_lines: int
     test_lines: int
     debug_attempts: int
+    acceptance_passed: int
+    acceptance_total: int
     task_seconds: float
     """Summed over the scored tasks (every attempt of each)."""
     wall_seconds: float
@@ -515,6 +581,8 @@ def summarize(
         code_lines=sum(r.code_lines for r in chosen),
         test_lines=sum(r.test_lines for r in chosen),
         debug_attempts=sum(r.debug_attempts for r in chosen),
+        acceptance_passed=sum(r.acceptance_passed for r in chosen),
+        acceptance_total=sum(r.acceptance_total for r in chosen),
         task_seconds=round(sum(r.seconds for r in chosen), 1),
         wall_seconds=round(wall_seconds, 1),
         settings=settings.identity(),
@@ -556,20 +624,23 @@ def render_markdown(summary: SoftwareSummary, results: Sequence[TaskResult]) -> 
         f"- lines: {s.code_lines} of code, {s.test_lines} of tests; mean output tokens per line of code: "
         + ("n/a" if s.mean_tokens_per_line is None else f"{s.mean_tokens_per_line:.1f}"),
         f"- debug rounds: {s.debug_attempts}",
+        f"- acceptance checks passed: {s.acceptance_passed} of {s.acceptance_total}"
+        + (f" ({s.acceptance_passed / s.acceptance_total:.0%})" if s.acceptance_total else ""),
         f"- time: {s.task_seconds:.1f} s summed over the scored tasks ({s.task_seconds / per_task:.1f} s each); "
         f"{s.wall_seconds:.1f} s wall for this invocation",
         "- settings: " + ", ".join(f"{k}={v}" for k, v in s.settings.items()),
         "",
         "## Per task",
         "",
-        "| task | category | score | why | tokens in / out | calls | code lines | test lines | tokens/line "
-        "| seconds | debug | outcome |",
-        "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| task | category | score | acceptance | why | tokens in / out | calls | code lines | test lines "
+        "| tokens/line | seconds | debug | outcome |",
+        "|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in results:
         per_line = "n/a" if r.tokens_per_line is None else f"{r.tokens_per_line:.1f}"
         lines.append(
-            f"| {r.task_id} | {r.category} | {r.score} | {_cell(r.reason)[:300]} | {r.tokens_in} / {r.tokens_out} "
+            f"| {r.task_id} | {r.category} | {r.score} | {r.acceptance_passed}/{r.acceptance_total} "
+            f"| {_cell(r.reason)[:300]} | {r.tokens_in} / {r.tokens_out} "
             f"| {r.model_calls} | {r.code_lines} | {r.test_lines} | {per_line} | {r.seconds:.1f} "
             f"| {r.debug_attempts} | {_cell(r.outcome)} |"
         )

@@ -14,6 +14,9 @@ from sopgraph.nodes.llm import register_model, unregister_model
 from sopgraph.nodes.scripted import ScriptedChatModel
 from sopgraph.tools.persistence import PersistenceError, open_checkpointer
 
+collect_ignore_glob = ["reference/*"]
+"""Reference solutions of the software tasks (their own tests run only when the eval scores them)."""
+
 POSTGRES_URL = os.environ.get("SOPGRAPH_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 
 

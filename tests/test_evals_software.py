@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import shutil
 import tomllib
 from collections import Counter
 from dataclasses import dataclass, field
@@ -122,7 +123,13 @@ def test_a_server_that_keeps_running_starts_and_failing_tests_keep_it_at_3(tmp_p
     assert (verdict.tests_passed, verdict.tests_failed) == (0, 1)
 
 
-@pytest.mark.parametrize(("test", "score"), [(PASSING, 4), (FAILING, 3)])
+PASSING_THREE = (
+    PASSING
+    + "\n\ndef test_add_zero():\n    assert add(0, 3) == 3\n\n\ndef test_add_negative():\n    assert add(-1, 1) == 0\n"
+)
+
+
+@pytest.mark.parametrize(("test", "score"), [(PASSING_THREE, 4), (PASSING, 3), (FAILING, 3)])
 def test_passing_tests_make_4_failing_ones_3(tmp_path: Path, test: str, score: int) -> None:
     main = guarded("print(add(2, 3))", "from calc import add")
     root = repo(tmp_path, {"calc.py": ADD, "main.py": main, "tests/test_calc.py": test})
@@ -405,8 +412,8 @@ def test_cli_runs_the_tasks_and_writes_results_and_report(scripted: Scripted, tm
     assert "✓ product_manager" in err  # the company's own progress, per node
     summary = (out / "summary.md").read_text()
     assert (
-        "| 4 | its own tests pass | 1 | 50.0% |" in summary
-        and "| 2 | installs, does not start | 1 | 50.0% |" in summary
+        f"| 4 | {software.LEVELS[4]} | 1 | 50.0% |" in summary
+        and f"| 2 | {software.LEVELS[2]} | 1 | 50.0% |" in summary
     )
     assert "| adder | cli | 4 |" in summary and "mean score: 3.00" in summary and "![scores](scores.png)" in summary
     assert (out / "scores.png").stat().st_size > 0
@@ -430,3 +437,40 @@ def test_cli_errors_are_one_line(tmp_path: Path, cli) -> None:  # type: ignore[n
     code, _, err = cli("eval", "software", "--limit", "1", "--model", "nonsense-model", "--out", str(tmp_path / "o"))
     assert code == 1 and "unknown model name" in err
     assert not (tmp_path / "o").exists()
+
+
+# -- acceptance checks and the stricter levels ----------------------------------------------------------------
+
+REFERENCE = Path(__file__).parent / "reference"
+
+
+def task_checks(task_id: str) -> tuple[Any, ...]:
+    (task,) = [t for t in load_tasks() if t.id == task_id]
+    return task.checks
+
+
+@pytest.mark.parametrize("task_id", sorted(p.name for p in REFERENCE.iterdir() if p.is_dir()))
+def test_a_reference_solution_passes_every_acceptance_check_and_scores_4(tmp_path: Path, task_id: str) -> None:
+    shutil.copytree(REFERENCE / task_id, tmp_path / task_id)
+    verdict = score_repository(tmp_path / task_id, start_timeout=3.0, checks=task_checks(task_id))
+    assert verdict.acceptance_total >= 4 and verdict.acceptance_passed == verdict.acceptance_total, verdict.acceptance
+    assert verdict.score == 4, verdict.reason
+    assert verdict.asserting_tests == 3 and verdict.tests_notice_gutting is True
+
+
+def test_a_program_that_only_prints_a_file_does_not_score_3(tmp_path: Path) -> None:
+    cat = "import sys\n\nif __name__ == '__main__' and len(sys.argv) > 1:\n    print(open(sys.argv[1]).read())\n"
+    verdict = score_repository(repo(tmp_path, {"main.py": cat}), start_timeout=3.0, checks=task_checks("todo_list"))
+    assert verdict.starts and verdict.acceptance_passed <= 1 and verdict.score == 2, verdict.reason
+
+
+def test_empty_or_toothless_tests_never_make_4(tmp_path: Path) -> None:
+    shutil.copytree(REFERENCE / "todo_list", tmp_path / "a")
+    (tmp_path / "a/tests/test_main.py").write_text("")
+    verdict = score_repository(tmp_path / "a", start_timeout=3.0, checks=task_checks("todo_list"))
+    assert verdict.acceptance_passed == verdict.acceptance_total and verdict.score == 3, verdict.reason
+    shutil.copytree(REFERENCE / "todo_list", tmp_path / "b")
+    toothless = "from main import run\n\n\ndef test_a():\n    assert run\n\n\ndef test_b():\n    assert 1\n\n\n"
+    (tmp_path / "b/tests/test_main.py").write_text(toothless + "def test_c():\n    assert True\n")
+    verdict = score_repository(tmp_path / "b", start_timeout=3.0, checks=task_checks("todo_list"))
+    assert verdict.tests_pass and verdict.tests_notice_gutting is False and verdict.score == 3, verdict.reason
