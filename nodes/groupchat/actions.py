@@ -38,6 +38,10 @@ from sopgraph.state.pool import Message
 
 Warnings = list[ClampWarning]
 
+HYGIENE_REASKS = 1
+"""One targeted re-ask for a defective line, then clean-up: a small model asked a third time mostly says the
+same thing again, and every re-ask is a model call."""
+
 
 def favourite(scenario: Scenario, persona: Persona, legal: Sequence[str], salt: str) -> str:
     """The legal id the character likes most; ties broken by the scenario seed (the clamp for choices)."""
@@ -172,6 +176,7 @@ def speak(
         where=where,
         check=check,
         fallback=fallback,
+        reasks=min(HYGIENE_REASKS, player.ctx.max_reasks),
     )
     text, cut = limit_words(prompts.clean(reply.speech, name, instruction), words)
     if cut:

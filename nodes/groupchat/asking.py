@@ -110,11 +110,13 @@ def ask(
     fallback: Callable[[T | None], T],
     check: Callable[[T], list[str]] | None = None,
     describe: Callable[[T], str] = lambda v: v.model_dump_json()[:200],
+    reasks: int | None = None,
 ) -> tuple[T, list[ClampWarning]]:
     """A valid answer, or a clamped one with a warning.
 
     Type and enum errors are re-asked by the gateway (or the human loop); `check` finds range problems,
-    which are re-asked here with the problems spelled out; whatever is still wrong goes to `fallback`.
+    which are re-asked here with the problems spelled out (`reasks` times, default `Context.max_reasks`);
+    whatever is still wrong goes to `fallback`.
     """
     try:
         value = player.ask(schema, prompt, system, action)
@@ -123,7 +125,7 @@ def ask(
         return fixed, [where.warning(action, str(exc), describe(fixed))]
     if check is None:
         return value, []
-    for _ in range(player.ctx.max_reasks):
+    for _ in range(player.ctx.max_reasks if reasks is None else reasks):
         problems = check(value)
         if not problems:
             return value, []
