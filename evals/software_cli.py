@@ -45,7 +45,7 @@ def software(
         60.0
     ),
 ) -> None:
-    """Software tasks built by the company, scored 1-4 (installs, starts, tests pass), with tokens and lines."""
+    """Software tasks built by the company, scored 1-4 (imports, starts, acceptance checks, own tests)."""
     from sopgraph.evals import software as sw
     from sopgraph.state.context import Context
 

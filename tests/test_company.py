@@ -157,6 +157,8 @@ def test_full_sop_runs_in_order_and_delivers_a_tested_repository(company, tmp_pa
     assert "3. `main.py`" in tasks_md and "| `main.py` | `calc.py`, `fmt.py` |" in tasks_md
     readme = (out_dir / "README.md").read_text()
     assert "# calculator" in readme and "python main.py" in readme and "passed on attempt 1" in readme
+    story = "- As a user, I want to add two numbers so that I get their sum"
+    assert f"## Use\n\n{story}\n  - `python main.py --help`" in readme  # how to use each user story
     manifest = json.loads((out_dir / "docs/sopgraph.json").read_text())
     assert manifest["requirements"] == [IDEA] and manifest["files"] == ["calc.py", "fmt.py", "main.py"]
     assert "| 1 | 3 | 0 | 0 |" in (out_dir / "docs/test_report.md").read_text()
