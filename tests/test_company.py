@@ -556,6 +556,12 @@ def test_incremental_change_updates_documents_and_code(company, tmp_path: Path) 
     script.prd = prd(extra="remember past results in a history")
     script.design = design(files)
     script.plan = plan(files)
+    script.plan["logic_analysis"][-1] = {  # main.py's task changes; calc.py's and fmt.py's do not
+        "file": "main.py",
+        "description": "parse argv, call add, print, and keep the history in store",
+        "depends_on": ["calc.py", "fmt.py", "store.py"],
+    }
+    before = {p: (out_dir / p).read_bytes() for p in ("calc.py", "fmt.py", "tests/test_calc.py", "tests/test_fmt.py")}
     values = invoke(compiled(), company_input(change, out_dir=out_dir, max_review_rounds=0), config(), name)
     seen = kinds(values)
     assert {EXISTING_PRD, EXISTING_DESIGN, EXISTING_TASKS}.issubset(seen) and seen.count(EXISTING_CODE) == 5
@@ -566,8 +572,12 @@ def test_incremental_change_updates_documents_and_code(company, tmp_path: Path) 
     (pm_prompt,) = new("product_manager")
     assert "Current PRD" in pm_prompt and "add numbers from the command line" in pm_prompt and change in pm_prompt
     assert "Current design" in new("architect")[0] and "Current tasks" in new("project_manager")[0]
-    (calc_prompt,) = [p for p in new("engineer") if "Write `calc.py`" in p]
-    assert "Current content of calc.py" in calc_prompt and "def sub(a, b)" in calc_prompt
+    # Only the files the change touches are rewritten: the others are byte-identical and cost no model call.
+    assert not [p for p in new("engineer") if "Write `calc.py`" in p or "Write `fmt.py`" in p]
+    assert not [p for p in new("qa") if "test_calc.py" in p or "test_fmt.py" in p]
+    assert {p: (out_dir / p).read_bytes() for p in before} == before
+    (main_prompt,) = [p for p in new("engineer") if "Write `main.py`" in p]
+    assert "Current content of main.py" in main_prompt and "keep the history in store" in main_prompt
     (store_prompt,) = [p for p in new("engineer") if "Write `store.py`" in p]
     assert "Current content" not in store_prompt
     assert (out_dir / "store.py").read_text() == "HISTORY = []\n"

@@ -29,6 +29,10 @@ ENTRY_STEMS = frozenset({"main", "app", "cli", "run", "__main__"})
 """Modules that start the program: they import the others, and are not unit-tested on their own."""
 
 
+UNTOUCHED = "unchanged: the new requirement does not touch its task"
+"""The note of a file an incremental run keeps as it was (no model call)."""
+
+
 @dataclass(frozen=True)
 class Role:
     """A company role: who it is, what it is for, what it must not do, and what it watches."""

@@ -18,6 +18,7 @@ from langgraph.types import Command, Send
 
 from sopgraph.nodes.company import qa
 from sopgraph.nodes.company.common import (
+    UNTOUCHED,
     Role,
     every,
     fence,
@@ -32,6 +33,7 @@ from sopgraph.nodes.company.repository import render, write_docs
 from sopgraph.nodes.repair import Verdict
 from sopgraph.state.company import (
     EXISTING_CODE,
+    EXISTING_TASKS,
     REVIEW_CODE,
     RUN_TESTS,
     WRITE_CODE,
@@ -62,7 +64,9 @@ ROLE = Role(
         "asked for, in one ```python block"
     ),
     watches=Subscription(
-        kinds=frozenset({WRITE_TASKS, WRITE_DESIGN, WRITE_CODE, REVIEW_CODE, EXISTING_CODE, WRITE_TEST, RUN_TESTS}),
+        kinds=frozenset(
+            {WRITE_TASKS, EXISTING_TASKS, WRITE_DESIGN, WRITE_CODE, REVIEW_CODE, EXISTING_CODE, WRITE_TEST, RUN_TESTS}
+        ),
         own=True,
     ),
 )
@@ -114,6 +118,9 @@ def engineer(state: dict[str, Any], runtime: Runtime[Context]) -> Command[Any]:
     jobs: list[FileJob] = []
 
     missing = [f for f in plan.task_list if f not in code]
+    kept = _untouched(plan, latest(seen, TaskPlan, [EXISTING_TASKS]), existing, missing, code)
+    code = {**code, **{m.payload.path: m.payload for m in kept if isinstance(m.payload, CodeFile)}}
+    missing = [f for f in missing if f not in code]
     if missing:
         for path in missing:
             task = plan.task_for(path)
@@ -151,14 +158,45 @@ def engineer(state: dict[str, Any], runtime: Runtime[Context]) -> Command[Any]:
                     note=f"rewrite after review round {version - 1}",
                 )
             )
+    update = {"pool": kept} if kept else None
     if not jobs:
-        return Command(goto="code_review")
+        return Command(update=update, goto="code_review")
     if not state.get("parallel", True):
         jobs = jobs[:1]
     # Check the budget here, once: workers then never pause in parallel (one resume answers one pause).
     ROLE.gateway(state, runtime).check_budget()
     so_far = spent(state)
-    return Command(goto=[Send("write_code", {"job": job.model_copy(update={"spent": so_far})}) for job in jobs])
+    sends = [Send("write_code", {"job": job.model_copy(update={"spent": so_far})}) for job in jobs]
+    return Command(update=update, goto=sends)
+
+
+def _untouched(
+    plan: TaskPlan, old: TaskPlan | None, existing: dict[str, CodeFile], missing: list[str], code: dict[str, CodeFile]
+) -> list[Message]:
+    """Incremental mode: the existing files whose task, dependencies and dependencies' code are unchanged,
+    published as they are (no model call), so an update rewrites only the files the requirement touches."""
+    if old is None:
+        return []
+    same: dict[str, CodeFile] = {}
+    progress = True
+    while progress:  # a file stays only if everything it imports stayed too
+        progress = False
+        for path in missing:
+            task, before, current = plan.task_for(path), old.task_for(path), existing.get(path)
+            if path in same or task is None or before is None or current is None:
+                continue
+            if task.description != before.description or set(task.depends_on) != set(before.depends_on):
+                continue
+            if all(
+                d in same or (d in code and d in existing and code[d].content == existing[d].content)
+                for d in task.depends_on
+            ):
+                same[path] = CodeFile(path=path, content=current.content, version=1, note=UNTOUCHED)
+                progress = True
+    return [
+        Message(sender=ROLE.name, kind=WRITE_CODE, content=f"{path} v1: {UNTOUCHED}", payload=doc)
+        for path, doc in same.items()
+    ]
 
 
 write_code = file_worker(ROLE, WRITE_CODE)

@@ -14,7 +14,7 @@ from typing import Any
 from langgraph.runtime import Runtime
 from langgraph.types import Command, Send
 
-from sopgraph.nodes.company.common import Role, fence, file_worker, latest, latest_files, spent
+from sopgraph.nodes.company.common import UNTOUCHED, Role, fence, file_worker, latest, latest_files, spent
 from sopgraph.nodes.company.repository import materialize, target_dir
 from sopgraph.state.company import (
     ARBITRATE,
@@ -27,6 +27,7 @@ from sopgraph.state.company import (
     WRITE_TASKS,
     WRITE_TEST,
     Arbitration,
+    CodeFile,
     FileJob,
     QAReport,
     SystemDesign,
@@ -86,11 +87,16 @@ def qa(state: dict[str, Any], runtime: Runtime[Context]) -> Command[Any]:
     written = latest_files(seen, [WRITE_TEST])
     existing = latest_files(seen, [EXISTING_CODE])
     jobs: list[FileJob] = []
+    kept: list[Message] = []
     for path in modules_to_test([p for p in design.file_list if p in code]):
         test_path = path_of_tests(path)
         if test_path in written:
             continue
         current = existing.get(test_path)
+        if current is not None and code[path].note == UNTOUCHED:  # its module is unchanged: so are its tests
+            doc = CodeFile(path=test_path, content=current.content, version=1, note=UNTOUCHED)
+            kept.append(Message(sender=ROLE.name, kind=WRITE_TEST, content=f"{test_path} v1: {UNTOUCHED}", payload=doc))
+            continue
         prompt = WRITE_TESTS.format(
             prd=clip(prd.brief(), 2000) if prd else "(none)",
             design=design.implementation_approach,
@@ -111,13 +117,15 @@ def qa(state: dict[str, Any], runtime: Runtime[Context]) -> Command[Any]:
                 subject_code=code[path].content,
             )
         )
+    update = {"pool": kept} if kept else None
     if not jobs:
-        return Command(goto="run_tests")
+        return Command(update=update, goto="run_tests")
     if not state.get("parallel", True):
         jobs = jobs[:1]
     ROLE.gateway(state, runtime).check_budget()
     so_far = spent(state)
-    return Command(goto=[Send("write_test", {"job": job.model_copy(update={"spent": so_far})}) for job in jobs])
+    sends = [Send("write_test", {"job": job.model_copy(update={"spent": so_far})}) for job in jobs]
+    return Command(update=update, goto=sends)
 
 
 write_test = file_worker(ROLE, WRITE_TEST)
