@@ -474,3 +474,10 @@ def test_empty_or_toothless_tests_never_make_4(tmp_path: Path) -> None:
     (tmp_path / "b/tests/test_main.py").write_text(toothless + "def test_c():\n    assert True\n")
     verdict = score_repository(tmp_path / "b", start_timeout=3.0, checks=task_checks("todo_list"))
     assert verdict.tests_pass and verdict.tests_notice_gutting is False and verdict.score == 3, verdict.reason
+
+
+def test_every_packaged_task_has_four_to_eight_checks_and_a_reference_solution() -> None:
+    tasks = load_tasks()
+    assert all(4 <= len(t.checks) <= 8 for t in tasks), [(t.id, len(t.checks)) for t in tasks]
+    assert {p.name for p in REFERENCE.iterdir() if p.is_dir()} == {t.id for t in tasks}
+    assert not any(c.name in t.prompt for t in tasks for c in t.checks if len(c.name) > 12)  # checks stay hidden
