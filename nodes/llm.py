@@ -383,20 +383,35 @@ class ModelGateway:
             latency_s=before.latency_s + mine.latency_s,
         )
 
-    def over_budget(self) -> str | None:
+    def estimate(self, messages: Sequence[BaseMessage]) -> int:
+        """Tokens the next call will likely use: its prompt (about 4 characters a token) and a reply as long
+        as this run's replies have been on average."""
         spent = self.spent()
-        if self.ctx.budget_tokens is not None and spent.total_tokens >= self.ctx.budget_tokens:
-            return f"token budget spent: {spent.total_tokens} of {self.ctx.budget_tokens} tokens"
+        prompt = sum(len(str(m.content)) for m in messages) // 4
+        return prompt + (spent.output_tokens // spent.calls if spent.calls else 0)
+
+    def over_budget(self, upcoming: int = 0) -> str | None:
+        """Why the next call may not be made (`upcoming`: its estimated tokens), or None."""
+        spent = self.spent()
+        if self.ctx.budget_tokens is not None and spent.total_tokens + upcoming >= self.ctx.budget_tokens:
+            if spent.total_tokens >= self.ctx.budget_tokens or not upcoming:
+                return f"token budget spent: {spent.total_tokens} of {self.ctx.budget_tokens} tokens"
+            return (
+                f"token budget spent: {spent.total_tokens} of {self.ctx.budget_tokens} tokens used, "
+                f"and the next call needs about {upcoming}"
+            )
         if self.ctx.budget_usd is not None and spent.cost_usd >= self.ctx.budget_usd:
             return f"dollar budget spent: ${spent.cost_usd:.4f} of ${self.ctx.budget_usd:.4f}"
         return None
 
-    def check_budget(self) -> None:
-        """Pause the run (interrupt) when the budget is spent; resuming with a larger budget continues."""
+    def check_budget(self, messages: Sequence[BaseMessage] = ()) -> None:
+        """Pause the run (interrupt) when the budget is spent, or would be by the call about to be made with
+        `messages`; resuming with a larger budget continues."""
         from langgraph.types import interrupt
 
+        upcoming = self.estimate(messages) if messages else 0
         # A resume answers one interrupt; if the resumed run's context still has no room, pause again.
-        while (reason := self.over_budget()) is not None:
+        while (reason := self.over_budget(upcoming)) is not None:
             interrupt({"reason": "budget", "message": reason, "role": self.role})
 
     # -- calls --------------------------------------------------------------------------------------
@@ -449,8 +464,8 @@ class ModelGateway:
         raise AssertionError("unreachable")
 
     def text(self, prompt: str | Sequence[BaseMessage], *, system: str | None = None) -> str:
-        self.check_budget()
         messages = as_messages(prompt, system)
+        self.check_budget(messages)
         self.progress(f"{self.role} waits for {self.model_name}")
         start = time.perf_counter()
         reply = self._invoke(lambda model: model, messages)
@@ -460,8 +475,8 @@ class ModelGateway:
 
     def structured(self, schema: type[T], prompt: str | Sequence[BaseMessage], *, system: str | None = None) -> T:
         """A validated `schema` instance; invalid replies go back with the error, then StructuredOutputError."""
-        self.check_budget()
         messages = as_messages(prompt, system)
+        self.check_budget(messages)
         method = self.provider.structured_method()
         self.progress(f"{self.role} waits for {self.model_name} ({schema.__name__})")
 

@@ -20,6 +20,8 @@ def test_demo_json_and_runs_status(tmp_path: Path, cli) -> None:
     code, out, _ = cli("demo", "--model", "scripted", "--budget-tokens", "150", "--db", db, "--json")
     paused = json.loads(out)
     assert code == 4 and paused["result"] == "paused" and paused["interrupts"][0]["reason"] == "budget"
+    used = paused["usage"]["input_tokens"] + paused["usage"]["output_tokens"]
+    assert 0 < used <= 150  # paused before the call that would exceed it (it used to stop at 334)
 
     code, out, _ = cli("runs", "--db", db, "--json")
     rows = {r["run"]: r for r in json.loads(out)}
