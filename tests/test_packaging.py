@@ -125,3 +125,12 @@ def test_every_source_folder_is_an_installed_package() -> None:
             if package not in listed:
                 missing.append(package)
     assert not missing, f"not in [tool.setuptools] packages: {sorted(set(missing))}"
+
+
+def test_constraints_pin_every_base_dependency() -> None:
+    """constraints.txt (a fresh base venv's pip freeze) must be refreshed when a base dependency is added."""
+    pinned = {
+        _name(line) for line in (ROOT / "constraints.txt").read_text().splitlines() if line and not line.startswith("#")
+    }
+    missing = {_name(r) for r in _project()["dependencies"]} - pinned
+    assert not missing, f"not in constraints.txt: {sorted(missing)}"
