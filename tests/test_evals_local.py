@@ -24,3 +24,16 @@ def test_two_humaneval_problems_end_to_end(local_model_name: str, tmp_path: Path
     for problem in problems:
         assert defines_function(records[problem.task_id]["code_without_feedback"], problem.entry_point)
     print(f"\nlocal HumanEval/53+23: pass@1 {s.pass1_without_feedback} -> {s.pass1_with_feedback}, {s.item_seconds} s")
+
+
+def test_the_qwen_prompt_style_completes_a_prefilled_fence(local_model_name: str, tmp_path: Path) -> None:
+    from sopgraph.evals import prefill
+
+    problem = humaneval.load_problems(style="qwen")[53]  # add(x, y)
+    settings = EvalSettings(
+        benchmark="humaneval", model=local_model_name, feedback=False, prompt_style="qwen", system=prefill.SYSTEM
+    )
+    s = run_eval([problem], settings, tmp_path).summary
+    [record] = map(json.loads, (tmp_path / "results.jsonl").read_text().splitlines())
+    assert s.scored == 1 and s.tokens_in > 50 and s.tokens_out > 0  # usage from the completions endpoint
+    assert record["replies"][0].startswith("```python\n") and defines_function(record["code_without_feedback"], "add")
