@@ -64,7 +64,9 @@ class PrefillSampler:
         self.role = role
         self.records = records
         self.provider = provider_of(model)
-        if self.provider == "openai" and not os.environ.get("OPENAI_BASE_URL"):
+        if self.provider not in ("local", "scripted", "openai") or (
+            self.provider == "openai" and not os.environ.get("OPENAI_BASE_URL")
+        ):
             raise ModelError(f"{model}: the qwen prompt style needs a raw completions endpoint (set OPENAI_BASE_URL)")
         self._lock = threading.Lock()
 
