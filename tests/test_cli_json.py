@@ -57,3 +57,15 @@ def test_errors_exit_1_and_usage_errors_exit_2(cli) -> None:
     assert code == 1 and out == "" and "unknown model name" in err
     code, _, _ = cli("demo", "--max-revisions", "many")
     assert code == 2
+
+
+def test_groupchat_json(tmp_path: Path, cli) -> None:
+    report = tmp_path / "story.html"
+    code, out, err = cli(
+        "groupchat", "court", "--model", "scripted", "--rounds", "1", "--ablate", "meeting,private_chat,group_chat",
+        "--db", "memory", "--report", str(report), "--json",
+    )  # fmt: skip
+    data = json.loads(out)
+    assert code == 0 and data["graph"] == "groupchat" and data["result"] == "done", err
+    assert data["report"] == str(report) and report.is_file()
+    assert set(data["outcome"]) >= {"winner", "tallies", "rule"}
