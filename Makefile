@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 IDEA ?= a command-line todo list kept in todo.json: python main.py add TEXT adds an item, list prints the items numbered from 1 with [x] before done ones and [ ] before open ones, done N marks item N done, remove N deletes it
-EXTRAS ?= local,postgres,draw,evals,dev
+EXTRAS ?= local,postgres,draw,evals,server,dev
 
 # ../shared/wheels holds a prebuilt llama-cpp-python wheel: a cache only, the build works without it.
 SHARED_WHEELS := $(wildcard $(CURDIR)/../shared/wheels)
