@@ -7,12 +7,14 @@
 | usage     | 2         | bad command-line usage or option                                         |
 | gave up   | 3         | the run finished without success (company: tests still failing)          |
 | paused    | 4         | the run waits: for an answer (human review) or a larger budget           |
-| stopped   | -         | (in `runs` only) not finished and not waiting: crashed, killed or live   |
+| running   | -         | (in `runs` only) a live process executes it (it holds the run's lease)   |
+| stopped   | -         | (in `runs` only) not finished, not waiting, nobody running it: resume it |
 """
 
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,9 +24,10 @@ from pydantic import BaseModel
 from sopgraph.graphs import runner
 from sopgraph.graphs.registry import GRAPHS
 from sopgraph.state.usage import UsageTotals
+from sopgraph.tools.persistence import lease_store
 
-DONE, GAVE_UP, PAUSED, STOPPED = "done", "gave up", "paused", "stopped"
-EXIT_CODES = {DONE: 0, GAVE_UP: 3, PAUSED: 4, STOPPED: 1}
+DONE, GAVE_UP, PAUSED, STOPPED, RUNNING = "done", "gave up", "paused", "stopped", "running"
+EXIT_CODES = {DONE: 0, GAVE_UP: 3, PAUSED: 4, STOPPED: 1, RUNNING: 1}
 ERROR_EXIT, USAGE_EXIT = 1, 2
 
 
@@ -115,8 +118,11 @@ def statuses(saver: BaseCheckpointSaver) -> list[RunStatus]:
             values = dict(snapshot.values)
             if runner.finished(snapshot):
                 result = result_of("done", values)
-            else:
-                result = PAUSED if any(t.interrupts for t in snapshot.tasks) else STOPPED
+            elif any(t.interrupts for t in snapshot.tasks):
+                result = PAUSED
+            else:  # not finished, not waiting: live if a process holds its lease, else crashed or killed
+                holder = lease_store(saver).holder(info.thread_id)
+                result = RUNNING if holder is not None and not holder.gone(time.time()) else STOPPED
             outcome = _outcome_text(values.get("outcome"))
             tokens = UsageTotals.of(values.get("usage") or []).total_tokens
         rows.append(

@@ -69,3 +69,27 @@ def test_groupchat_json(tmp_path: Path, cli) -> None:
     assert code == 0 and data["graph"] == "groupchat" and data["result"] == "done", err
     assert data["report"] == str(report) and report.is_file()
     assert set(data["outcome"]) >= {"winner", "tallies", "rule"}
+
+
+def test_runs_tells_a_stopped_run_from_a_running_one(tmp_path: Path, cli, scripted) -> None:
+    import os
+    import time
+
+    from sopgraph.tools.persistence import Holder, lease_store, open_checkpointer
+
+    name, model = scripted
+    model.fail_calls = frozenset({2})  # the critic's call fails: the run stops after the writer
+    db = str(tmp_path / "s.sqlite")
+    code, _, err = cli("demo", "--model", name, "--db", db)
+    assert code == 1, err
+    code, out, _ = cli("runs", "--db", db, "--json")
+    (row,) = json.loads(out)
+    assert row["result"] == "stopped"
+    with open_checkpointer(db) as saver:
+        now = time.time()
+        assert (
+            lease_store(saver).try_acquire(row["run"], Holder("test", os.getpid(), os.uname().nodename, now, now + 60))
+            is None
+        )
+        code, out, _ = cli("runs", "--db", db, "--json")
+    assert json.loads(out)[0]["result"] == "running"
