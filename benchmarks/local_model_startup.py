@@ -15,11 +15,12 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from typing import Any
 
 
 def chat(base_url: str, alias: str, prompt: str, max_tokens: int) -> tuple[dict[str, Any], float]:
-    from sopgraph.tools import local_model as lm
+    from sopgraph.tools.local_model import server as lms
 
     body = {
         "model": alias,
@@ -27,13 +28,13 @@ def chat(base_url: str, alias: str, prompt: str, max_tokens: int) -> tuple[dict[
         "max_tokens": max_tokens,
         "temperature": 0,
     }
-    req = lm.urllib.request.Request(
+    req = urllib.request.Request(
         f"{base_url}/chat/completions",
         data=json.dumps(body).encode(),
         headers={"Content-Type": "application/json"},
     )
     started = time.perf_counter()
-    with lm._opener.open(req, timeout=600) as resp:
+    with lms._opener.open(req, timeout=600) as resp:
         usage = json.load(resp)["usage"]
     return usage, time.perf_counter() - started
 
@@ -46,6 +47,7 @@ def main() -> None:
     home = args.home or tempfile.mkdtemp(prefix="sopgraph-bench-")
     os.environ["SOPGRAPH_HOME"] = home
     from sopgraph.tools import local_model as lm
+    from sopgraph.tools.local_model import server as lms
 
     rows: list[tuple[str, str]] = []
     try:
@@ -71,7 +73,7 @@ def main() -> None:
         t = time.perf_counter()
         handle = lm.ensure_server(spec)
         start_s = time.perf_counter() - t
-        rss_loaded = lm._rss_bytes(handle.pid) or 0
+        rss_loaded = lms._rss_bytes(handle.pid) or 0
         rows.append(("server start to ready", f"{start_s:.2f} s"))
         rows.append(("server RSS after load", f"{rss_loaded / 1e6:.0f} MB"))
 
@@ -101,7 +103,7 @@ def main() -> None:
                 f"{usage['prompt_tokens'] / pre_s:.0f} tok/s ({usage['prompt_tokens']} tokens)",
             )
         )
-        rss_used = lm._rss_bytes(handle.pid) or 0
+        rss_used = lms._rss_bytes(handle.pid) or 0
         rows.append(("server RSS after requests", f"{rss_used / 1e6:.0f} MB"))
 
         t = time.perf_counter()

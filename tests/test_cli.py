@@ -107,8 +107,8 @@ def test_console_script_is_installed(tmp_path: Path) -> None:
 
 
 def test_corrupt_model_file_is_one_line(tmp_path: Path) -> None:
-    if importlib.util.find_spec("llama_cpp") is None:  # not imported: it leaves /dev/null handles open
-        pytest.skip("llama-cpp-python is not installed (the local extra)")
+    if importlib.util.find_spec("xllamacpp") is None:
+        pytest.skip("xllamacpp is not installed (the local extra)")
     bad = tmp_path / "broken.gguf"
     bad.write_bytes(b"GGUF" + b"\0" * 4096)
     env = {**os.environ, "SOPGRAPH_LOCAL_MODEL_PATH": str(bad), "SOPGRAPH_HOME": str(tmp_path / "home")}

