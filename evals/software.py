@@ -85,7 +85,7 @@ from sopgraph.nodes.llm import StructuredOutputError
 from sopgraph.state.company import RUN_TESTS, Delivery, QAReport
 from sopgraph.state.context import Context
 from sopgraph.state.datafile import read_mapping, validate
-from sopgraph.state.usage import UsageTotals
+from sopgraph.state.usage import UsageRecord, UsageTotals
 from sopgraph.tools import sandbox
 from sopgraph.tools.persistence import open_checkpointer
 from sopgraph.tools.program import MAIN_GUARD, ending, find_entry, import_problem, start, survey
@@ -427,6 +427,7 @@ def _company_run(
     config = runner.run_config(thread)
     resumed = saver.get_tuple(config) is not None
     stopped: str | None = None
+    lost: list[UsageRecord] = []
     try:
         if not resumed:
             if repo.exists():
@@ -445,10 +446,14 @@ def _company_run(
             runner.resume_run(saver, thread, console=console)
     except StructuredOutputError as exc:
         stopped = " ".join(str(exc).split())[:400]
+        lost = exc.usage  # the failing node's requests: LangGraph keeps no write of a node that raised
     snapshot = graph.get_state(config)
     if not runner.finished(snapshot) and stopped is None:
         raise runner.RunError(f"the company run paused before {', '.join(snapshot.next)} (no budget or review is set)")
-    return dict(snapshot.values), stopped, resumed
+    values = dict(snapshot.values)
+    if lost:
+        values["usage"] = [*(values.get("usage") or []), *lost]
+    return values, stopped, resumed
 
 
 def run_task(

@@ -5,7 +5,8 @@ or for a validated pydantic object, re-asks with the validation error a bounded 
 every call in the usage ledger and stops the run resumably (a LangGraph interrupt) when the budget is
 spent. Model names:
 
-- `local`: the embedded llama.cpp server (tools/local_model.py), started on demand;
+- `local`, `local:0.5b`, `local:1.5b`: the embedded llama.cpp server (tools/local_model/), started on demand;
+  `local` is the registry's default model ($SOPGRAPH_LOCAL_MODEL overrides it);
 - `openai:<model>`: OpenAI, or any compatible server through OPENAI_BASE_URL;
 - `<provider>:<model>` for any other provider LangChain's `init_chat_model` knows (`ollama:llama3.2`,
   `anthropic:claude-sonnet-4-5`, ...), with its integration package installed;
@@ -54,7 +55,15 @@ class ModelError(RuntimeError):
 
 
 class StructuredOutputError(ModelError):
-    """The model kept replying with output that does not fit the schema."""
+    """The model kept replying with output that does not fit the schema.
+
+    `usage` holds the ledger records of the failing node's gateway, the failed requests included: the node
+    raises, so LangGraph keeps none of its writes, and whoever reports the stopped run adds these.
+    """
+
+    def __init__(self, message: str, usage: Sequence[UsageRecord] = ()) -> None:
+        super().__init__(message)
+        self.usage = list(usage)
 
 
 _registry: dict[str, Callable[[], BaseChatModel]] = {}
@@ -138,7 +147,7 @@ def _local(name: str, ctx: Context) -> BaseChatModel:
 
     spec_name = name.split(":", 1)[1] if ":" in name else None
     try:
-        server = local_model.ensure_server(spec_name) if spec_name else local_model.ensure_server()
+        server = local_model.ensure_server(spec_name)
     except local_model.LocalModelError as exc:
         raise ModelError(f"local model: {exc}") from exc
     return _openai_model(server.alias, server.base_url, ctx, api_key="sk-local-no-key", loopback=True)
@@ -180,14 +189,15 @@ def _langchain(name: str, ctx: Context) -> BaseChatModel:
 
 
 def _openai_structured_method() -> str:
-    # llama.cpp's server answers `response_format: json_schema` with HTTP 500, but forced function calling
-    # works; OpenAI itself supports strict json_schema.
+    # OpenAI itself supports strict json_schema; an unknown compatible server gets forced function calling,
+    # which nearly all of them implement.
     return "function_calling" if os.environ.get("OPENAI_BASE_URL") else "json_schema"
 
 
 PROVIDERS: dict[str, Provider] = {
     "scripted": Provider("scripted", _scripted, lambda: "function_calling"),
-    "local": Provider("local", _local, lambda: "function_calling", shared_server=True),
+    # llama.cpp's server turns a json_schema response format into a grammar: replies fit it by construction.
+    "local": Provider("local", _local, lambda: "json_schema", shared_server=True),
     "openai": Provider("openai", _openai, _openai_structured_method, priced=True),
     "langchain": Provider("langchain", _langchain, lambda: None),
 }
@@ -222,7 +232,7 @@ def provider_for(model: ModelSpec) -> Provider:
     if sep and rest and (not known or prefix.replace("-", "_").lower() in known):
         return PROVIDERS["langchain"]
     raise ModelError(
-        f"unknown model name {name!r}: use 'local', 'local:<registry name>', 'openai:<model>', 'scripted', "
+        f"unknown model name {name!r}: use 'local', 'local:0.5b', 'local:1.5b', 'openai:<model>', 'scripted', "
         "or '<provider>:<model>' for a LangChain provider (ollama, anthropic, google_genai, ...)"
     )
 
@@ -242,6 +252,22 @@ def provider_of(model: ModelSpec) -> str:
 def structured_method(model: ModelSpec) -> str | None:
     """The structured-output method that works for the model's provider."""
     return provider_for(model).structured_method()
+
+
+def schema_format(schema: type[BaseModel]) -> dict[str, Any]:
+    """The json_schema response format for a pydantic schema, as llama.cpp's server takes it."""
+    doc = (schema.__doc__ or "").strip()
+    return {"name": schema.__name__, "description": doc, "schema": schema.model_json_schema()}
+
+
+def schema_instruction(schema: type[BaseModel]) -> str:
+    """The schema told to the model in words: a grammar constrains the syntax, but only the prompt carries
+    the fields' descriptions (what goes where), which function calling used to show."""
+    compact = json.dumps(schema.model_json_schema(), separators=(",", ":"))
+    return (
+        f"Answer with one JSON object, a {schema.__name__}, that follows this JSON schema "
+        f"(the descriptions say what each field holds):\n{compact}"
+    )
 
 
 def _openai_model(
@@ -475,16 +501,20 @@ class ModelGateway:
 
     def structured(self, schema: type[T], prompt: str | Sequence[BaseMessage], *, system: str | None = None) -> T:
         """A validated `schema` instance; invalid replies go back with the error, then StructuredOutputError."""
+        method = self.provider.structured_method()
+        local = self.provider.name == "local"
+        if local:  # the schema goes with the system prompt, a prefix the server's prompt cache keeps
+            system = f"{system}\n\n{schema_instruction(schema)}" if system else schema_instruction(schema)
         messages = as_messages(prompt, system)
         self.check_budget(messages)
-        method = self.provider.structured_method()
+        target: Any = schema_format(schema) if local else schema
         self.progress(f"{self.role} waits for {self.model_name} ({schema.__name__})")
 
         def build(model: BaseChatModel) -> Any:
             try:
                 if method is None:
-                    return model.with_structured_output(schema, include_raw=True)
-                return model.with_structured_output(schema, method=method, include_raw=True)
+                    return model.with_structured_output(target, include_raw=True)
+                return model.with_structured_output(target, method=method, include_raw=True)
             except NotImplementedError:  # no tool calling: ask for JSON in the prompt and validate it here
                 return _json_prompted(model, schema)
 
@@ -518,7 +548,8 @@ class ModelGateway:
             ]
         self._record(schema.__name__, tin, tout, time.perf_counter() - start, attempts, False)
         raise StructuredOutputError(
-            f"{self.model_name} ({self.role}) gave no valid {schema.__name__} after {attempts} attempts: {error}"
+            f"{self.model_name} ({self.role}) gave no valid {schema.__name__} after {attempts} attempts: {error}",
+            usage=self.records,
         )
 
     def usage_update(self) -> dict[str, list[UsageRecord]]:

@@ -40,6 +40,7 @@ UsageChannel = Annotated[list[UsageRecord], DeltaChannel(append_unique(UsageReco
 
 class UsageTotals(BaseModel):
     calls: int = 0
+    """Requests sent: a structured call that was re-asked counts each attempt."""
     input_tokens: int = 0
     output_tokens: int = 0
     cost_usd: float = 0.0
@@ -53,7 +54,7 @@ class UsageTotals(BaseModel):
     def of(cls, records: Iterable[UsageRecord]) -> UsageTotals:
         totals = cls()
         for r in records:
-            totals.calls += 1
+            totals.calls += max(1, r.attempts)
             totals.input_tokens += r.input_tokens
             totals.output_tokens += r.output_tokens
             totals.cost_usd += r.cost_usd

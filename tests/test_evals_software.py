@@ -384,7 +384,9 @@ def test_a_run_the_model_cannot_carry_on_is_scored_as_it_stands(scripted: Script
     (result,) = outcome.results
     assert result.scored and result.score == 1 and result.outcome == "stopped"
     assert "gave no valid PRD" in (result.stop_reason or "") and "no code" in result.reason
-    assert result.model_calls == 0  # the failed call never reached a checkpoint
+    # every request is in the ledger, the three that failed validation included, though none reached a checkpoint
+    assert result.model_calls == model.calls == 3
+    assert result.tokens_in > 0 and result.tokens_out > 0
 
 
 # -- the command line ----------------------------------------------------------------------------------------

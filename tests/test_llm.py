@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -10,7 +16,14 @@ from langgraph.types import Command
 from pydantic import BaseModel, Field
 
 from sopgraph.graphs.demo import build_demo_graph, demo_input
-from sopgraph.nodes.llm import ModelError, ModelGateway, StructuredOutputError, provider_of, resolve_model
+from sopgraph.nodes.llm import (
+    ModelError,
+    ModelGateway,
+    StructuredOutputError,
+    forget_model,
+    provider_of,
+    resolve_model,
+)
 from sopgraph.nodes.scripted import ScriptedChatModel, ScriptedRequest
 from sopgraph.state.context import Context
 from sopgraph.state.demo import Pitch, Review
@@ -48,24 +61,31 @@ def test_unreachable_endpoint_is_one_line(monkeypatch: pytest.MonkeyPatch) -> No
     assert "\n" not in message and "openai:some-model" in message and "Connection" in message
 
 
-def test_compatible_endpoints_get_the_output_cap_as_max_tokens(monkeypatch: pytest.MonkeyPatch) -> None:
-    """OpenAI-compatible servers (llama.cpp's among them) read `max_tokens`, not `max_completion_tokens`."""
-    import json
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+@dataclass
+class Endpoint:
+    """A loopback OpenAI-compatible server: records request bodies, answers with the queued contents."""
 
-    bodies: list[dict[str, Any]] = []
+    url: str
+    bodies: list[dict[str, Any]] = field(default_factory=list)
+    contents: list[str] = field(default_factory=list)
 
-    class Endpoint(BaseHTTPRequestHandler):
+
+@pytest.fixture
+def endpoint() -> Iterator[Endpoint]:
+    state = Endpoint(url="")
+
+    class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
-            bodies.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            state.bodies.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            content = state.contents.pop(0) if state.contents else "ok"
+            message = {"role": "assistant", "content": content}
             reply = {
                 "id": "x",
                 "object": "chat.completion",
                 "created": 0,
                 "model": "m",
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
-                "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4},
+                "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 30, "completion_tokens": 7, "total_tokens": 37},
             }
             data = json.dumps(reply).encode()
             self.send_response(200)
@@ -77,15 +97,82 @@ def test_compatible_endpoints_get_the_output_cap_as_max_tokens(monkeypatch: pyte
         def log_message(self, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Endpoint)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
+    state.url = f"http://127.0.0.1:{server.server_port}/v1"
     try:
-        monkeypatch.setenv("OPENAI_BASE_URL", f"http://127.0.0.1:{server.server_port}/v1")
-        assert gateway("openai:m", max_output_tokens=77).text("hi") == "ok"
+        yield state
     finally:
         server.shutdown()
         server.server_close()
-    assert bodies and bodies[0]["max_tokens"] == 77
+
+
+def test_compatible_endpoints_get_the_output_cap_as_max_tokens(
+    endpoint: Endpoint, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """OpenAI-compatible servers (llama.cpp's among them) read `max_tokens`, not `max_completion_tokens`."""
+    monkeypatch.setenv("OPENAI_BASE_URL", endpoint.url)
+    assert gateway("openai:m", max_output_tokens=77).text("hi") == "ok"
+    assert endpoint.bodies and endpoint.bodies[0]["max_tokens"] == 77
+
+
+@pytest.fixture
+def local_endpoint(endpoint: Endpoint, monkeypatch: pytest.MonkeyPatch) -> Iterator[Endpoint]:
+    """`local:*` names resolved to the loopback endpoint instead of a llama.cpp server."""
+    from sopgraph.tools import local_model
+
+    asked: list[str | None] = []
+
+    def ensure_server(name: str | None = None, **kwargs: Any) -> local_model.ServerHandle:
+        asked.append(name)
+        spec = local_model.get_spec(name)
+        port = int(endpoint.url.rsplit(":", 1)[1].split("/")[0])
+        return local_model.ServerHandle(endpoint.url, spec.name, port, 0, False, Path("m.gguf"), Path("m.log"))
+
+    monkeypatch.setattr(local_model, "ensure_server", ensure_server)
+    for name in ("local", "local:0.5b", "local:1.5b"):
+        forget_model(name)
+    endpoint.asked = asked  # type: ignore[attr-defined]
+    yield endpoint
+    for name in ("local", "local:0.5b", "local:1.5b"):
+        forget_model(name)
+
+
+def test_local_structured_output_asks_for_json_schema(local_endpoint: Endpoint) -> None:
+    """The embedded server constrains decoding to the schema: no tools, a json_schema response format, and
+    the schema's descriptions in the system prompt (the grammar alone does not tell the model what goes where)."""
+    local_endpoint.contents = [json.dumps({"city": "Oslo", "population": 700_000, "tags": ["fjord"]})]
+    llm = ModelGateway(Context(model="local", models={"engineer": "local:1.5b"}), role="tester")
+    assert llm.structured(Answer, "Which city?", system="You are a geographer.").city == "Oslo"
+    (body,) = local_endpoint.bodies
+    assert "tools" not in body and "tool_choice" not in body
+    fmt = body["response_format"]
+    assert fmt["type"] == "json_schema" and fmt["json_schema"]["name"] == "Answer"
+    assert fmt["json_schema"]["schema"] == Answer.model_json_schema()
+    system = body["messages"][0]
+    assert system["role"] == "system" and system["content"].startswith("You are a geographer.")
+    assert '"population"' in system["content"]
+    assert body["model"] == "qwen2.5-coder-0.5b"
+    ModelGateway(Context(model="local", models={"engineer": "local:1.5b"}), role="engineer").text("hi")
+    assert local_endpoint.bodies[-1]["model"] == "qwen2.5-coder-1.5b"  # per role
+    assert local_endpoint.asked == [None, "1.5b"]  # type: ignore[attr-defined]
+
+
+def test_every_failed_attempt_is_counted_and_travels_with_the_error(local_endpoint: Endpoint) -> None:
+    local_endpoint.contents = ['{"city": "X"}', "not json", '{"city": "Oslo", "population": -1, "tags": []}']
+    llm = gateway("local:0.5b", max_reasks=2)
+    with pytest.raises(StructuredOutputError, match="no valid Answer after 3 attempts") as info:
+        llm.structured(Answer, "Which city?")
+    assert len(local_endpoint.bodies) == 3
+    totals = UsageTotals.of(info.value.usage)
+    assert (totals.calls, totals.input_tokens, totals.output_tokens) == (3, 90, 21)
+    assert info.value.usage == llm.records and not llm.records[-1].ok
+
+
+def test_local_model_names() -> None:
+    assert {provider_of(n) for n in ("local", "local:0.5b", "local:1.5b")} == {"local"}
+    with pytest.raises(ModelError, match="local model: unknown local model '7b'"):
+        resolve_model("local:7b")
 
 
 def test_structured_output_is_schema_valid_and_deterministic(scripted) -> None:  # type: ignore[no-untyped-def]
