@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 IDEA ?= a command-line todo list kept in todo.json: python main.py add TEXT adds an item, list prints the items numbered from 1 with [x] before done ones and [ ] before open ones, done N marks item N done, remove N deletes it
 EXTRAS ?= local,postgres,draw,evals,server,dev
 
-# ../shared/wheels holds a prebuilt llama-cpp-python wheel: a cache only, the build works without it.
+# ../shared/wheels, when present, is a wheel cache only: every dependency installs prebuilt from PyPI without it.
 SHARED_WHEELS := $(wildcard $(CURDIR)/../shared/wheels)
 ifneq ($(SHARED_WHEELS),)
 export PIP_FIND_LINKS := $(abspath $(SHARED_WHEELS)) $(PIP_FIND_LINKS)

@@ -249,7 +249,9 @@ class Result:
     wall_s: float = 0.0
 
 
-def measure(server: str, model: str, threads: int, busy: bool, args: argparse.Namespace, logdir: Path) -> Result:
+def measure(
+    server: str, model: str, threads: int, busy: bool, structured: bool, args: argparse.Namespace, logdir: Path
+) -> Result:
     spec = lm.get_spec(MODELS[model])
     path = lm.install(spec)
     alias = spec.name
@@ -275,7 +277,7 @@ def measure(server: str, model: str, threads: int, busy: bool, args: argparse.Na
             wall, cpu = time.perf_counter() - t0, cpu_seconds(proc.pid) - cpu0
             res.aggregate[conc] = made / wall
             res.per_cpu_s[conc] = made / cpu if cpu > 0 else 0.0
-        if not args.skip_structured and not busy:  # validity does not depend on load
+        if structured:
             items = [(item, seed) for seed in range(args.samples) for item in schema_set()]
             workers = 4 if server == "xllamacpp" else 1
             with ThreadPoolExecutor(workers) as pool:
@@ -337,6 +339,7 @@ def main() -> None:
     ap.add_argument("--servers", default="xllamacpp,llama-cpp-python")
     ap.add_argument("--models", default="0.5b")
     ap.add_argument("--threads", default="1,2")
+    ap.add_argument("--plan", default=None, help="server:threads pairs to run, e.g. xllamacpp:1,llama-cpp-python:2")
     ap.add_argument("--busy", choices=("both", "no", "yes"), default="both")
     ap.add_argument("--tokens", type=int, default=96, help="generated tokens per throughput request")
     ap.add_argument("--ctx", type=int, default=4096, help="context per slot")
@@ -350,21 +353,28 @@ def main() -> None:
     results: list[Result] = []
     print(f"# {' '.join(sys.argv)}\n# cores {os.cpu_count()}, logs in {logdir}")
     print(HEADER, flush=True)
+    plan = (
+        [tuple(p.split(":")) for p in args.plan.split(",")]
+        if args.plan
+        else [(server, t) for server in args.servers.split(",") for t in args.threads.split(",")]
+    )
     for model in args.models.split(","):
-        for server in args.servers.split(","):
+        checked: set[str] = set()  # validity depends on neither threads nor load: once per server and model
+        for server, threads in plan:
             if server == "llama-cpp-python" and not _importable("llama_cpp"):
                 print(f"# {server}: not installed, skipped", flush=True)
                 continue
-            for threads in map(int, args.threads.split(",")):
-                for busy in busy_modes:
-                    with heavy_lock(args.lock):
-                        uptime = Path("/proc/loadavg").read_text().split()[:3]
-                        res = measure(server, model, threads, busy, args, logdir)
-                    results.append(res)
-                    print(row(res) + f"   (loadavg {' '.join(uptime)})", flush=True)
-                    if args.json:
-                        with open(args.json, "a") as fh:
-                            fh.write(json.dumps(res.__dict__) + "\n")
+            for busy in busy_modes:
+                structured = not args.skip_structured and not busy and server not in checked
+                checked.update([server] if structured else [])
+                with heavy_lock(args.lock):
+                    uptime = Path("/proc/loadavg").read_text().split()[:3]
+                    res = measure(server, model, int(threads), busy, structured, args, logdir)
+                results.append(res)
+                print(row(res) + f"   (loadavg {' '.join(uptime)})", flush=True)
+                if args.json:
+                    with open(args.json, "a") as fh:
+                        fh.write(json.dumps(res.__dict__) + "\n")
     print()
     for line in ratios(results):
         print(line)
