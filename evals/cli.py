@@ -34,7 +34,7 @@ Attempts = Annotated[
 Strategy = Annotated[
     str | None,
     typer.Option(
-        "--strategy", help="Repair strategy: none, greedy-repair, resample, repair-sample, mixed (default: mixed)."
+        "--strategy", help="Repair strategy: none, greedy-repair, resample, repair-sample, mixed (default: resample)."
     ),
 ]
 Compare = Annotated[

@@ -139,9 +139,21 @@ def test_a_reply_that_only_repeats_the_stub_is_told_so(scripted: Scripted, tmp_p
     name, model = scripted
     stub = 'def neg(x):\n    """Return -x."""\n'
     model.script = lambda r: fenced(stub if not is_fix_request(r) else stub + "    return -x\n")
-    s = run_eval([NEG], settings_for(name, attempts=1), tmp_path).summary
+    s = run_eval([NEG], settings_for(name, attempts=1, strategy="repair-sample", k=1), tmp_path).summary
     assert "`neg` has no body" in model.requests[1].last
     assert (s.passed_without_feedback, s.passed_with_feedback) == (0, 1)
+
+
+def test_the_default_strategy_resamples_the_original_prompt(scripted: Scripted, tmp_path: Path) -> None:
+    name, model = scripted
+    model.script = toy_script
+    run_eval([DOUBLE], settings_for(name), tmp_path)
+    [record] = lines(tmp_path / "results.jsonl")
+    # The default (resample) never shows the failure: 4 fresh samples per round, identical to the wrong first
+    # answer here, so they are repeats, are not judged, and do not end the loop: both rounds are drawn.
+    assert record["strategy"] == "resample" and record["passed_with_feedback"] is False
+    assert record["attempts_used"] == 2 and model.calls == 1 + 8 and not any(is_fix_request(r) for r in model.requests)
+    assert all(d["repeat"] and d["fresh"] for d in record["by_strategy"]["resample"]["drawn"])
 
 
 def test_without_feedback_one_generation_each(scripted: Scripted, tmp_path: Path) -> None:
@@ -156,7 +168,7 @@ def test_an_infinite_loop_is_contained_and_scored_as_a_fail_with_its_limit(scrip
     name, model = scripted
     spin = problem("spin", "assert spin(1) == 1", "assert spin(1) == 1")
     model.script = lambda r: fenced("def spin(x):\n    while True:\n        pass\n")
-    settings = settings_for(name, attempts=1, limits=SandboxLimits(wall_s=1.5, cpu_s=10))
+    settings = settings_for(name, attempts=1, strategy="mixed", limits=SandboxLimits(wall_s=1.5, cpu_s=10))
     s = run_eval([spin], settings, tmp_path).summary
     assert s.scored == 1 and s.passed_without_feedback == 0 and s.passed_with_feedback == 0
     [record] = lines(tmp_path / "results.jsonl")

@@ -22,7 +22,6 @@ from langchain_core.messages import BaseMessage, HumanMessage
 from sopgraph.nodes.company.common import code_from_reply
 from sopgraph.nodes.llm import ModelGateway
 from sopgraph.nodes.repair import (
-    DEFAULT_STRATEGY,
     Candidate,
     GatewaySampler,
     RepairOutcome,
@@ -37,8 +36,9 @@ from sopgraph.tools.workspace import Workspace
 
 __all__ = ["COMPANY_STRATEGY", "FileRepair", "judge_project", "report_verdict", "repair_code_file"]
 
-COMPANY_STRATEGY: Strategy = get_strategy(DEFAULT_STRATEGY).with_(rounds=1)
-"""One round per debug node; the graph's `max_debug` decides how many debug nodes run."""
+COMPANY_STRATEGY: Strategy = get_strategy("mixed").with_(rounds=1)
+"""Half fix requests (they show the failing tests, which a fresh rewrite from the task never sees), half fresh
+rewrites; one round per debug node, the graph's `max_debug` decides how many debug nodes run."""
 
 
 def report_verdict(report: QAReport) -> Verdict:
