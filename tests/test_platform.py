@@ -20,7 +20,8 @@ def _allow_list() -> list[list[str]]:
 
 
 def test_langgraph_json_allows_exactly_the_state_types() -> None:
-    expected = [list(t) for t in sorted(state_types())]
+    # Other test modules register Document types of their own in this process: only the package's count.
+    expected = [list(t) for t in sorted(state_types()) if t[0].startswith("sopgraph.")]
     assert _allow_list() == expected, "run `make langgraph-json` to refresh langgraph.json"
 
 
