@@ -17,8 +17,8 @@ from sopgraph.graphs.groupchat import build_groupchat_graph, groupchat_input
 from sopgraph.nodes.groupchat.playbook import Playbook, scores, tag
 from sopgraph.nodes.llm import register_model, unregister_model
 from sopgraph.nodes.scripted import ScriptedChatModel, ScriptedRequest
+from sopgraph.scenarios import load_scenario
 from sopgraph.state.context import Context
-from sopgraph.state.groupchat import load_scenario
 
 
 def words(n: int, seed: str) -> str:

@@ -181,8 +181,8 @@ def schema_set() -> list[tuple[type[BaseModel], str, str]]:
     from sopgraph.nodes.company.product_manager import ROLE as PM
     from sopgraph.nodes.company.project_manager import ROLE as PROJECT
     from sopgraph.nodes.company.reviewer import ROLE as REVIEWER
+    from sopgraph.nodes.groupchat import replies as g
     from sopgraph.state import company as c
-    from sopgraph.state import groupchat as g
 
     idea = "a command-line tool that converts temperatures between Celsius and Fahrenheit"
     prd = f"PRD: {idea}. Requirements: convert C to F (P0), convert F to C (P0), reject bad input (P1)."

@@ -32,7 +32,8 @@ from sopgraph.evals.metrics import BITS, NATS, ngram_entropy, word_tokens
 from sopgraph.graphs.groupchat_report import timeline
 from sopgraph.nodes.groupchat import hygiene
 from sopgraph.nodes.groupchat.prompts import INSTRUCTIONS, SILENT
-from sopgraph.state.groupchat import HUMAN, CharacterSpec, Scenario, ScenarioError, Stage, parse_scenario
+from sopgraph.scenarios import ScenarioError, parse_scenario
+from sopgraph.state.groupchat import HUMAN, CharacterSpec, Scenario, Stage
 from sopgraph.state.pool import Message
 
 NEUTRAL = 50

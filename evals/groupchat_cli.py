@@ -91,7 +91,7 @@ def register(eval_app: typer.Typer) -> None:
         from sopgraph.evals.harness import SettingsMismatch
         from sopgraph.graphs import cli
         from sopgraph.nodes.llm import preflight
-        from sopgraph.state.groupchat import ScenarioError
+        from sopgraph.scenarios import ScenarioError
 
         try:
             switches = parse_switches(ablations)

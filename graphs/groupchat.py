@@ -18,21 +18,40 @@ from pathlib import Path
 from typing import Any
 
 from langgraph.graph import END, START, StateGraph
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from sopgraph.graphs.sop import SOPStateGraph, labelled
 from sopgraph.nodes.groupchat import stages
+from sopgraph.scenarios import ScenarioError, load_scenario, parse_scenario
 from sopgraph.state.context import Context
-from sopgraph.state.groupchat import (
-    HUMAN,
-    Ablations,
-    GroupChatInput,
-    GroupChatState,
-    Scenario,
-    ScenarioError,
-    Stage,
-    load_scenario,
-    parse_scenario,
-)
+from sopgraph.state.groupchat import HUMAN, Ablations, GroupChatState, Scenario, Stage
+
+
+class GroupChatInput(BaseModel):
+    """What a group-chat run is asked: a story by packaged name, YAML path or in full, and ablations.
+    Validated before any node runs (the graph's input schema). It is not checkpointed (the compiled graph
+    hands the checkpointer its fields, a Scenario and Ablations), and it loads stories by name, so it lives
+    here, above sopgraph.scenarios, rather than in state/."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    scenario: Scenario | str = Field(
+        description="A packaged story's name (see `sopgraph groupchat --help`), a YAML path, or a whole scenario."
+    )
+    ablations: Ablations = Field(
+        default_factory=Ablations,
+        description="Stages or actions switched off: an object of flags, or a list of names such as ['meeting'].",
+    )
+
+    @field_validator("scenario", mode="after")
+    @classmethod
+    def _load(cls, value: Scenario | str) -> Scenario:
+        return load_scenario(value) if isinstance(value, str) else value
+
+    @field_validator("ablations", mode="before")
+    @classmethod
+    def _names(cls, value: Any) -> Any:
+        return Ablations.of(value) if isinstance(value, (list, tuple)) else value
 
 
 def _turns(turn: str) -> dict[str, str]:

@@ -17,8 +17,9 @@ import typer
 from langgraph.types import Command
 from rich.console import Console
 
+from sopgraph.scenarios import ScenarioError, packaged_scenarios
 from sopgraph.state.context import Context
-from sopgraph.state.groupchat import HUMAN, Ablations, Scenario, ScenarioError, Stage, packaged_scenarios
+from sopgraph.state.groupchat import HUMAN, Ablations, Scenario, Stage
 
 GRAPH = "groupchat"
 REPORTS = Path(".sopgraph") / "reports"

@@ -1,21 +1,22 @@
-"""State, scenario schema and documents of the group-chat simulation (AgentGroupChat's stage machine).
+"""The checkpointed types of the group-chat simulation (AgentGroupChat's stage machine).
 
-A scenario (scenarios/*.yaml) fixes the cast, resources, rules and settings. The run state holds the
-scenario, per-character personas (beliefs, relationships, reflection) in a channel that merges
-per-character patches, and the message pool, where everything said is published with the visibility its
-stage demands. A character's memory is append-only and lives in the pool: its own summaries, reflections
-and persona snapshots, addressed to itself only. Bounds are enforced in one place (`Bounds`), and every
-clamp leaves a `ClampWarning` in the state.
+Everything here is stored in a run's checkpoints, so it stays at `sopgraph.state.groupchat.*` (the
+serializer's allow-list and every saved run name these classes by module): the scenario a run plays (a story
+from scenarios/*.yaml), the ablation switches, per-character personas (beliefs, relationships, reflection)
+in a channel that merges per-character patches, the clamp warnings, the documents kept in the message pool,
+the ballots and outcome, and the `Send` payloads of the parallel tasks. A character's memory is append-only
+and lives in the pool: its own summaries, reflections and persona snapshots, addressed to itself only.
+
+What is not checkpointed lives with the code that uses it: loading a story (sopgraph.scenarios), the
+model-facing reply schemas (nodes/groupchat/replies.py, beside the prompts) and the game's rules (bounds and
+clamps, acting order, the winner: nodes/groupchat/rules.py).
 """
 
 from __future__ import annotations
 
 import hashlib
-import random
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from enum import StrEnum
-from functools import lru_cache
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from langgraph.channels import DeltaChannel
@@ -23,20 +24,16 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    create_model,
     field_validator,
     model_validator,
 )
 from typing_extensions import TypedDict
 
-from sopgraph.state.datafile import read_mapping, validate
 from sopgraph.state.pool import SNAPSHOT_EVERY, Document, Message, PoolChannel, append_unique
 from sopgraph.state.usage import UsageChannel, UsageTotals
 
 HUMAN = "human"
 """The model name of a character played by a person."""
-
-SCENARIO_DIR = Path(__file__).resolve().parent.parent / "scenarios"
 
 
 class Stage(StrEnum):
@@ -52,14 +49,7 @@ class Stage(StrEnum):
     DONE = "done"
 
 
-ONE_ON_ONE = (Stage.PRIVATE_CHAT, Stage.MEETING)
-
-
 # -- scenario -------------------------------------------------------------------------------------------
-
-
-class ScenarioError(ValueError):
-    """A scenario file cannot be used; the message names the file, the field and the problem."""
 
 
 Id = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,23}$", description="lower-case id: letters, digits, _")]
@@ -231,48 +221,10 @@ class Scenario(_Strict):
         """The summed impact of the resources a character owns."""
         return sum(r.impact for r in self.resources if r.owner == cid)
 
-    def bounds(self) -> Bounds:
-        s = self.settings
-        return Bounds(
-            belief_step=s.belief_step,
-            relationship_step=s.relationship_step,
-            speech_words=s.speech_words,
-            reflection_words=s.reflection_words,
-        )
-
-
-def scenario_path(name_or_path: str | Path) -> Path:
-    """A packaged story by name (`succession`) or a YAML file path."""
-    path = Path(name_or_path)
-    if path.suffix in {".yaml", ".yml"} or path.exists():
-        return path
-    return SCENARIO_DIR / f"{name_or_path}.yaml"
-
-
-def packaged_scenarios() -> list[str]:
-    return sorted(p.stem for p in SCENARIO_DIR.glob("*.yaml"))
-
-
-def parse_scenario(data: Any, source: str = "<scenario>") -> Scenario:
-    return validate(Scenario, data, source, ScenarioError)
-
-
-def load_scenario(name_or_path: str | Path) -> Scenario:
-    """Read and validate a scenario; ScenarioError names the file, field and problem."""
-    if not str(name_or_path).strip():
-        raise ScenarioError(
-            f"no scenario given: name a packaged story ({', '.join(packaged_scenarios())}) or a YAML file"
-        )
-    path = scenario_path(name_or_path)
-    if not path.exists():
-        known = ", ".join(packaged_scenarios())
-        raise ScenarioError(f"{path}: no such scenario file (packaged stories: {known})")
-    data = read_mapping(path, "title, rules, characters, resources, settings", ScenarioError)
-    return parse_scenario(data, str(path))
-
 
 class Ablations(_Strict):
-    """Switches that turn stages or actions off (AgentGroupChat's ablations)."""
+    """Switches that turn stages or actions off (AgentGroupChat's ablations). Part of the run's state, so a
+    resume, replay or fork keeps them; which stage each switch stops is a rule (nodes/groupchat/rules.py)."""
 
     no_private_chat: bool = False
     no_meeting: bool = False
@@ -296,15 +248,6 @@ class Ablations(_Strict):
 
     def names(self) -> list[str]:
         return [k for k, v in self.model_dump().items() if v]
-
-    def stage_enabled(self, stage: Stage) -> bool:
-        off = {
-            Stage.PRIVATE_CHAT: self.no_private_chat,
-            Stage.MEETING: self.no_meeting,
-            Stage.GROUP_CHAT: self.no_group_chat,
-            Stage.FINAL_UPDATE: self.no_reflection,
-        }
-        return not off.get(stage, False)
 
 
 # -- persona ----------------------------------------------------------------------------------------
@@ -378,7 +321,7 @@ def merge_personas(current: Mapping[str, Persona] | None, update: Mapping[str, A
     return out
 
 
-# -- bounds and clamping: the one place --------------------------------------------------------------
+# -- clamps: what was done instead of an out-of-bounds answer (the rules are nodes/groupchat/rules.py) --------
 
 
 class ClampWarning(BaseModel):
@@ -418,162 +361,6 @@ def limit_words(text: str, words: int) -> tuple[str, bool]:
     """The first `words` words (whitespace normalised) and whether anything was cut."""
     parts = str(text).split()
     return " ".join(parts[:words]), len(parts) > words
-
-
-class Bounds(_Strict):
-    belief_step: int
-    relationship_step: int
-    speech_words: int
-    reflection_words: int
-
-    def belief_problems(self, persona: Persona, updates: Sequence[BeliefUpdate]) -> list[str]:
-        out = []
-        for u in updates:
-            if u.belief not in persona.beliefs:
-                out.append(f"belief {u.belief!r} is not one of yours")
-            elif abs(u.score - persona.beliefs[u.belief]) > self.belief_step or not 0 <= u.score <= 100:
-                out.append(
-                    f"belief {u.belief!r} may move from {persona.beliefs[u.belief]} by at most {self.belief_step}"
-                    f" (0-100), not to {u.score}"
-                )
-        return out
-
-    def relationship_problems(self, persona: Persona, updates: Sequence[RelationshipUpdate]) -> list[str]:
-        out = []
-        for u in updates:
-            if u.character not in persona.relationships:
-                out.append(f"{u.character!r} is not another character's id")
-                continue
-            old = persona.relationships[u.character].score
-            if abs(u.score - old) > self.relationship_step or not 0 <= u.score <= 100:
-                out.append(
-                    f"your feeling for {u.character} may move from {old} by at most {self.relationship_step}"
-                    f" (0-100), not to {u.score}"
-                )
-        return out
-
-    def apply_reflection(self, persona: Persona, reply: Reflect) -> tuple[PersonaPatch, list[str]]:
-        """The persona patch a reflection makes, every score clamped to its bounded step; returns what had
-        to be clamped."""
-        clamped: list[str] = []
-        beliefs: dict[str, int] = {}
-        for u in reply.beliefs:
-            if u.belief not in persona.beliefs:
-                clamped.append(f"dropped unknown belief {u.belief!r}")
-                continue
-            old = persona.beliefs[u.belief]
-            new = clamp_int(clamp_int(u.score, old - self.belief_step, old + self.belief_step), 0, 100)
-            if new != u.score:
-                clamped.append(f"belief {u.belief!r}: {u.score} clamped to {new}")
-            beliefs[u.belief] = new
-        rel: dict[str, Relationship] = {}
-        for r in reply.relationships:
-            if r.character not in persona.relationships:
-                clamped.append(f"dropped feeling for unknown {r.character!r}")
-                continue
-            before = persona.relationships[r.character]
-            step = self.relationship_step
-            new = clamp_int(clamp_int(r.score, before.score - step, before.score + step), 0, 100)
-            if new != r.score:
-                clamped.append(f"feeling for {r.character}: {r.score} clamped to {new}")
-            impression = limit_words(r.impression, 12)[0] or before.impression
-            rel[r.character] = Relationship(score=new, impression=impression)
-        reflection, cut = limit_words(reply.reflection, self.reflection_words)
-        if cut:
-            clamped.append(f"reflection cut to {self.reflection_words} words")
-        return PersonaPatch(beliefs=beliefs, relationships=rel, reflection=reflection), clamped
-
-
-# -- model-facing reply schemas ------------------------------------------------------------------------
-# Small on purpose (a 0.5B model fills them through forced function calling). Ids are narrowed per call to
-# the legal ones (an enum the model sees and pydantic enforces). A score update is a new score (weak models
-# copy and nudge a number more reliably than they produce a difference); how far it may move is checked by
-# `Bounds`: asked again, then clamped.
-
-
-class Perception(BaseModel):
-    situation: str = Field(description="What matters to me now, one sentence in my own words.")
-    plan: str = Field(description="What I will do this round and with whom, one sentence.")
-
-
-class Thought(BaseModel):
-    thought: str = Field(description="My private thought before I speak, one sentence.")
-
-
-class Speech(BaseModel):
-    speech: str = Field(description="What I say aloud, in my own voice: one to three sentences.")
-
-
-class Summary(BaseModel):
-    summary: str = Field(description="What I learned, and about whom: one or two sentences in my own words.")
-
-
-class Choice(BaseModel):
-    partner: str = Field(description="The id of the character you choose.")
-    reason: str = Field(description="Why, at most 15 words.")
-
-
-class RelationshipUpdate(BaseModel):
-    character: str = Field(description="Id of the other character.")
-    score: int = Field(description="Your new feeling for them, 0-100.")
-    impression: str = Field(default="", description="My impression of them now, a few words.")
-
-
-class BeliefUpdate(BaseModel):
-    belief: str = Field(description="The belief, exactly as written.")
-    score: int = Field(description="How strongly you hold it now, 0-100.")
-
-
-class Reflect(BaseModel):
-    reflection: str = Field(
-        description="My memory now, in my own words: what I know, what I want, whom I trust; a few sentences."
-    )
-    relationships: list[RelationshipUpdate] = Field(default_factory=list)
-    beliefs: list[BeliefUpdate] = Field(default_factory=list)
-
-
-class Vote(BaseModel):
-    candidate: str = Field(description="The id you vote for.")
-    reason: str = Field(description="Why, at most 20 words.")
-
-
-def _enum_field(values: Sequence[str], description: str) -> Any:
-    return (Literal[tuple(values)], Field(description=f"{description} One of: {', '.join(values)}."))  # type: ignore[valid-type]
-
-
-@lru_cache(maxsize=256)
-def choice_schema(legal: tuple[str, ...]) -> type[Choice]:
-    """`Choice` whose partner must be one of `legal`."""
-    return create_model("Choice", __base__=Choice, partner=_enum_field(legal, "The id of the character you choose."))
-
-
-@lru_cache(maxsize=256)
-def vote_schema(legal: tuple[str, ...]) -> type[Vote]:
-    return create_model("Vote", __base__=Vote, candidate=_enum_field(legal, "The id you vote for."))
-
-
-@lru_cache(maxsize=256)
-def reflect_schema(others: tuple[str, ...], beliefs: tuple[str, ...]) -> type[Reflect]:
-    """`Reflect` narrowed to this character's relations and beliefs."""
-    score = (int, Field(description="0-100.", json_schema_extra={"minimum": 0, "maximum": 100}))
-    rel = create_model(
-        "RelationshipUpdate",
-        __base__=RelationshipUpdate,
-        character=_enum_field(others, "Id of the other character."),
-        score=score,
-    )
-    bel = create_model(
-        "BeliefUpdate",
-        __base__=BeliefUpdate,
-        belief=_enum_field(beliefs, "The belief, exactly as written."),
-        score=score,
-    )
-    return create_model(
-        "Reflect",
-        __base__=Reflect,
-        relationships=(list[rel], Field(default_factory=list, description="Only people you now see differently.")),  # type: ignore[valid-type]
-        beliefs=(list[bel], Field(default_factory=list, description="Only beliefs that changed.")),  # type: ignore[valid-type]
-    )
 
 
 # -- documents kept in the pool and in state --------------------------------------------------------------
@@ -718,44 +505,3 @@ class GroupChatState(TypedDict, total=False):
     warnings: WarningChannel
     ballots: BallotChannel
     outcome: Outcome | None
-
-
-class GroupChatInput(BaseModel):
-    """What a group-chat run is asked: a story by packaged name, YAML path or in full, and ablations.
-    Validated before any node runs (the graph's input schema)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    scenario: Scenario | str = Field(
-        description="A packaged story's name (see `sopgraph groupchat --help`), a YAML path, or a whole scenario."
-    )
-    ablations: Ablations = Field(
-        default_factory=Ablations,
-        description="Stages or actions switched off: an object of flags, or a list of names such as ['meeting'].",
-    )
-
-    @field_validator("scenario", mode="after")
-    @classmethod
-    def _load(cls, value: Scenario | str) -> Scenario:
-        return load_scenario(value) if isinstance(value, str) else value
-
-    @field_validator("ablations", mode="before")
-    @classmethod
-    def _names(cls, value: Any) -> Any:
-        return Ablations.of(value) if isinstance(value, (list, tuple)) else value
-
-
-def influence(scenario: Scenario, personas: Mapping[str, Persona], cid: str) -> float:
-    """Resources owned plus the mean feeling of everyone else toward the character."""
-    feelings = [p.relationships[cid].score for o, p in personas.items() if o != cid and cid in p.relationships]
-    return scenario.holdings(cid) + (sum(feelings) / len(feelings) if feelings else 50.0)
-
-
-def acting_order(
-    scenario: Scenario, personas: Mapping[str, Persona], round_: int, stage: Stage, who: Sequence[str] | None = None
-) -> list[str]:
-    """Principals by influence, highest first; ties broken by a RNG seeded from the scenario seed."""
-    rng = random.Random(f"{scenario.settings.seed}:{round_}:{stage.value}")
-    ids = list(who if who is not None else scenario.principals)
-    tiebreak = {cid: rng.random() for cid in ids}
-    return sorted(ids, key=lambda c: (-influence(scenario, personas, c), tiebreak[c]))

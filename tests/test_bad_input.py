@@ -16,8 +16,8 @@ from sopgraph.graphs.demo import demo_input
 from sopgraph.nodes.company.common import extract_code
 from sopgraph.nodes.llm import register_model, unregister_model
 from sopgraph.nodes.scripted import ScriptedChatModel
+from sopgraph.scenarios import ScenarioError, load_scenario
 from sopgraph.state.context import Context
-from sopgraph.state.groupchat import ScenarioError, load_scenario
 from sopgraph.state.limits import MAX_GENERATED_CHARS, MAX_IDEA_CHARS, MAX_SCENARIO_BYTES, MAX_YAML_DEPTH
 from sopgraph.tools.persistence import describe, open_checkpointer
 

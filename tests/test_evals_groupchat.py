@@ -51,15 +51,13 @@ from sopgraph.nodes.groupchat.playbook import Playbook, character_of, round_of, 
 from sopgraph.nodes.groupchat.prompts import SILENT, system_prompt
 from sopgraph.nodes.groupchat.stages import snapshot
 from sopgraph.nodes.scripted import ScriptedChatModel, ScriptedFault, ScriptedRequest
+from sopgraph.scenarios import ScenarioError, load_scenario, parse_scenario
 from sopgraph.state.context import Context
 from sopgraph.state.groupchat import (
     Persona,
     Relationship,
     Scenario,
-    ScenarioError,
     Stage,
-    load_scenario,
-    parse_scenario,
 )
 from sopgraph.state.pool import Message, Visibility
 

@@ -10,9 +10,11 @@ import pytest
 
 from sopgraph.graphs.groupchat import build_groupchat_graph, groupchat_input
 from sopgraph.nodes.groupchat.playbook import Playbook, legal, scores, tag
-from sopgraph.nodes.groupchat.stages import decide, memory
+from sopgraph.nodes.groupchat.rules import acting_order, decide
+from sopgraph.nodes.groupchat.stages import memory
 from sopgraph.nodes.llm import register_model, unregister_model
 from sopgraph.nodes.scripted import ScriptedChatModel, ScriptedRequest
+from sopgraph.scenarios import load_scenario, parse_scenario
 from sopgraph.state.context import Context
 from sopgraph.state.groupchat import (
     Ablations,
@@ -20,9 +22,6 @@ from sopgraph.state.groupchat import (
     Scenario,
     Stage,
     VoteRule,
-    acting_order,
-    load_scenario,
-    parse_scenario,
 )
 from sopgraph.state.pool import Message, Visibility
 

@@ -10,8 +10,9 @@ from test_groupchat import story
 
 from sopgraph.graphs.groupchat import build_groupchat_graph, groupchat_input
 from sopgraph.nodes.groupchat.playbook import Playbook
+from sopgraph.scenarios import parse_scenario
 from sopgraph.state.context import Context
-from sopgraph.state.groupchat import Scenario, parse_scenario
+from sopgraph.state.groupchat import Scenario
 
 
 def with_human(cid: str, **settings: Any) -> Scenario:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sopgraph.state.groupchat import (
+from sopgraph.scenarios import (
     SCENARIO_DIR,
     ScenarioError,
     load_scenario,

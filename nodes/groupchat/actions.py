@@ -8,31 +8,33 @@ summarize, reflect) are theirs to do in their head, so for them these are record
 
 from __future__ import annotations
 
-import random
 from collections.abc import Sequence
 
 from sopgraph.nodes.groupchat import hygiene, prompts
 from sopgraph.nodes.groupchat.asking import Player, Where, ask
-from sopgraph.state.groupchat import (
+from sopgraph.nodes.groupchat.replies import (
     Choice,
-    ChoiceMade,
-    ClampWarning,
-    LineCheck,
     Perception,
-    Persona,
-    PersonaPatch,
     Reflect,
-    Scenario,
     Speech,
-    Stage,
     Summary,
     Thought,
     Vote,
-    VoteRule,
     choice_schema,
-    limit_words,
     reflect_schema,
     vote_schema,
+)
+from sopgraph.nodes.groupchat.rules import Bounds, favourite
+from sopgraph.state.groupchat import (
+    ChoiceMade,
+    ClampWarning,
+    LineCheck,
+    Persona,
+    PersonaPatch,
+    Scenario,
+    Stage,
+    VoteRule,
+    limit_words,
 )
 from sopgraph.state.pool import Message
 
@@ -41,18 +43,6 @@ Warnings = list[ClampWarning]
 HYGIENE_REASKS = 1
 """One targeted re-ask for a defective line, then clean-up: a small model asked a third time mostly says the
 same thing again, and every re-ask is a model call."""
-
-
-def favourite(scenario: Scenario, persona: Persona, legal: Sequence[str], salt: str) -> str:
-    """The legal id the character likes most; ties broken by the scenario seed (the clamp for choices)."""
-    rng = random.Random(f"{scenario.settings.seed}:{persona.id}:{salt}")
-    tiebreak = {cid: rng.random() for cid in legal}
-
-    def score(cid: str) -> int:
-        rel = persona.relationships.get(cid)
-        return rel.score if rel else 50
-
-    return sorted(legal, key=lambda c: (-score(c), tiebreak[c]))[0]
 
 
 def _system(scenario: Scenario, cid: str, tool: str) -> str:
@@ -236,7 +226,7 @@ def reflect(
     """New reflection = old reflection + last round's notes; relationship and belief changes bounded."""
     stage = Stage.FINAL_UPDATE if final else Stage.UPDATE
     where = Where(round_, stage.value, persona.id)
-    bounds = scenario.bounds()
+    bounds = Bounds.of(scenario)
     folded = limit_words(" ".join([persona.reflection, *notes]), bounds.reflection_words)[0]
     if player.human or not notes:
         return PersonaPatch(reflection=folded), []

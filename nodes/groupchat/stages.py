@@ -9,8 +9,6 @@ is shown is read through `pool.view` as that character; parallel tasks get exact
 
 from __future__ import annotations
 
-import random
-from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,15 +17,14 @@ from langgraph.types import Send
 
 from sopgraph.nodes.groupchat import actions, hygiene, prompts
 from sopgraph.nodes.groupchat.asking import Player, Where, usage
+from sopgraph.nodes.groupchat.rules import ONE_ON_ONE, acting_order, decide, stage_enabled
 from sopgraph.state.context import Context
 from sopgraph.state.groupchat import (
-    ONE_ON_ONE,
     Ablations,
     Ballot,
     BallotPaper,
     ChatCursor,
     GroupChatState,
-    Outcome,
     Persona,
     PersonaPatch,
     PersonaSnapshot,
@@ -38,7 +35,6 @@ from sopgraph.state.groupchat import (
     UpdateTask,
     VoteRule,
     VoteTask,
-    acting_order,
     merge_personas,
 )
 from sopgraph.state.pool import SYSTEM, Message, Pool, Subscription, Visibility, close_subround
@@ -199,7 +195,7 @@ def _enter(state: GroupChatState, stages: Sequence[Stage]) -> dict[str, Any]:
     scenario, ablations = scenario_of(state), ablations_of(state)
     round_ = state["round"]
     for stage in stages:
-        if not ablations.stage_enabled(stage):
+        if not stage_enabled(ablations, stage):
             continue
         if stage in ONE_ON_ONE:
             order = acting_order(scenario, state["personas"], round_, stage)
@@ -209,7 +205,7 @@ def _enter(state: GroupChatState, stages: Sequence[Stage]) -> dict[str, Any]:
         return {"stage": stage, "sub_round": 1, "chat": None}
     if round_ < scenario.settings.rounds:
         return {"round": round_ + 1, "stage": Stage.UPDATE, "order": [], "actor": 0, "chat": None}
-    if ablations.stage_enabled(Stage.FINAL_UPDATE):
+    if stage_enabled(ablations, Stage.FINAL_UPDATE):
         return {"stage": Stage.FINAL_UPDATE, "chat": None}
     return {"stage": Stage.SETTLEMENT, "chat": None}
 
@@ -610,70 +606,6 @@ def vote(task: VoteTask, runtime: Runtime[Context]) -> dict[str, Any]:
             )
         )
     return {"ballots": ballots, "warnings": warnings, **usage(player)}
-
-
-def count(ballots: Sequence[Ballot], rule: VoteRule, candidates: Sequence[str]) -> dict[str, int]:
-    counts = Counter(b.candidate for b in ballots if b.rule == rule and b.candidate is not None)
-    return {c: counts.get(c, 0) for c in candidates}
-
-
-def decide(scenario: Scenario, ballots: Sequence[Ballot]) -> Outcome:
-    """The scenario's winner rule over the ballots; ties broken by a RNG seeded from the scenario seed."""
-    settings = scenario.settings
-    rule = settings.winner
-    candidates = scenario.candidates()
-    tallies = {r.value: count(ballots, r, candidates) for r in settings.vote_rules}
-    decisive = tallies[rule.vote_rule.value]
-    rng = random.Random(f"{settings.seed}:winner")
-
-    def most(scores: dict[str, float], why: str) -> Outcome:
-        top = max(scores.values(), default=0)
-        tied = sorted(c for c, v in scores.items() if v == top)
-        if not tied or top <= 0:
-            return Outcome(tallies=tallies, winner=None, rule=rule.kind, explanation=f"{why}: no votes were cast")
-        winner = rng.choice(tied) if len(tied) > 1 else tied[0]
-        tie = f"; tie between {', '.join(tied)} broken by the seed" if len(tied) > 1 else ""
-        return Outcome(
-            tallies=tallies,
-            winner=winner,
-            rule=rule.kind,
-            explanation=f"{why}: {scenario.name_of(winner)} with {top:g}{tie}",
-            tie_broken=len(tied) > 1,
-        )
-
-    if rule.kind == "judge":
-        verdict = next((b for b in ballots if b.voter == rule.judge and b.rule == rule.vote_rule and b.candidate), None)
-        if verdict is not None and verdict.candidate is not None:
-            return Outcome(
-                tallies=tallies,
-                winner=verdict.candidate,
-                rule=rule.kind,
-                explanation=f"the judge {scenario.name_of(rule.judge or '')} decided for "
-                f"{scenario.name_of(verdict.candidate)} ({rule.vote_rule.value})",
-            )
-        return most(
-            {c: float(v) for c, v in decisive.items()},
-            f"the judge gave no verdict; most votes under {rule.vote_rule.value}",
-        )
-    if rule.kind == "weighted_threshold":
-        weights: dict[str, float] = dict.fromkeys(candidates, 0.0)
-        for b in ballots:
-            if b.rule == rule.vote_rule and b.candidate in weights:
-                weights[b.candidate] += scenario.holdings(b.voter)
-        total = sum(scenario.holdings(c) for c in scenario.ids)
-        if total <= 0:
-            return most({c: float(v) for c, v in decisive.items()}, "no one holds resources; most votes")
-        share = {c: w / total for c, w in weights.items()}
-        leader = max(share.values(), default=0.0)
-        if leader < rule.threshold:
-            return Outcome(
-                tallies=tallies,
-                winner=None,
-                rule=rule.kind,
-                explanation=f"no candidate reached {rule.threshold:.0%} of the weight (best {leader:.0%})",
-            )
-        return most(share, f"weighted by holdings, at least {rule.threshold:.0%} of the weight")
-    return most({c: float(v) for c, v in decisive.items()}, f"most votes under {rule.vote_rule.value}")
 
 
 def tally(state: GroupChatState) -> dict[str, Any]:
