@@ -10,6 +10,7 @@ import sys
 import time
 
 from sopgraph.tools import sandbox as sb
+from sopgraph.tools.sandbox import files, uids
 
 PROGRAM = "print(sum(range(1000)))"
 
@@ -26,7 +27,7 @@ def timed(fn: object, n: int) -> float:
 def main(n: int = 10) -> None:
     bare = timed(lambda: subprocess.run([sys.executable, "-c", PROGRAM], capture_output=True, check=True), n)
     print(f"bare subprocess              {bare * 1000:7.1f} ms   1.00x")
-    unreachable = sb._first_blocked(os.path.realpath(sys.executable), sb._uid_base())
+    unreachable = files.first_blocked(os.path.realpath(sys.executable), uids.uid_base())
     for iso in sb.available_isolations():
         if iso.name == "none" and iso.uid_drop and unreachable:
             print(f"{iso.name:<28} (interpreter unreachable by the sandbox uid here; skipped)")

@@ -8,7 +8,7 @@ Shared by HumanEval and MBPP. What the harness does, and why:
   are kept, so example calls, prints, top-level asserts and ``if __name__ == "__main__"`` blocks the model
   added cannot fail, hang or exit a program before the tests run. A reply with no such definition is taken
   as the function's body and appended to the problem's stub (HumanEval's prompt), re-indented if needed.
-- Generated code runs only through tools/sandbox.py. Our process parses code (``ast``) but never executes it.
+- Generated code runs only through tools/sandbox/. Our process parses code (``ast``) but never executes it.
 - A hidden-test verdict is a pass only if the program exits 0 *and* prints a random per-run token after the
   tests, so code that calls ``sys.exit(0)`` (or kills its own process) before the tests cannot pass.
 - Visible tests are run one by one in a single program that reports, per test, what the code returned or

@@ -6,7 +6,7 @@ The task set is `software_tasks.yaml` beside this module (or any file of that sh
 
 ## The score
 
-Every check runs the generated code in the sandbox (tools/sandbox.py), never in this process, and with the
+Every check runs the generated code in the sandbox (tools/sandbox/), never in this process, and with the
 standard library alone: modules are imported and programs started with `python -S`, which hides this
 virtual environment's site-packages (they are our dependencies, not the generated program's). The
 levels are cumulative; a repository gets the highest level whose check and all the checks below it pass.

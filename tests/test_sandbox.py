@@ -22,7 +22,9 @@ from pathlib import Path
 import pytest
 
 from sopgraph.tools import sandbox as sb
-from sopgraph.tools.sandbox import SandboxLimits
+from sopgraph.tools.sandbox import SandboxLimits, capture, files, memory, parent, uids
+from sopgraph.tools.sandbox.base import INSIDE
+from sopgraph.tools.sandbox.launcher import LAUNCHER
 
 BEST = sb.detect_isolation()
 FALLBACK = sb.detect_isolation("none")
@@ -39,7 +41,7 @@ needs_uid_fallback = pytest.mark.skipif(
 
 def pool_pids() -> list[int]:
     """Live processes running as any uid of our pool (one pass over /proc, cheap enough to sample)."""
-    base, pids = sb._uid_base(), []
+    base, pids = uids.uid_base(), []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
@@ -47,7 +49,7 @@ def pool_pids() -> list[int]:
             except OSError:
                 continue
             uid = int(status.split("\nUid:", 1)[1].split()[0])
-            if base <= uid < base + sb.UID_POOL_SIZE:
+            if base <= uid < base + uids.UID_POOL_SIZE:
                 pids.append(int(entry))
     return pids
 
@@ -71,7 +73,8 @@ def private_pool() -> Iterator[Path]:
     root.chmod(0o711)  # the sandbox uid must be able to traverse it when there is no mount namespace
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("SOPGRAPH_SANDBOX_TMP", str(root))
-        mp.setenv("SOPGRAPH_SANDBOX_UID_BASE", str(sb.DEFAULT_UID_BASE + (1 + os.getpid() % 4096) * sb.UID_POOL_SIZE))
+        base = uids.DEFAULT_UID_BASE + (1 + os.getpid() % 4096) * uids.UID_POOL_SIZE
+        mp.setenv("SOPGRAPH_SANDBOX_UID_BASE", str(base))
         yield root
     root.rmdir()
 
@@ -138,7 +141,7 @@ def test_lent_workspace_keeps_results_and_gets_its_owner_back(tmp_path: Path) ->
         copy=False,
     )
     assert r.exit_code == 0, r.stderr
-    assert r.stdout.strip() == (sb.INSIDE + "/ws" if BEST.private_tmp else str(ws))
+    assert r.stdout.strip() == (INSIDE + "/ws" if BEST.private_tmp else str(ws))
     out = ws / "out.txt"
     assert out.read_text() == "42"
     st = out.stat()
@@ -440,7 +443,7 @@ def test_fallback_without_namespaces_still_contains(case: str, victim: Path, mon
 
 @needs_uid_fallback
 def test_fallback_refuses_an_interpreter_the_sandbox_uid_cannot_reach() -> None:
-    blocked = sb._first_blocked(os.path.realpath(sys.executable), sb._uid_base())
+    blocked = files.first_blocked(os.path.realpath(sys.executable), uids.uid_base())
     if blocked is None:
         assert py("print(1)", isolation="none").stdout == "1\n"
     else:
@@ -448,9 +451,12 @@ def test_fallback_refuses_an_interpreter_the_sandbox_uid_cannot_reach() -> None:
             py("print(1)", isolation="none")
 
 
+PACKAGE_INIT = str(Path(sb.__file__).resolve())
 USERNS_DRIVER = """
-import importlib.util, json, sys
-spec = importlib.util.spec_from_file_location("sandbox", sys.argv[1])
+import importlib.util, json, os, sys
+spec = importlib.util.spec_from_file_location(
+    "sandbox", sys.argv[1], submodule_search_locations=[os.path.dirname(sys.argv[1])]
+)  # the package itself, outside any install: its modules import one another relatively
 sb = importlib.util.module_from_spec(spec); sys.modules["sandbox"] = sb; spec.loader.exec_module(sb)
 if sb.detect_isolation().name != "userns":
     print(json.dumps({"skip": str(sb.available_isolations())})); sys.exit()
@@ -481,7 +487,7 @@ def test_unprivileged_caller_gets_user_namespaces() -> None:
         listener.bind(("127.0.0.1", 0))
         listener.listen(1)
         proc = subprocess.run(
-            ["/usr/bin/python3", "-c", USERNS_DRIVER, str(sb.LAUNCHER), marker, str(listener.getsockname()[1])],
+            ["/usr/bin/python3", "-c", USERNS_DRIVER, PACKAGE_INIT, marker, str(listener.getsockname()[1])],
             user=65534,
             group=65534,
             extra_groups=[],
@@ -507,7 +513,7 @@ def test_unprivileged_caller_gets_user_namespaces() -> None:
 # Each case is one a probe used to get out. Every result names the isolation mode it was contained under.
 
 needs_private_root = pytest.mark.skipif(not BEST.private_tmp, reason=f"no mount namespace here ({BEST.name})")
-REPO = Path(sb.__file__).resolve().parents[1]
+REPO = Path(sb.__file__).resolve().parents[2]  # tools/sandbox/__init__.py
 
 
 def host_unix_sockets() -> list[str]:
@@ -596,7 +602,7 @@ def test_project_databases_checkout_and_runtime_dirs_are_invisible() -> None:
         db = project / ".sopgraph" / "state.sqlite"
         db.write_text("checkpoints")
         db.chmod(0o644)
-        targets = [str(db), str(REPO / "pyproject.toml"), str(REPO / "tools" / "sandbox.py")]
+        targets = [str(db), str(REPO / "pyproject.toml"), str(LAUNCHER)]
         targets += [
             p
             for p in ("/run", "/var/run", "/var/lib", "/home", "/srv", "/mnt", str(REPO / ".git"))
@@ -623,7 +629,7 @@ def test_project_databases_checkout_and_runtime_dirs_are_invisible() -> None:
     assert "LISTED" not in r.stdout and "READ" not in r.stdout, (r.isolation, r.stdout)
     assert r.stdout.count("hidden") == len(targets) and "python works: True" in r.stdout
     # Of our home only the way to the interpreter shows (as root, pyenv lives there), never what else it holds.
-    leads = {Path(p).relative_to(Path.home()).parts[0] for p in sb._interpreter_paths() if _under_home(p)}
+    leads = {Path(p).relative_to(Path.home()).parts[0] for p in files.interpreter_paths() if _under_home(p)}
     assert set(json.loads(r.stdout.split("home: ", 1)[1].replace("'", '"'))) <= leads
 
 
@@ -651,15 +657,15 @@ MEMORY_HOG = """
 @pytest.mark.parametrize("mode", ["cgroup", "accounting"])
 def test_memory_is_limited_per_run_not_per_process(mode: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """4 x 300 MB under a 512 MB limit: each process alone fits its own limit, the run as a whole does not."""
-    monkeypatch.setattr(sb, "_cgroup_base_cache", [])
+    monkeypatch.setattr(memory, "_cgroup_base_cache", [])
     monkeypatch.setenv("SOPGRAPH_SANDBOX_CGROUP", "1" if mode == "cgroup" else "0")
-    if mode == "cgroup" and sb._cgroup_base() is None:
+    if mode == "cgroup" and memory.cgroup_base() is None:
         pytest.skip("no memory cgroup we may create children in (needs root and a memory controller)")
     r = py(MEMORY_HOG, SandboxLimits(memory_mb=512, wall_s=30))
     assert r.limit_hit == "memory", (r.isolation, mode, r.exit_code, r.stdout, r.stderr[-300:])
     assert "ALLOCATED 1200 MB" not in r.stdout
     if mode == "cgroup":
-        assert not list(sb._cgroup_base()[1].glob(f"sopgraph-{os.getpid()}-*")), "a run's cgroup was left behind"
+        assert not list(memory.cgroup_base()[1].glob(f"sopgraph-{os.getpid()}-*")), "a run's cgroup was left behind"
 
 
 @needs_private_root
@@ -729,7 +735,7 @@ def test_killing_the_framework_ends_the_run_at_once_and_its_directory_is_swept(
     finally:
         if driver.poll() is None:
             driver.kill()
-    sb._sweep_stale_runs(private_pool, min_age_s=0)  # what the next run of any framework process does first
+    files.sweep_stale_runs(private_pool, min_age_s=0)  # what the next run of any framework process does first
     assert list(private_pool.iterdir()) == []
 
 
@@ -884,12 +890,12 @@ def test_run_tests_does_not_follow_a_planted_report_symlink(tmp_path: Path) -> N
 
 
 def test_capture_keeps_head_and_tail() -> None:
-    cap = sb._Capture(10)
+    cap = capture.Capture(10)
     for chunk in (b"abc", b"defgh", b"ijklmnopqrstuvwxyz"):
         cap.feed(chunk)
     assert cap.truncated and cap.total == 26
     assert cap.text() == "abcde\n...[truncated 16 bytes]...\nvwxyz"
-    small = sb._Capture(10)
+    small = capture.Capture(10)
     small.feed(b"0123456789")
     assert not small.truncated and small.text() == "0123456789"
 
@@ -907,4 +913,4 @@ def test_capture_keeps_head_and_tail() -> None:
     ],
 )
 def test_limit_classification(exit_code: int, timed_out: bool, stderr: str, expected: str | None) -> None:
-    assert sb._classify(exit_code, timed_out, None, 0, stderr, SandboxLimits()) == expected
+    assert parent.classify(exit_code, timed_out, None, 0, stderr, SandboxLimits()) == expected

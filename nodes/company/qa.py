@@ -2,7 +2,7 @@
 
 The test run is the executable feedback of the SOP: its report names the files the failures point at, the
 engineer's debug node rewrites those, and the run repeats until it passes or `max_debug` fix rounds are
-spent. Generated code only ever runs inside tools/sandbox.py.
+spent. Generated code only ever runs inside tools/sandbox/.
 """
 
 from __future__ import annotations
