@@ -10,15 +10,20 @@ round's mean and peak match round 2's (round 1 has no memory yet; settlement cal
 from __future__ import annotations
 
 import argparse
+import sys
 from collections import defaultdict
+from pathlib import Path
 from typing import Any
 
 from sopgraph.graphs.groupchat import build_groupchat_graph, groupchat_input
-from sopgraph.nodes.groupchat.playbook import Playbook, scores, tag
 from sopgraph.nodes.llm import register_model, unregister_model
 from sopgraph.nodes.scripted import ScriptedChatModel, ScriptedRequest
 from sopgraph.scenarios import load_scenario
 from sopgraph.state.context import Context
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+from groupchat_script import Playbook, scores, tag  # noqa: E402  (the tests' scripted group chat)
 
 
 def words(n: int, seed: str) -> str:
@@ -60,7 +65,7 @@ def run(scenario_name: str, rounds: int) -> dict[str, list[int]]:
         unregister_model(name)
     by_round: dict[str, list[int]] = defaultdict(list)
     for call in book.calls:
-        key = "settle" if call.stage == "Settlement" else str(call.round)
+        key = "settle" if call.settling else str(call.round)
         by_round[key].append(call.tokens)
     return by_round
 

@@ -23,7 +23,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -379,6 +379,10 @@ def _json_prompted(model: BaseChatModel, schema: type[BaseModel]) -> Any:
     return RunnableLambda(ask)
 
 
+ROLE_KEY = "sopgraph_role"
+"""The run-metadata key of every model request naming the role (or character) that asks."""
+
+
 class ModelGateway:
     """Model access for one node execution, with its share of the usage ledger."""
 
@@ -471,12 +475,19 @@ class ModelGateway:
             )
         )
 
-    def _invoke(self, build: Callable[[BaseChatModel], Any], messages: list[BaseMessage]) -> Any:
+    def _invoke(
+        self,
+        build: Callable[[BaseChatModel], Any],
+        messages: list[BaseMessage],
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Any:
         """One request. The embedded server is shared between processes and stops with the process that
-        started it, so a refused connection to it gets one fresh server and one retry."""
+        started it, so a refused connection to it gets one fresh server and one retry. `metadata` goes with the
+        request to callbacks and traces (and to the scripted model's scripts), never into the prompt."""
+        config = {"metadata": {ROLE_KEY: self.role, **(metadata or {})}}
         for retry in (False, True):
             try:
-                return build(self._model()).invoke(messages, config={"metadata": {"sopgraph_role": self.role}})
+                return build(self._model()).invoke(messages, config=config)
             except Exception as exc:
                 if isinstance(exc, GraphBubbleUp):
                     raise
@@ -499,8 +510,16 @@ class ModelGateway:
         self._record("text", tin, tout, time.perf_counter() - start, 1, True)
         return str(reply.content)
 
-    def structured(self, schema: type[T], prompt: str | Sequence[BaseMessage], *, system: str | None = None) -> T:
-        """A validated `schema` instance; invalid replies go back with the error, then StructuredOutputError."""
+    def structured(
+        self,
+        schema: type[T],
+        prompt: str | Sequence[BaseMessage],
+        *,
+        system: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> T:
+        """A validated `schema` instance; invalid replies go back with the error, then StructuredOutputError.
+        `metadata` tags the request for callbacks and traces (who asks, where in the run)."""
         method = self.provider.structured_method()
         local = self.provider.name == "local"
         if local:  # the schema goes with the system prompt, a prefix the server's prompt cache keeps
@@ -523,7 +542,7 @@ class ModelGateway:
         error = ""
         attempts = 0
         for attempts in range(1, self.ctx.max_reasks + 2):
-            result = self._invoke(build, messages)
+            result = self._invoke(build, messages, metadata)
             raw = result.get("raw")
             i, o = _usage_of(raw)
             tin, tout = tin + i, tout + o

@@ -41,6 +41,7 @@ class ScriptedRequest:
     schema: type[BaseModel] | None = None
     tool_name: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    """The request's run metadata (the gateway tags who asks and where: `sopgraph_role`, ...), never the prompt."""
 
     @property
     def prompt(self) -> str:
@@ -146,7 +147,7 @@ class ScriptedChatModel(BaseChatModel):
             call_index=index,
             schema=schema,
             tool_name=tool_names[0] if forced else None,
-            metadata=dict(kwargs.get("scripted_metadata") or {}),
+            metadata={**(run_manager.metadata if run_manager else {}), **(kwargs.get("scripted_metadata") or {})},
         )
         with self._lock:
             self._requests.append(request)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from groupchat_script import Playbook, character_of, round_of, schema_name, scores
 
 from sopgraph.evals.groupchat import (
     NEUTRAL,
@@ -47,7 +48,6 @@ from sopgraph.evals.groupchat_probes import (
 )
 from sopgraph.evals.harness import SettingsMismatch
 from sopgraph.graphs.groupchat import build_groupchat_graph, groupchat_input
-from sopgraph.nodes.groupchat.playbook import Playbook, character_of, round_of, schema_name, scores
 from sopgraph.nodes.groupchat.prompts import SILENT, system_prompt
 from sopgraph.nodes.groupchat.stages import snapshot
 from sopgraph.nodes.scripted import ScriptedChatModel, ScriptedFault, ScriptedRequest

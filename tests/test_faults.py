@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 from company_script import Company
 from faults import DyingSaver, Killed
+from groupchat_script import Playbook
 from rich.console import Console
 from test_groupchat import story
 from test_resume_parallel import outcome_of
@@ -29,7 +30,6 @@ from sopgraph.graphs import runner
 from sopgraph.graphs.company import company_input
 from sopgraph.graphs.demo import demo_input
 from sopgraph.graphs.groupchat import groupchat_input
-from sopgraph.nodes.groupchat.playbook import Playbook
 from sopgraph.state.context import Context
 
 pytestmark = pytest.mark.faults
@@ -98,7 +98,7 @@ CHILD = textwrap.dedent(
     from test_groupchat import story
     from sopgraph.graphs import runner
     from sopgraph.graphs.groupchat import groupchat_input
-    from sopgraph.nodes.groupchat.playbook import Playbook
+    from groupchat_script import Playbook
     from sopgraph.nodes.llm import register_model
     from sopgraph.nodes.scripted import ScriptedChatModel
     from sopgraph.state.context import Context

@@ -12,13 +12,13 @@ from typing import Any
 
 import pytest
 from company_script import Company
+from groupchat_script import Playbook
 from rich.console import Console
 from test_groupchat import story
 
 from sopgraph.graphs import runner
 from sopgraph.graphs.company import company_input
 from sopgraph.graphs.groupchat import groupchat_input
-from sopgraph.nodes.groupchat.playbook import Playbook
 from sopgraph.state.company import Delivery
 from sopgraph.state.context import Context
 

@@ -7,9 +7,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from groupchat_script import Playbook, legal, scores, tag
 
 from sopgraph.graphs.groupchat import build_groupchat_graph, groupchat_input
-from sopgraph.nodes.groupchat.playbook import Playbook, legal, scores, tag
 from sopgraph.nodes.groupchat.rules import acting_order, decide
 from sopgraph.nodes.groupchat.stages import memory
 from sopgraph.nodes.llm import register_model, unregister_model
@@ -138,7 +138,8 @@ def test_meeting_existence_is_public_but_its_content_is_not(played) -> None:  # 
         for cid in outsiders:
             seen = book.seen_by(cid)
             assert m.content not in seen
-            group = [p for p in book.prompts_of(cid, "Speech") if "Group chat" in p and f"Round {m.round} " in p]
+            calls = book.of("Speech")
+            group = [c.prompt for c in calls if (c.character, c.stage, c.round) == (cid, Stage.GROUP_CHAT, m.round)]
             assert group and all(f"{names} held a confidential meeting." in p for p in group)
         for cid in m.participants():
             assert any(m.content in p for p in book.prompts_of(cid, "Summary"))
@@ -281,7 +282,7 @@ def test_reflection_changes_are_reasked_then_clamped(scripted) -> None:  # type:
 
     book = Playbook().on("Reflect", reflect)
     out, book = run(scripted, story(rounds=2), book, ablate=["meeting", "private_chat"])
-    reflects = [c for c in book.of("Reflect") if c.round == 2 and c.stage == "Update"]
+    reflects = [c for c in book.of("Reflect") if c.round == 2 and c.stage == Stage.UPDATE]
     assert len(reflects) == 4 * 3  # asked and re-asked twice, per character
     assert any("may move from 50 by at most 10" in c.prompt for c in reflects)
     snaps = {(m.sender, m.round, m.stage): m.payload for m in messages(out, "snapshot")}
@@ -444,7 +445,7 @@ def test_prompt_tokens_per_call_do_not_grow_with_rounds(scripted) -> None:  # ty
     _, book = run(scripted, story(rounds=4, group_subrounds=1), ablate=["think"])
     by_round: dict[int, list[int]] = {}
     for call in book.calls:
-        if call.stage != "Settlement":
+        if not call.settling:
             by_round.setdefault(call.round, []).append(call.tokens)
     means = {r: sum(t) / len(t) for r, t in by_round.items()}
     peaks = {r: max(t) for r, t in by_round.items()}
@@ -485,7 +486,7 @@ def test_prompts_stay_flat_with_the_longest_memories(scripted) -> None:  # type:
     _, book = run(scripted, story(rounds=6, group_subrounds=1), Playbook().on("Reflect", _impressions))
     by_round: dict[int, list[int]] = {}
     for call in book.calls:
-        if call.stage != "Settlement":
+        if not call.settling:
             by_round.setdefault(call.round, []).append(call.tokens)
     means = {r: sum(t) / len(t) for r, t in by_round.items()}
     # round 2 is the first with a memory, round 3 the first whose memory has been rewritten once: from then

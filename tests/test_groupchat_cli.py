@@ -7,11 +7,11 @@ import re
 from pathlib import Path
 
 import pytest
+from groupchat_script import Playbook
 
 from sopgraph.graphs import groupchat_cli
 from sopgraph.graphs.groupchat import groupchat_input
 from sopgraph.graphs.groupchat_report import render_report
-from sopgraph.nodes.groupchat.playbook import Playbook
 from sopgraph.state.context import Context
 
 

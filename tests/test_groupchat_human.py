@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from groupchat_script import Playbook
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.types import Command
 from test_groupchat import story
 
 from sopgraph.graphs.groupchat import build_groupchat_graph, groupchat_input
-from sopgraph.nodes.groupchat.playbook import Playbook
 from sopgraph.scenarios import parse_scenario
 from sopgraph.state.context import Context
 from sopgraph.state.groupchat import Scenario

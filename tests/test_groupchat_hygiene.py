@@ -6,10 +6,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from groupchat_script import Playbook, tag
 
 from sopgraph.evals.groupchat import hygiene_of
 from sopgraph.nodes.groupchat import hygiene, prompts
-from sopgraph.nodes.groupchat.playbook import Playbook, tag
 from sopgraph.nodes.scripted import ScriptedRequest
 from sopgraph.state.groupchat import LineCheck, Scenario
 from sopgraph.state.pool import Message

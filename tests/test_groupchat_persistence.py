@@ -7,11 +7,11 @@ from collections import Counter
 from typing import Any
 
 import pytest
+from groupchat_script import Playbook
 from test_groupchat import story
 
 from sopgraph.graphs import runner
 from sopgraph.graphs.groupchat import groupchat_input
-from sopgraph.nodes.groupchat.playbook import Playbook
 from sopgraph.nodes.llm import ModelError
 from sopgraph.state.context import Context
 from sopgraph.state.groupchat import Stage

@@ -34,12 +34,24 @@ def model_for(spec: CharacterSpec, ctx: Context) -> str:
     return spec.model or ctx.models.get(spec.id) or ctx.model
 
 
+ROUND_KEY = "sopgraph_round"
+STAGE_KEY = "sopgraph_stage"
+AT_KEY = "sopgraph_at"
+ACTION_KEY = "sopgraph_action"
+"""Run-metadata keys a character's model request carries besides the gateway's `ROLE_KEY` (the character):
+where in the run it is asked and for which action. Traces show them; test scripts read them instead of the
+prompt's wording."""
+
+
 @dataclasses.dataclass
 class Where:
     round: int
     stage: str
     character: str
     at: str = ""
+
+    def metadata(self) -> dict[str, Any]:
+        return {ROUND_KEY: self.round, STAGE_KEY: self.stage, AT_KEY: self.at}
 
     def warning(self, action: str, problem: str, fallback: str) -> ClampWarning:
         return ClampWarning(
@@ -69,9 +81,10 @@ class Player:
                 dataclasses.replace(self.ctx, models=models, max_output_tokens=cap), role=spec.id, spent=spent
             )
 
-    def ask(self, schema: type[T], prompt: str, system: str, action: str) -> T:
+    def ask(self, schema: type[T], prompt: str, system: str, action: str, where: Where | None = None) -> T:
         if self.llm is not None:
-            return self.llm.structured(schema, prompt, system=system)
+            tags = {ACTION_KEY: action, **(where.metadata() if where else {})}
+            return self.llm.structured(schema, prompt, system=system, metadata=tags)
         return self._ask_human(schema, prompt, action)
 
     def _ask_human(self, schema: type[T], prompt: str, action: str) -> T:
@@ -119,7 +132,7 @@ def ask(
     whatever is still wrong goes to `fallback`.
     """
     try:
-        value = player.ask(schema, prompt, system, action)
+        value = player.ask(schema, prompt, system, action, where)
     except StructuredOutputError as exc:
         fixed = fallback(None)
         return fixed, [where.warning(action, str(exc), describe(fixed))]
@@ -130,7 +143,8 @@ def ask(
         if not problems:
             return value, []
         try:
-            value = player.ask(schema, prompt + prompts.REASK.format(problems="; ".join(problems)), system, action)
+            reask = prompt + prompts.REASK.format(problems="; ".join(problems))
+            value = player.ask(schema, reask, system, action, where)
         except StructuredOutputError as exc:
             fixed = fallback(value)
             return fixed, [where.warning(action, str(exc), describe(fixed))]

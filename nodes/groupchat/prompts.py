@@ -43,6 +43,8 @@ BELIEF = "{belief}: {score}"
 FEELING = "{name} ({id}) {score}{impression}"
 IMPRESSION = " ({impression})"
 ITEMS = "; "
+NOBODY = "nobody"
+"""The feelings line of a character with no relations."""
 MEMORY = "\n".join((REFLECTION, PLAN, BELIEFS, FEELINGS))
 
 NOTES = "My notes from earlier this round:\n{notes}"
@@ -132,7 +134,7 @@ def memory(persona: Persona, scenario: Scenario | None = None) -> str:
         reflection=persona.reflection or "nothing yet",
         plan=persona.plan or "none yet",
         beliefs=beliefs,
-        relations=relations or "nobody",
+        relations=relations or NOBODY,
     )
 
 

@@ -1,9 +1,14 @@
-"""A script for the scripted model that plays every group-chat action legally and records each prompt.
+"""A script for the scripted model that plays every group-chat action legally and records each call.
 
-Tests use it to see a run from each character's side (what exactly reached that character's prompts);
-the prompt-growth benchmark uses it to count prompt tokens per call by round; `--model scripted` dry runs
-may use it for replies that are legal rather than random. Replies are deterministic functions of the
-request, so parallel tasks get the same answers in any order. Override any action with `on(schema, fn)`.
+Tests use it to see a run from each character's side (what exactly reached that character's prompts); the
+prompt-growth benchmark uses it to count prompt tokens per call by round. Replies are deterministic functions
+of the request, so parallel tasks get the same answers in any order. Override any action with `on(schema, fn)`.
+
+It reads structured fields, not prompt wording: who asks, in which round and stage and for which action come
+from the request's run metadata (the gateway and the character's player tag every request), the legal ids
+from the narrowed schema's enums. Only `scores` reads the prompt (a character's current scores are stated
+nowhere else): its patterns are built from the prompt templates, and it fails loudly when they find nothing,
+so a reworded prompt stops a test with a message instead of silently changing what it tests.
 """
 
 from __future__ import annotations
@@ -19,29 +24,35 @@ from typing import Any
 from pydantic import BaseModel
 
 from sopgraph.nodes.groupchat import prompts
+from sopgraph.nodes.groupchat.asking import ACTION_KEY, ROUND_KEY, STAGE_KEY
+from sopgraph.nodes.llm import ROLE_KEY
 from sopgraph.nodes.scripted import ScriptedRequest, count_tokens
+from sopgraph.state.groupchat import Stage
 
-# Every pattern is built from the prompt templates themselves, so a reworded prompt keeps the playbook working.
 _CID = r"[a-z][a-z0-9_]*"
-_ID = prompts.pattern(prompts.SYSTEM.split("\n", 1)[0], id=_CID)
-_ROUND = prompts.pattern(prompts.HEADER, round=r"\d+", rounds=r"\d+", stage=r"[^.\n]*")
+SETTLING = (Stage.FINAL_UPDATE.value, Stage.SETTLEMENT.value)
 
 
 def character_of(request: ScriptedRequest) -> str:
-    """The character a request speaks for (named in the system prompt)."""
-    match = _ID.search(request.system)
-    return match["id"] if match else "?"
+    """The character a request speaks for."""
+    if ROLE_KEY not in request.metadata:
+        raise LookupError(f"a request without {ROLE_KEY!r} metadata: not asked through a character's player")
+    return str(request.metadata[ROLE_KEY])
 
 
 def round_of(request: ScriptedRequest) -> int:
-    match = _ROUND.search(request.prompt)
-    return int(match["round"]) if match else 0
+    """The round the request belongs to; 0 outside the rounds (a probe after the run)."""
+    return int(request.metadata.get(ROUND_KEY, 0))
 
 
 def stage_of(request: ScriptedRequest) -> str:
-    """The stage title's first words: Update, Private chat, Confidential meeting, Group chat, Settlement."""
-    match = _ROUND.search(request.prompt)
-    return re.split(r"[:,]", match["stage"])[0] if match else ""
+    """The stage as a `Stage` value (a vote's is `settlement`); empty outside the stages (a probe)."""
+    return str(request.metadata.get(STAGE_KEY, "")).split(":", 1)[0]
+
+
+def action_of(request: ScriptedRequest) -> str:
+    """perceive, choose, think, speak, summarize, reflect, vote (or a probe's action)."""
+    return str(request.metadata.get(ACTION_KEY, ""))
 
 
 def schema_name(request: ScriptedRequest) -> str:
@@ -62,18 +73,28 @@ _FEELING = prompts.pattern(prompts.FEELING, id=_CID, score=r"\d+")
 
 
 def scores(request: ScriptedRequest) -> tuple[dict[str, int], dict[str, int]]:
-    """The asking character's current beliefs and feelings, as its prompt states them."""
-    beliefs: dict[str, int] = {}
-    feelings: dict[str, int] = {}
-    if match := _BELIEFS.search(request.prompt):
-        for item in match["beliefs"].split(prompts.ITEMS):
-            if found := _BELIEF.fullmatch(item):
-                beliefs[found["belief"]] = int(found["score"])
-    if match := _FEELINGS.search(request.prompt):
-        for item in match["relations"].split(prompts.ITEMS):
-            if found := _FEELING.match(item):
-                feelings[found["id"]] = int(found["score"])
+    """The asking character's current beliefs and feelings, as its prompt's memory (`prompts.memory`) states
+    them; LookupError when the prompt states no memory or an item does not parse."""
+    beliefs = _items(request, _BELIEFS, "beliefs", _BELIEF, "belief")
+    feelings = _items(request, _FEELINGS, "relations", _FEELING, "id")
     return beliefs, feelings
+
+
+def _items(
+    request: ScriptedRequest, line: re.Pattern[str], group: str, item: re.Pattern[str], key: str
+) -> dict[str, int]:
+    match = line.search(request.prompt)
+    if match is None:
+        raise LookupError(f"{schema_name(request)} prompt of {character_of(request)}: no line {line.pattern!r}")
+    out: dict[str, int] = {}
+    for text in match[group].split(prompts.ITEMS):
+        found = item.match(text)
+        if found is None:
+            if text in ("", prompts.NOBODY):
+                continue
+            raise LookupError(f"{schema_name(request)} prompt: {text!r} does not match {item.pattern!r}")
+        out[found[key]] = int(found["score"])
+    return out
 
 
 def tag(request: ScriptedRequest) -> str:
@@ -87,8 +108,14 @@ class Call:
     schema: str
     round: int
     stage: str
+    """A `Stage` value."""
     prompt: str
     tokens: int
+
+    @property
+    def settling(self) -> bool:
+        """The final update or a vote: after the last round."""
+        return self.stage in SETTLING
 
 
 Handler = Callable[[ScriptedRequest, str], Any]
