@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import importlib.metadata as md
+import os
 import re
 import sys
 import tomllib
@@ -113,19 +114,20 @@ def test_png_drawing_names_an_extra_that_brings_its_dependency(cli, tmp_path: Pa
 
 
 def test_every_source_folder_is_an_installed_package() -> None:
-    """A non-editable install only carries the packages listed in pyproject.toml (a missing
-    `sopgraph.nodes.company` broke `sopgraph company` outside a checkout)."""
-    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
-    folders = {folder: package for package, folder in setuptools["package-dir"].items()}
-    listed = set(setuptools["packages"])
+    """The wheel carries what `packages.find` reaches from sopgraph/: each top-level folder through its
+    symlink there, and every folder with Python files below it as a regular package (a folder without
+    `__init__.py` is left out, as a missing `sopgraph.nodes.company` once broke `sopgraph company`)."""
+    find = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]
+    assert find["include"] == ["sopgraph", "sopgraph.*"]
+    links = {p.name: p for p in (ROOT / "sopgraph").iterdir() if p.is_symlink()}
+    assert set(links) == set(PACKAGE_DIRS) - {"sopgraph"}
     missing = []
-    for top in PACKAGE_DIRS:
-        for init in (ROOT / top).rglob("*.py"):
-            rel = init.parent.relative_to(ROOT)
-            package = ".".join([folders[rel.parts[0]], *rel.parts[1:]])
-            if package not in listed:
-                missing.append(package)
-    assert not missing, f"not in [tool.setuptools] packages: {sorted(set(missing))}"
+    for name, link in links.items():
+        assert link.resolve() == ROOT / name and not Path(os.readlink(link)).is_absolute(), link
+        for folder in {p.parent for p in (ROOT / name).rglob("*.py")}:
+            if not (folder / "__init__.py").is_file():
+                missing.append(str(folder.relative_to(ROOT)))
+    assert not missing, f"folders with Python files but no __init__.py (not installed): {sorted(missing)}"
 
 
 def test_constraints_pin_every_base_dependency() -> None:
