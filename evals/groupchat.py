@@ -2,7 +2,7 @@
 
 T1/T2 (AgentGroupChat's behaviour tests). Every character but an *observed* one is told, in its private
 scratch, to dislike the observed character; nothing else about the story changes. Relationship scores run
-from 0 to 100 with 50 neutral. From the persona snapshots in the pool (`groupchat_report.timeline`: the
+from 0 to 100 with 50 neutral. From the persona snapshots in the pool (`timeline` below: the
 start, then after each round) we read every other character's score toward the observed one:
 
 - *affinity* at round r: the mean of the others' scores toward the observed character at that point
@@ -29,15 +29,34 @@ from typing import Any
 from annotated_types import MaxLen
 
 from sopgraph.evals.metrics import BITS, NATS, ngram_entropy, word_tokens
-from sopgraph.graphs.groupchat_report import timeline
 from sopgraph.nodes.groupchat import hygiene
 from sopgraph.nodes.groupchat.prompts import INSTRUCTIONS, SILENT
 from sopgraph.scenarios import ScenarioError, parse_scenario
-from sopgraph.state.groupchat import HUMAN, CharacterSpec, Scenario, Stage
+from sopgraph.state.groupchat import HUMAN, CharacterSpec, PersonaSnapshot, Scenario, Stage
 from sopgraph.state.pool import Message
 
 NEUTRAL = 50
 """A relationship score below this is negative."""
+
+
+def timeline(pool: Sequence[Message], rounds: int) -> list[tuple[str, dict[str, PersonaSnapshot]]]:
+    """Persona snapshots at each point the scores may change: the start, then after every round (the T1/T2
+    points here, and the heatmaps and trajectories of the story report)."""
+    points: dict[str, dict[str, PersonaSnapshot]] = {}
+    for m in pool:
+        if m.kind != "snapshot" or not isinstance(m.payload, PersonaSnapshot):
+            continue
+        if m.stage == Stage.SETUP.value:
+            label = "start"
+        elif m.stage == Stage.UPDATE.value and m.round > 1:
+            label = f"after round {m.round - 1}"
+        elif m.stage == Stage.FINAL_UPDATE.value:
+            label = f"after round {rounds}"
+        else:
+            continue
+        points.setdefault(label, {})[m.sender] = m.payload
+    return list(points.items())
+
 
 SPOKEN = (Stage.PRIVATE_CHAT.value, Stage.MEETING.value, Stage.GROUP_CHAT.value)
 

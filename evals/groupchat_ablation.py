@@ -53,7 +53,6 @@ from sopgraph.evals.harness import (
 )
 from sopgraph.graphs import runner
 from sopgraph.graphs.groupchat import groupchat_input
-from sopgraph.graphs.groupchat_report import write_report as story_report
 from sopgraph.state.context import Context
 from sopgraph.state.groupchat import Ablations, Scenario
 from sopgraph.state.usage import UsageRecord, UsageTotals
@@ -64,6 +63,9 @@ BASELINE = "baseline"
 SWITCHES = (BASELINE, *(name.removeprefix("no_") for name in Ablations.model_fields))
 
 Progress = Callable[[str, str], None]
+StoryReport = Callable[..., Any]
+"""`write_report(values, path, *, run_id, model)` of a switch's run: the CLI hands in its HTML story report
+(graphs/cli/groupchat_report.py), which this layer does not import."""
 """Called with (switch, what it is doing now)."""
 
 
@@ -294,15 +296,23 @@ def score(
 
 
 def run_switch(
-    saver: Any, settings: GroupChatEvalSettings, switch: str, out_dir: Path, progress: Progress
+    saver: Any,
+    settings: GroupChatEvalSettings,
+    switch: str,
+    out_dir: Path,
+    progress: Progress,
+    story_report: StoryReport | None = None,
 ) -> SwitchResult:
-    """Run (or resume) and probe one switch; a failure becomes an unscored record with its error."""
+    """Run (or resume) and probe one switch, writing its story report when given one; a failure becomes an
+    unscored record with its error."""
     start = time.perf_counter()
     log = _LogFile(out_dir / f"{safe_name(switch)}.log", lambda line: progress(switch, f"simulating · {line}"))
     try:
         console = Console(file=cast(IO[str], log), width=160, color_system=None)
         values, resumed = simulate(saver, settings, switch, console, progress)
-        story_report(values, out_dir / f"{safe_name(switch)}.html", run_id=thread_for(switch), model=settings.model)
+        if story_report is not None:
+            path = out_dir / f"{safe_name(switch)}.html"
+            story_report(values, path, run_id=thread_for(switch), model=settings.model)
         rows: list[ProbeRow] = []
         usage: list[UsageRecord] = []
         if settings.probes:
@@ -332,10 +342,15 @@ class EvalOutcome:
 
 
 def run_groupchat_eval(
-    settings: GroupChatEvalSettings, switches: Sequence[str], out_dir: Path, progress: Progress | None = None
+    settings: GroupChatEvalSettings,
+    switches: Sequence[str],
+    out_dir: Path,
+    progress: Progress | None = None,
+    story_report: StoryReport | None = None,
 ) -> EvalOutcome:
-    """Score every switch not yet scored in out_dir, then write the report over all scored switches.
-    SettingsMismatch when out_dir holds results made with other settings."""
+    """Score every switch not yet scored in out_dir, then write the report over all scored switches; with
+    `story_report`, each switch's story as `<switch>.html` too. SettingsMismatch when out_dir holds results
+    made with other settings."""
     report = progress or (lambda switch, what: None)
     check_settings(out_dir, settings)
     store: ResultsFile[SwitchResult] = ResultsFile(out_dir / "results.jsonl", SwitchResult, key="switch")
@@ -347,7 +362,7 @@ def run_groupchat_eval(
             if switch in records:
                 report(switch, "scored earlier")
                 continue
-            result = run_switch(saver, settings, switch, out_dir, report)
+            result = run_switch(saver, settings, switch, out_dir, report, story_report)
             store.append(result)
             if result.scored:
                 records[switch], newly = result, newly + 1
@@ -375,7 +390,10 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
     ]
 
 
-def render_markdown(settings: GroupChatEvalSettings, records: Sequence[SwitchResult]) -> str:
+def render_markdown(
+    settings: GroupChatEvalSettings, records: Sequence[SwitchResult], stories: Sequence[str] = ()
+) -> str:
+    """`stories`: the switches whose story report (`<switch>.html`) is in the output directory."""
     story, observed = settings.story, settings.observed
     name = story.name_of(observed)
     lines = [
@@ -515,8 +533,14 @@ def render_markdown(settings: GroupChatEvalSettings, records: Sequence[SwitchRes
         "chat), words lower-cased without punctuation, characters with whitespace collapsed.",
         "- seconds: wall time of the invocation that scored the switch; model calls and tokens cover the whole "
         "run and its probes.",
-        "- Each switch's story, as `sopgraph groupchat` reports it (transcript, heatmaps, beliefs, votes): "
-        + ", ".join(f"[{r.switch}]({safe_name(r.switch)}.html)" for r in records if r.scored),
+        *(
+            [
+                "- Each switch's story, as `sopgraph groupchat` reports it (transcript, heatmaps, beliefs, votes): "
+                + ", ".join(f"[{switch}]({safe_name(switch)}.html)" for switch in stories)
+            ]
+            if stories
+            else []
+        ),
         "- settings: " + ", ".join(f"{k}={v}" for k, v in settings.identity().items()),
         "",
     ]
@@ -582,7 +606,8 @@ def plot_probes(records: Sequence[SwitchResult], path: Path) -> bool:
 def write_report(settings: GroupChatEvalSettings, records: Sequence[SwitchResult], out_dir: Path) -> Path:
     """summary.md with affinity.png and probes.png, and summary.json, in out_dir."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    text = render_markdown(settings, records)
+    stories = [r.switch for r in records if r.scored and (out_dir / f"{safe_name(r.switch)}.html").is_file()]
+    text = render_markdown(settings, records, stories)
     if not records or not plot_affinity(records, settings.observed, out_dir / "affinity.png"):
         text = text.replace("![affinity](affinity.png)\n", "")
     if not any(r.probes for r in records) or not plot_probes(records, out_dir / "probes.png"):

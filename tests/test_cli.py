@@ -124,3 +124,57 @@ def test_corrupt_model_file_is_one_line(tmp_path: Path) -> None:
     assert done.returncode == 1, done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: local model:") and "Traceback" not in done.stderr
+
+
+def _commands(group: object, path: str = "sopgraph") -> list[tuple[str, object]]:
+    """Every leaf command of the typer app, as click sees it, with its full name."""
+    found: list[tuple[str, object]] = []
+    for name, command in getattr(group, "commands", {}).items():
+        if hasattr(command, "commands"):
+            found += _commands(command, f"{path} {name}")
+        else:
+            found.append((f"{path} {name}", command))
+    return found
+
+
+def test_shared_options_are_one_definition_everywhere() -> None:
+    """--db, --model, --json... come from graphs/cli/common.py's one table: same name, same help in every
+    command that takes them (a command re-declaring one by hand would drift)."""
+    import typer
+
+    from sopgraph.graphs.cli import app
+    from sopgraph.graphs.cli.common import SHARED
+
+    # typer.Option("--db", help=...): in an annotation, the first argument is the option's name
+    helps = {a.__metadata__[0].default: a.__metadata__[0].help for a in SHARED.values()}
+    commands = _commands(typer.main.get_command(app))
+    assert len(commands) >= 20
+    seen = {flag: 0 for flag in helps}
+    for name, command in commands:
+        for param in command.params:  # type: ignore[attr-defined]
+            for flag in set(param.opts) & set(helps):
+                assert param.help == helps[flag], f"{name} {flag}: {param.help!r}"
+                seen[flag] += 1
+    assert all(seen.values()), seen
+    for name in ("eval humaneval", "eval mbpp", "eval software", "eval groupchat", "demo", "company", "groupchat"):
+        (command,) = [c for n, c in commands if n == f"sopgraph {name}"]
+        assert "--json" in {o for p in command.params for o in p.opts}, name  # type: ignore[attr-defined]
+
+
+def test_nothing_imports_the_cli_back() -> None:
+    """The CLI is a leaf: no module of the library imports sopgraph.graphs.cli (graphs/cli/ imports the rest)."""
+    import ast
+
+    root = Path(__file__).resolve().parents[1]
+    offenders = []
+    for folder in ("graphs", "nodes", "state", "tools", "evals", "scenarios", "sopgraph"):
+        for path in (root / folder).rglob("*.py"):
+            if (root / "graphs" / "cli") in path.parents:
+                continue
+            for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+                if isinstance(node, ast.ImportFrom) and node.module:
+                    names = [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+                if any(n == "sopgraph.graphs.cli" or n.startswith("sopgraph.graphs.cli.") for n in names):
+                    offenders.append(str(path.relative_to(root)))
+    assert not offenders, offenders

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from company_script import Company
 
-from sopgraph.graphs.company_cli import parse_budget, parse_review
+from sopgraph.graphs.cli.company import parse_budget, parse_review
 
 
 def _thread(err: str) -> str:

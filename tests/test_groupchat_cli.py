@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from groupchat_script import Playbook
 
-from sopgraph.graphs import groupchat_cli
+from sopgraph.graphs.cli import groupchat as groupchat_cli
+from sopgraph.graphs.cli.groupchat_report import render_report
 from sopgraph.graphs.groupchat import groupchat_input
-from sopgraph.graphs.groupchat_report import render_report
 from sopgraph.state.context import Context
 
 

@@ -204,7 +204,7 @@ def test_the_report_reader_finds_every_spoken_line(scripted) -> None:  # type: i
     import importlib.util
     from pathlib import Path
 
-    from sopgraph.graphs.groupchat_report import render_report
+    from sopgraph.graphs.cli.groupchat_report import render_report
 
     path = Path(__file__).resolve().parent.parent / "benchmarks" / "groupchat_hygiene_of_report.py"
     spec = importlib.util.spec_from_file_location("hygiene_of_report", path)

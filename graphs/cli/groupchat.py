@@ -12,18 +12,18 @@ import time
 from pathlib import Path
 from typing import Annotated, Any
 
-import click
 import typer
 from langgraph.types import Command
 from rich.console import Console
 
+from sopgraph.graphs.cli.common import RUN_OPTIONS, Options, err, fail, finish, make_context, options, usage_error
+from sopgraph.graphs.cli.common import report as print_summary
 from sopgraph.scenarios import ScenarioError, packaged_scenarios
 from sopgraph.state.context import Context
 from sopgraph.state.groupchat import HUMAN, Ablations, Scenario, Stage
 
 GRAPH = "groupchat"
 REPORTS = Path(".sopgraph") / "reports"
-err = Console(stderr=True)
 
 STAGE_TITLE = {
     Stage.UPDATE: "update",
@@ -155,22 +155,17 @@ def _ablations(items: list[str] | None) -> Ablations:
     try:
         return Ablations.of(names)
     except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--ablate") from None
+        raise usage_error(f"--ablate: {exc}") from None
 
 
 def register(app: typer.Typer) -> None:
     """Add the `groupchat` and `groupchat-report` commands to the sopgraph CLI."""
 
     @app.command("groupchat")
+    @options(*RUN_OPTIONS)
     def groupchat(
         scenario: Annotated[str, typer.Argument(help=f"A story ({', '.join(packaged_scenarios())}) or a YAML path.")],
         rounds: Annotated[int | None, typer.Option(help="Override the scenario's number of rounds.")] = None,
-        model: Annotated[
-            str | None, typer.Option(help="Model for every character: local, openai:<m>, scripted.")
-        ] = None,
-        role_model: Annotated[
-            list[str] | None, typer.Option("--role-model", help="Per-character model, ID=MODEL (repeatable).")
-        ] = None,
         human: Annotated[list[str] | None, typer.Option(help="A character id you play (repeatable).")] = None,
         ablate: Annotated[
             list[str] | None,
@@ -181,42 +176,34 @@ def register(app: typer.Typer) -> None:
         interactive: Annotated[
             bool, typer.Option(help="Ask at the terminal when a human character must move (else pause the run).")
         ] = True,
-        db: Annotated[
-            str | None, typer.Option("--db", help="Checkpointer: SQLite path, postgresql://..., memory.")
-        ] = None,
-        budget_tokens: Annotated[int | None, typer.Option(help="Pause the run after this many tokens.")] = None,
-        budget_usd: Annotated[float | None, typer.Option(help="Pause the run after this many dollars.")] = None,
-        as_json: Annotated[
-            bool, typer.Option("--json", help="Print a JSON summary on stdout (progress stays on stderr).")
-        ] = False,
+        *,
+        opts: Options,
     ) -> None:
         """Run a group-chat story: rounds of update, private chat, meeting and group chat, then the vote."""
         from sopgraph.graphs import runner
-        from sopgraph.graphs.cli import finish, make_context
-        from sopgraph.graphs.cli import report as print_summary
+        from sopgraph.graphs.cli.groupchat_report import write_report
         from sopgraph.graphs.groupchat import groupchat_input
-        from sopgraph.graphs.groupchat_report import write_report
         from sopgraph.nodes.llm import resolve_model
         from sopgraph.tools.persistence import checkpointer_url, describe, open_checkpointer
 
         people = set(human or [])
-        extra = [item for item in role_model or [] if item.partition("=")[2] == HUMAN]
+        extra = [item for item in opts.role_model or [] if item.partition("=")[2] == HUMAN]
         people |= {item.partition("=")[0] for item in extra}
         try:
             state = groupchat_input(scenario, rounds=rounds, ablate=_ablations(ablate), seed=seed, humans=people)
         except ScenarioError as exc:
-            raise click.ClickException(str(exc)) from None
+            raise fail(exc) from None
         story = state["scenario"]
-        ctx = make_context(model, budget_tokens, budget_usd, [i for i in role_model or [] if i not in extra])
+        ctx = make_context(opts, role_model=[i for i in opts.role_model or [] if i not in extra])
         for character in story.characters:
             if character.model and character.model != HUMAN:
                 resolve_model(character.model, ctx)
-        with open_checkpointer(db) as saver:
+        with open_checkpointer(opts.db) as saver:
             thread_id = runner.new_thread_id(GRAPH)
             off = ", ".join(state["ablations"].names()) or "none"
             err.print(
                 f"run [bold]{thread_id}[/]: {story.title} — {story.settings.rounds} rounds, model {ctx.model}, "
-                f"ablations {off}, checkpoints in {describe(checkpointer_url(db))}"
+                f"ablations {off}, checkpoints in {describe(checkpointer_url(opts.db))}"
             )
             outcome = run_story(state, saver, ctx, thread_id=thread_id, interactive=interactive, console=err)
         print_summary(outcome)
@@ -229,22 +216,22 @@ def register(app: typer.Typer) -> None:
             path = None
         else:
             err.print(f"report: {path}")
-        finish(GRAPH, outcome, as_json, report=str(path) if path else None)
+        finish(GRAPH, outcome, opts.as_json, report=str(path) if path else None)
 
     @app.command("groupchat-report")
+    @options("db")
     def groupchat_report(
         run: Annotated[str, typer.Argument(help="The run (thread) id.")],
         out: Annotated[Path | None, typer.Option("--out", help="Where to write the HTML.")] = None,
-        db: Annotated[
-            str | None, typer.Option("--db", help="Checkpointer: SQLite path, postgresql://..., memory.")
-        ] = None,
+        *,
+        opts: Options,
     ) -> None:
         """Write the HTML report of a group-chat run (finished or not)."""
         from sopgraph.graphs import runner
-        from sopgraph.graphs.groupchat_report import write_report
+        from sopgraph.graphs.cli.groupchat_report import write_report
         from sopgraph.tools.persistence import open_checkpointer
 
-        with open_checkpointer(db) as saver:
+        with open_checkpointer(opts.db) as saver:
             name, ctx = runner.run_metadata(saver, run)
             if name != GRAPH:
                 raise runner.RunError(f"run {run!r} is a {name} run, not a group chat")

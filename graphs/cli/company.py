@@ -7,23 +7,9 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from sopgraph.graphs.cli.common import RUN_OPTIONS, Options, err, finish, make_context, options, report, usage_error
 from sopgraph.state.company import RUN_TESTS, WRITE_CODE, WRITE_TEST, CodeFile, Delivery, QAReport
 from sopgraph.state.usage import UsageTotals
-
-
-class OptionError(SystemExit):
-    """A bad option, reported in one line with exit code 2.
-
-    A SystemExit, because cli.main neither catches typer's vendored click errors nor keeps the code of a
-    typer.Exit raised with standalone_mode=False.
-    """
-
-    def __init__(self, message: str) -> None:
-        from sopgraph.graphs import cli
-
-        cli.err.print(f"[red]error:[/] {message}", highlight=False, soft_wrap=True)
-        super().__init__(2)
-
 
 _BUDGET = re.compile(r"^\s*(\$)?\s*([0-9]*\.?[0-9]+)\s*(k|m|usd|\$|tokens?)?\s*$", re.IGNORECASE)
 
@@ -32,7 +18,7 @@ def parse_budget(text: str) -> tuple[int | None, float | None]:
     """`20000`, `20k`, `1.5m` tokens, or `$0.50` / `0.5usd` dollars."""
     match = _BUDGET.match(text)
     if not match:
-        raise OptionError(f"--budget: expected tokens (20000, 20k, 1.5m) or dollars ($0.50), got {text!r}")
+        raise usage_error(f"--budget: expected tokens (20000, 20k, 1.5m) or dollars ($0.50), got {text!r}")
     dollar, number, unit = match.group(1), float(match.group(2)), (match.group(3) or "").lower()
     if dollar or unit in ("usd", "$"):
         return None, number
@@ -46,7 +32,7 @@ def parse_review(text: str | None) -> list[str]:
     stages = [s.strip().lower() for s in (text or "").split(",") if s.strip()]
     unknown = [s for s in stages if s not in REVIEW_STAGES]
     if unknown:
-        raise OptionError(f"--review: unknown review point {', '.join(unknown)}; use {', '.join(REVIEW_STAGES)}")
+        raise usage_error(f"--review: unknown review point {', '.join(unknown)}; use {', '.join(REVIEW_STAGES)}")
     return stages
 
 
@@ -98,10 +84,10 @@ def summary_table(values: dict[str, Any]) -> tuple[Table, list[str]]:
 
 
 def register(app: typer.Typer) -> None:
-    """Add the `company` and `company-summary` commands to the sopgraph CLI."""
-    from sopgraph.graphs import cli
+    """Add the `company`, `company-summary` and `export` commands to the sopgraph CLI."""
 
     @app.command("company")
+    @options(*RUN_OPTIONS)
     def company(
         idea: Annotated[str, typer.Argument(help="The product idea, or a change to the repository given by --out.")],
         review: Annotated[
@@ -123,12 +109,8 @@ def register(app: typer.Typer) -> None:
         budget: Annotated[
             str | None, typer.Option("--budget", help="Pause after this many tokens (20000, 20k) or dollars ($0.50).")
         ] = None,
-        budget_tokens: cli.BudgetTokens = None,
-        budget_usd: cli.BudgetUsd = None,
-        db: cli.DbOption = None,
-        model: cli.ModelOption = None,
-        role_model: cli.RoleModels = None,
-        as_json: cli.JsonOption = False,
+        *,
+        opts: Options,
     ) -> None:
         """Run the software company (PM, architect, project manager, engineer, reviewer, QA) on an idea."""
         from sopgraph.graphs import runner
@@ -139,13 +121,13 @@ def register(app: typer.Typer) -> None:
         stages = parse_review(review)
         if budget is not None:
             tokens, usd = parse_budget(budget)
-            budget_tokens = budget_tokens if tokens is None else tokens
-            budget_usd = budget_usd if usd is None else usd
+            opts.budget_tokens = opts.budget_tokens if tokens is None else tokens
+            opts.budget_usd = opts.budget_usd if usd is None else usd
         thread_id = runner.new_thread_id("company")
         out_dir = (out or default_out_dir(thread_id)).expanduser().absolute()
         incremental = load_manifest(out_dir) is not None
         if not incremental and out_dir.is_dir() and any(out_dir.iterdir()):
-            raise OptionError(f"--out: {out_dir} is not empty and not a generated repository")
+            raise usage_error(f"--out: {out_dir} is not empty and not a generated repository")
         try:
             payload = company_input(
                 idea,
@@ -158,67 +140,67 @@ def register(app: typer.Typer) -> None:
                 test_timeout_s=test_timeout,
             )
         except ValueError as exc:
-            raise OptionError(str(exc)) from exc
-        ctx = cli.make_context(model, budget_tokens, budget_usd, role_model)
-        with open_checkpointer(db) as saver:
-            cli.err.print(
-                f"run [bold]{thread_id}[/] (model {ctx.model}, checkpoints in {describe(checkpointer_url(db))})"
-            )
-            cli.err.print(f"repository {out_dir} ({'update of the existing project' if incremental else 'new'})")
+            raise usage_error(exc) from exc
+        ctx = make_context(opts)
+        with open_checkpointer(opts.db) as saver:
+            where = describe(checkpointer_url(opts.db))
+            err.print(f"run [bold]{thread_id}[/] (model {ctx.model}, checkpoints in {where})")
+            err.print(f"repository {out_dir} ({'update of the existing project' if incremental else 'new'})")
             outcome = runner.start_run("company", dict(payload), saver, ctx, thread_id=thread_id)
-        cli.report(outcome)
+        report(outcome)
         _print_summary(outcome.values)
         delivered = [m.payload for m in outcome.values.get("pool") or [] if isinstance(m.payload, Delivery)]
-        cli.finish(
+        finish(
             "company",
             outcome,
-            as_json,
+            opts.as_json,
             out_dir=outcome.values.get("out_dir"),
             tests=delivered[-1].headline() if delivered else None,
             files={path: docs[-1].lines for path, docs in sorted(file_versions(outcome.values).items())},
         )
 
     @app.command("company-summary")
-    def company_summary(run: str, db: cli.DbOption = None) -> None:
+    @options("db")
+    def company_summary(run: str, *, opts: Options) -> None:
         """Files, tests and usage of a company run so far (also after a pause or a resume)."""
         from sopgraph.graphs import runner
         from sopgraph.tools.persistence import open_checkpointer
 
-        with open_checkpointer(db) as saver:
+        with open_checkpointer(opts.db) as saver:
             snapshots = runner.history(saver, run)
         if not snapshots:
             raise runner.RunError(f"run {run!r} has no checkpoints")
         _print_summary(dict(snapshots[0].values))
 
     @app.command("export")
+    @options("db")
     def export(
         run: Annotated[str, typer.Argument(help="A company run (thread) id.")],
         out: Annotated[Path, typer.Option("--out", help="Folder to write the repository into.")],
-        db: cli.DbOption = None,
+        *,
+        opts: Options,
     ) -> None:
         """Write a company run's repository, as its latest checkpoint holds it, into a folder."""
         from sopgraph.graphs import runner
         from sopgraph.nodes.company.repository import load_manifest, materialize, render
         from sopgraph.tools.persistence import open_checkpointer
 
-        with open_checkpointer(db) as saver:
+        with open_checkpointer(opts.db) as saver:
             name, _ = runner.run_metadata(saver, run)
             if name != "company":
                 raise runner.RunError(f"run {run!r} is a {name} run; only company runs have a repository")
             values = dict(runner.compile_graph(name, saver).get_state(runner.run_config(run)).values)
         target = out.expanduser().absolute()
         if target.is_dir() and any(target.iterdir()) and load_manifest(target) is None:
-            raise OptionError(f"--out: {target} is not empty and not a generated repository")
+            raise usage_error(f"--out: {target} is not empty and not a generated repository")
         for warning in materialize(values, str(target)):
-            cli.err.print(warning, markup=False, highlight=False)
-        cli.err.print(f"wrote {len(render(values))} files to {target}", markup=False, highlight=False)
+            err.print(warning, markup=False, highlight=False)
+        err.print(f"wrote {len(render(values))} files to {target}", markup=False, highlight=False)
 
 
 def _print_summary(values: dict[str, Any]) -> None:
-    from sopgraph.graphs import cli
-
     table, lines = summary_table(values)
     if table.row_count:
-        cli.err.print(table)
+        err.print(table)
     for line in lines:
-        cli.err.print(line, markup=False, highlight=False)
+        err.print(line, markup=False, highlight=False)

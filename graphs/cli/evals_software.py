@@ -1,6 +1,6 @@
 """`sopgraph eval software`: the software tasks through the company graph, scored for executability.
 
-evals/cli.py calls `register(eval_app)`. Only typer is imported here; the evaluation itself (the company
+app.py calls `register(eval_app)`. Only typer is imported here; the evaluation itself (the company
 graph, the sandbox) is imported when the command runs, so `sopgraph --help` stays fast.
 """
 
@@ -11,7 +11,10 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from sopgraph.evals.cli import First, Limit, Model, Out, Seed, _default_out, _fail, _show_report
+from sopgraph.graphs.cli.common import Options, err, fail, options
+from sopgraph.graphs.cli.common import out as stdout
+from sopgraph.graphs.cli.evals import EVAL_OPTIONS, First, Limit, Out, Seed, default_out, finish_eval, show_report
+from sopgraph.graphs.outcomes import USAGE_EXIT
 
 if TYPE_CHECKING:
     from sopgraph.evals.software import SoftwareSettings, SoftwareTask, Tally, TaskResult
@@ -22,6 +25,7 @@ def register(eval_app: typer.Typer) -> None:
     eval_app.command("software")(software)
 
 
+@options(*EVAL_OPTIONS)
 def software(
     tasks: Annotated[
         Path | None,
@@ -30,7 +34,6 @@ def software(
     only: Annotated[str | None, typer.Option("--only", help="Run only these task ids (comma-separated).")] = None,
     limit: Limit = None,
     first: First = False,
-    model: Model = None,
     max_debug: Annotated[
         int, typer.Option("--max-debug", min=0, help="Fix rounds the company may take after failing tests.")
     ] = 3,
@@ -44,6 +47,8 @@ def software(
     test_timeout: Annotated[float, typer.Option("--test-timeout", min=1.0, help="Seconds per sandboxed test run.")] = (
         60.0
     ),
+    *,
+    opts: Options,
 ) -> None:
     """Software tasks built by the company, scored 1-4 (imports, starts, acceptance checks, own tests)."""
     from sopgraph.evals import software as sw
@@ -53,49 +58,46 @@ def software(
     try:
         chosen = sw.choose_tasks(sw.load_tasks(tasks), ids, limit, seed, first)
     except sw.TaskFileError as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(exc) from exc
     settings = sw.SoftwareSettings(
-        model=model or Context().model,
+        model=opts.model or Context().model,
         max_debug=max_debug,
         seed=seed,
         temperature=temperature,
         test_timeout=test_timeout,
         start_timeout=start_timeout,
     )
-    _run(chosen, settings, out or _default_out("software", settings.model))
+    _run(chosen, settings, out or default_out("software", settings.model), opts.as_json)
 
 
-def _run(tasks: list[SoftwareTask], settings: SoftwareSettings, out: Path) -> None:
+def _run(tasks: list[SoftwareTask], settings: SoftwareSettings, out: Path, as_json: bool) -> None:
     from rich.markup import escape
     from rich.table import Table
 
     from sopgraph.evals import harness
     from sopgraph.evals import software as sw
-    from sopgraph.graphs import cli
     from sopgraph.nodes.llm import preflight
 
     preflight(settings.context())  # a bad model name fails now; the local server starts before the first task
-    cli.err.print(
+    err.print(
         f"software: {len(tasks)} tasks, model {settings.model}, ≤ {settings.max_debug} debug rounds; "
         f"results in {out} (checkpoints: {out / sw.CHECKPOINTS})",
         highlight=False,
     )
 
     def on_start(task: SoftwareTask, position: int, count: int) -> None:
-        cli.err.rule(f"[{position}/{count}] {task.id} ({task.category})", style="dim")
-        cli.err.print(task.prompt, style="dim", markup=False, highlight=False)
+        err.rule(f"[{position}/{count}] {task.id} ({task.category})", style="dim")
+        err.print(task.prompt, style="dim", markup=False, highlight=False)
 
     def on_done(result: TaskResult, tally: Tally) -> None:
         so_far = f"{tally.scored}/{tally.selected} scored"
         if tally.mean_score is not None:
             so_far += f", mean score {tally.mean_score:.2f}"
         if result.error:
-            cli.err.print(
-                f"[yellow]{result.task_id}: not scored:[/] {escape(result.error)} ({so_far})", highlight=False
-            )
+            err.print(f"[yellow]{result.task_id}: not scored:[/] {escape(result.error)} ({so_far})", highlight=False)
             return
         per_line = "n/a" if result.tokens_per_line is None else f"{result.tokens_per_line:.1f}"
-        cli.err.print(
+        err.print(
             f"[bold]{result.task_id}: score {result.score}[/] — {escape(result.reason)}\n"
             f"  {result.tokens_in} in / {result.tokens_out} out tokens, {result.code_lines} lines of code "
             f"({per_line} tokens/line), {result.test_lines} of tests, {result.debug_attempts} debug rounds, "
@@ -104,23 +106,24 @@ def _run(tasks: list[SoftwareTask], settings: SoftwareSettings, out: Path) -> No
         )
 
     try:
-        outcome = sw.run_software(tasks, settings, out, console=cli.err, on_start=on_start, on_done=on_done)
+        outcome = sw.run_software(tasks, settings, out, console=err, on_start=on_start, on_done=on_done)
     except KeyboardInterrupt:
-        raise _fail(
+        raise fail(
             f"interrupted; scored tasks are kept in {out} and the task in progress continues from its last "
             "checkpoint: run the same command to resume",
             130,
         ) from None
     except harness.EvalAborted as exc:
-        raise _fail(f"{exc}; scored tasks are kept in {out}: run the same command to resume") from exc
+        raise fail(f"{exc}; scored tasks are kept in {out}: run the same command to resume") from exc
     except harness.SettingsMismatch as exc:
-        raise _fail(str(exc), 2) from exc
+        raise fail(exc, USAGE_EXIT) from exc
     table = Table("task", "category", "score", "tokens out", "code lines", "tokens/line", "seconds", box=None)
     for r in outcome.results:
         per_line = "n/a" if r.tokens_per_line is None else f"{r.tokens_per_line:.1f}"
         row = (r.task_id, r.category, str(r.score), str(r.tokens_out), str(r.code_lines), per_line, f"{r.seconds:.0f}")
         table.add_row(*row)
     if table.row_count:
-        cli.out.print(table)
+        (err if as_json else stdout).print(table)
     # The per-task table of summary.md is too wide for a terminal; the one above stands in for it.
-    _show_report(outcome.report, out / "results.jsonl", outcome.summary.unscored, "tasks", upto="\n## Per task")
+    show_report(outcome.report, as_json, upto="\n## Per task")
+    finish_eval("software", outcome.report, out, outcome.summary.unscored, outcome.newly_scored, "tasks", as_json)

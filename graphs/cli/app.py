@@ -1,4 +1,8 @@
-"""The `sopgraph` command line: run graphs, inspect and continue runs, draw graphs, manage the local model."""
+"""The `sopgraph` command line: run graphs, inspect and continue runs, draw graphs, manage the local model.
+
+The CLI is a leaf over the library: its modules import graphs/, evals/ and below, nothing imports them.
+graphs/cli/company.py, groupchat.py and evals.py add their commands to `app` here.
+"""
 
 from __future__ import annotations
 
@@ -8,16 +12,24 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from sopgraph.evals.cli import register as register_evals
 from sopgraph.graphs import runner
-from sopgraph.graphs.company_cli import register as register_company
-from sopgraph.graphs.groupchat_cli import register as register_groupchat
+from sopgraph.graphs.cli import company, evals, evals_groupchat, evals_software, groupchat
+from sopgraph.graphs.cli.common import (
+    RUN_OPTIONS,
+    Options,
+    emit,
+    err,
+    fail,
+    finish,
+    make_context,
+    options,
+    out,
+    report,
+    usage_error,
+)
 from sopgraph.graphs.registry import GRAPHS, builder_for
-from sopgraph.state.context import Context
-from sopgraph.state.usage import UsageTotals, totals_by
 from sopgraph.tools.persistence import (
     PersistenceError,
     checkpointer_url,
@@ -36,102 +48,14 @@ app = typer.Typer(
 model_app = typer.Typer(help="The embedded local model (llama.cpp server).", no_args_is_help=True)
 app.add_typer(model_app, name="model")
 
-out = Console()
-err = Console(stderr=True)
-
-DbOption = Annotated[
-    str | None,
-    typer.Option("--db", help="Checkpointer: SQLite path (default .sopgraph/state.sqlite), postgresql://..., memory."),
-]
-ModelOption = Annotated[
-    str | None, typer.Option("--model", help="Model for every role: local, openai:<model>, scripted.")
-]
-BudgetTokens = Annotated[int | None, typer.Option("--budget-tokens", help="Pause the run after this many tokens.")]
-BudgetUsd = Annotated[float | None, typer.Option("--budget-usd", help="Pause the run after this many dollars.")]
-WaitOption = Annotated[
-    bool, typer.Option("--wait", help="If another process is executing the run, wait for it instead of failing.")
-]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout (progress stays on stderr).")]
-RoleModels = Annotated[list[str] | None, typer.Option("--role-model", help="Per-role model, ROLE=MODEL (repeatable).")]
-
-
-def _role_models(items: list[str] | None) -> dict[str, str]:
-    pairs: dict[str, str] = {}
-    for item in items or []:
-        role, sep, model = item.partition("=")
-        if not sep or not role or not model:
-            raise typer.BadParameter(f"expected ROLE=MODEL, got {item!r}")
-        pairs[role] = model
-    return pairs
-
-
-def make_context(
-    model: str | None, budget_tokens: int | None, budget_usd: float | None, role_models: list[str] | None
-) -> Context:
-    ctx = Context()
-    if model:
-        ctx.model = model
-    ctx.models = _role_models(role_models)
-    ctx.budget_tokens, ctx.budget_usd = budget_tokens, budget_usd
-    from sopgraph.nodes.llm import cost_of, preflight
-
-    if budget_usd is not None:  # a dollar budget on a model without a price would never be spent
-        unpriced = sorted(n for n in {ctx.model, *ctx.models.values()} if cost_of(n, 10**6, 10**6) == 0)
-        if unpriced:
-            raise typer.BadParameter(
-                f"{', '.join(unpriced)} has no price, so a dollar budget is never spent; use --budget-tokens",
-                param_hint="--budget-usd",
-            )
-    preflight(ctx)
-    return ctx
-
-
-def report(outcome: runner.RunOutcome) -> None:
-    """The closing lines of a run: where it stands, what it cost, how to continue."""
-    usage = outcome.values.get("usage") or []
-    totals = UsageTotals.of(usage)
-    err.print(
-        f"[bold]{outcome.thread_id}[/]: {outcome.status} in {outcome.seconds:.1f}s — "
-        f"{totals.calls} model calls, {totals.input_tokens} in / {totals.output_tokens} out tokens, "
-        f"${totals.cost_usd:.4f}"
-    )
-    if len(usage) > 0:
-        table = Table("role", "calls", "tokens in", "tokens out", "seconds", box=None)
-        for role, t in totals_by(usage).items():
-            table.add_row(role, str(t.calls), str(t.input_tokens), str(t.output_tokens), f"{t.latency_s:.1f}")
-        err.print(table)
-    for value in outcome.interrupts:
-        message = value.get("message") if isinstance(value, dict) else value
-        err.print(f"[yellow]paused:[/] {message}")
-        if isinstance(value, dict) and value.get("reason") == "budget":
-            flag = "--budget-usd N" if str(message).startswith("dollar") else "--budget-tokens N"
-            err.print(f"  continue with: sopgraph resume {outcome.thread_id} {flag}")
-        else:
-            err.print(f"  continue with: sopgraph resume {outcome.thread_id} --answer JSON")
-
-
-def finish(graph: str, outcome: runner.RunOutcome, as_json: bool, **extra: Any) -> None:
-    """After `report`: the JSON summary when asked, and the exit code of the run's result (0 done, 3 gave up,
-    4 paused; see graphs/outcomes.py)."""
-    from sopgraph.graphs import outcomes
-
-    data = outcomes.summary(graph, outcome, **extra)
-    if as_json:
-        typer.echo(outcomes.dumps(data))
-    if data["exit_code"]:
-        raise SystemExit(data["exit_code"])
-
 
 @app.command()
+@options(*RUN_OPTIONS)
 def demo(
     idea: Annotated[str, typer.Argument(help="What to pitch.")] = "a command-line todo list",
     max_revisions: Annotated[int, typer.Option(help="How often the critic may send the pitch back.")] = 1,
-    db: DbOption = None,
-    model: ModelOption = None,
-    budget_tokens: BudgetTokens = None,
-    budget_usd: BudgetUsd = None,
-    role_model: RoleModels = None,
-    as_json: JsonOption = False,
+    *,
+    opts: Options,
 ) -> None:
     """Run the demo SOP (writer and critic) on an idea."""
     from sopgraph.graphs.demo import Pitch, demo_input
@@ -139,33 +63,35 @@ def demo(
     try:
         payload = demo_input(idea, max_revisions)
     except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from None
-    ctx = make_context(model, budget_tokens, budget_usd, role_model)
-    with open_checkpointer(db) as saver:
+        raise usage_error(exc) from None
+    ctx = make_context(opts)
+    with open_checkpointer(opts.db) as saver:
         thread_id = runner.new_thread_id("demo")
-        err.print(f"run [bold]{thread_id}[/] (model {ctx.model}, checkpoints in {describe(checkpointer_url(db))})")
+        where = describe(checkpointer_url(opts.db))
+        err.print(f"run [bold]{thread_id}[/] (model {ctx.model}, checkpoints in {where})")
         outcome = runner.start_run("demo", dict(payload), saver, ctx, thread_id=thread_id)
     report(outcome)
     pool = outcome.values.get("pool") or []
     pitches = [m.payload for m in pool if isinstance(m.payload, Pitch)]
-    if pitches and not as_json:
+    if pitches and not opts.as_json:
         out.print_json(pitches[-1].model_dump_json())
     if outcome.values.get("outcome"):
         err.print(f"outcome: {outcome.values['outcome']}")
-    finish("demo", outcome, as_json, pitch=pitches[-1] if pitches else None)
+    finish("demo", outcome, opts.as_json, pitch=pitches[-1] if pitches else None)
 
 
 @app.command()
-def runs(db: DbOption = None, as_json: JsonOption = False) -> None:
+@options("db", "as_json")
+def runs(*, opts: Options) -> None:
     """List runs (threads) in the checkpointer, newest first, with where each stands."""
     import dataclasses
 
-    from sopgraph.graphs.outcomes import dumps, statuses
+    from sopgraph.graphs.outcomes import statuses
 
-    with open_checkpointer(db) as saver:
+    with open_checkpointer(opts.db) as saver:
         rows = statuses(saver)
-    if as_json:
-        typer.echo(dumps([dataclasses.asdict(r) for r in rows]))
+    if opts.as_json:
+        emit([dataclasses.asdict(r) for r in rows])
         return
     table = Table("run", "graph", "status", "outcome", "started", "tokens")
     table.columns[0].no_wrap = True
@@ -176,11 +102,12 @@ def runs(db: DbOption = None, as_json: JsonOption = False) -> None:
 
 
 @app.command()
-def history(run: str, db: DbOption = None, as_json: JsonOption = False) -> None:
+@options("db", "as_json")
+def history(run: str, *, opts: Options) -> None:
     """A run's checkpoints, newest first: id, step, the node that wrote it, what runs next."""
-    with open_checkpointer(db) as saver:
+    with open_checkpointer(opts.db) as saver:
         snaps = runner.history(saver, run)
-    if as_json:
+    if opts.as_json:
         rows = [
             {
                 "checkpoint": snap.config["configurable"]["checkpoint_id"],
@@ -192,7 +119,7 @@ def history(run: str, db: DbOption = None, as_json: JsonOption = False) -> None:
             }
             for snap in snaps
         ]
-        typer.echo(json.dumps(rows, indent=2))
+        emit(rows)
         return
     table = Table("checkpoint", "step", "source", "after", "next", "messages")
     table.columns[0].no_wrap = True
@@ -220,39 +147,36 @@ def _parse_answer(answer: str | None) -> Any:
 
 
 @app.command()
+@options("db", "model", "budget_tokens", "budget_usd", "wait", "as_json")
 def resume(
     run: str,
     answer: Annotated[str | None, typer.Option(help="Resume value for a paused run (JSON or text).")] = None,
-    db: DbOption = None,
-    model: ModelOption = None,
-    budget_tokens: BudgetTokens = None,
-    budget_usd: BudgetUsd = None,
-    wait: WaitOption = False,
-    as_json: JsonOption = False,
+    *,
+    opts: Options,
 ) -> None:
     """Continue a run after a crash, a spent budget or a question to a human."""
-    overrides = {"model": model, "budget_tokens": budget_tokens, "budget_usd": budget_usd}
-    with open_checkpointer(db) as saver:
+    overrides = {"model": opts.model, "budget_tokens": opts.budget_tokens, "budget_usd": opts.budget_usd}
+    with open_checkpointer(opts.db) as saver:
         name, _ = runner.run_metadata(saver, run)
-        outcome = runner.resume_run(saver, run, answer=_parse_answer(answer), overrides=overrides, wait=wait)
+        outcome = runner.resume_run(saver, run, answer=_parse_answer(answer), overrides=overrides, wait=opts.wait)
     report(outcome)
-    finish(name, outcome, as_json)
+    finish(name, outcome, opts.as_json)
 
 
 @app.command()
+@options("db", "wait", "as_json")
 def replay(
     run: str,
     checkpoint: Annotated[str, typer.Option("--checkpoint", help="Checkpoint id (see history).")],
-    db: DbOption = None,
-    wait: WaitOption = False,
-    as_json: JsonOption = False,
+    *,
+    opts: Options,
 ) -> None:
     """Re-run a run from one of its checkpoints."""
-    with open_checkpointer(db) as saver:
+    with open_checkpointer(opts.db) as saver:
         name, _ = runner.run_metadata(saver, run)
-        outcome = runner.replay_run(saver, run, checkpoint, wait=wait)
+        outcome = runner.replay_run(saver, run, checkpoint, wait=opts.wait)
     report(outcome)
-    finish(name, outcome, as_json)
+    finish(name, outcome, opts.as_json)
 
 
 def _parse_set(items: list[str]) -> dict[str, Any]:
@@ -260,31 +184,31 @@ def _parse_set(items: list[str]) -> dict[str, Any]:
     for item in items:
         key, sep, raw = item.partition("=")
         if not sep or not key:
-            raise typer.BadParameter(f"expected key=value, got {item!r}")
+            raise usage_error(f"--set: expected key=value, got {item!r}")
         values[key] = _parse_answer(raw)
     return values
 
 
 @app.command()
+@options("db", "wait", "as_json")
 def fork(
     run: str,
     checkpoint: Annotated[str, typer.Option("--checkpoint", help="Checkpoint id to fork from.")],
     set_: Annotated[list[str], typer.Option("--set", help="State edit key=value (JSON value), repeatable.")],
     no_run: Annotated[bool, typer.Option("--no-run", help="Only create the fork; do not continue it.")] = False,
-    db: DbOption = None,
-    wait: WaitOption = False,
-    as_json: JsonOption = False,
+    *,
+    opts: Options,
 ) -> None:
     """Fork a run at a checkpoint with edited state and continue the new branch ("what if")."""
-    with open_checkpointer(db) as saver:
+    with open_checkpointer(opts.db) as saver:
         name, _ = runner.run_metadata(saver, run)
-        outcome = runner.fork_run(saver, run, checkpoint, _parse_set(set_), run=not no_run, wait=wait)
+        outcome = runner.fork_run(saver, run, checkpoint, _parse_set(set_), run=not no_run, wait=opts.wait)
     err.print(f"forked {run} at {checkpoint} → checkpoint {outcome.checkpoint_id}")
     if not no_run:
         report(outcome)
-        finish(name, outcome, as_json)
-    elif as_json:
-        typer.echo(json.dumps({"run": outcome.thread_id, "checkpoint": outcome.checkpoint_id}))
+        finish(name, outcome, opts.as_json)
+    elif opts.as_json:
+        emit({"run": outcome.thread_id, "checkpoint": outcome.checkpoint_id})
 
 
 def _ascii(drawable: Any) -> str:
@@ -293,7 +217,7 @@ def _ascii(drawable: Any) -> str:
     try:
         import grandalf  # noqa: F401
     except ImportError as exc:
-        raise typer.BadParameter("ASCII drawing needs grandalf: pip install 'sopgraph[draw]'") from exc
+        raise fail("ASCII drawing needs grandalf: pip install 'sopgraph[draw]'") from exc
     loops = [e for e in drawable.edges if e.source == e.target]
 
     def line(e: Any) -> str:
@@ -325,23 +249,23 @@ def draw(
         text = _ascii(drawable)
     elif format == "png":
         if output is None:
-            raise typer.BadParameter("--format png needs --out FILE")
+            raise usage_error("--format png needs --out FILE")
         try:
             drawable.draw_png(str(output))
         except ImportError as exc:
-            raise typer.BadParameter(
+            raise fail(
                 "PNG drawing needs Graphviz and pygraphviz (apt-get install graphviz libgraphviz-dev; "
                 "pip install 'sopgraph[png]'); use --format mermaid or ascii otherwise"
             ) from exc
         err.print(f"wrote {output}")
         return
     else:
-        raise typer.BadParameter(f"unknown format {format!r}: mermaid, ascii or png")
+        raise usage_error(f"--format: unknown format {format!r}: mermaid, ascii or png")
     if output:
         try:
             output.write_text(text)
         except OSError as exc:
-            raise typer.BadParameter(f"cannot write {output}: {exc.strerror or exc}", param_hint="--out") from None
+            raise fail(f"--out: cannot write {output}: {exc.strerror or exc}") from None
         err.print(f"wrote {output}")
     else:
         typer.echo(text)
@@ -401,9 +325,11 @@ def model_stop() -> None:
     err.print("stopped" if local_model.stop() else "no server was running")
 
 
-register_company(app)
-register_groupchat(app)
-register_evals(app)
+company.register(app)
+groupchat.register(app)
+evals_groupchat.register(evals.eval_app)
+evals_software.register(evals.eval_app)
+evals.register(app)
 
 
 def _known_errors() -> tuple[type[BaseException], ...]:
@@ -426,8 +352,7 @@ def main(argv: list[str] | None = None) -> None:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         if not isinstance(exc, (PersistenceError, runner.RunError)) and isinstance(exc, store_errors()):
             message = f"checkpoint store: {store_error_line(exc)}"
-        err.print(f"[red]error:[/] {message}", markup=True, highlight=False, soft_wrap=True)
-        sys.exit(1)
+        raise fail(message) from None
 
 
 if __name__ == "__main__":
