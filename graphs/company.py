@@ -33,7 +33,7 @@ from sopgraph.state.limits import checked_text
 REVIEW_STAGES = tuple(STAGES)
 
 
-def build_company_graph() -> StateGraph:
+def build_company_graph() -> StateGraph[CompanyState, Context, CompanyInput]:
     builder = SOPStateGraph(CompanyState, input_schema=CompanyInput, context_schema=Context)
     builder.add_node("intake", intake)
     builder.add_node("product_manager", product_manager)

@@ -49,7 +49,7 @@ def critic(state: DemoState, runtime: Runtime[Context]) -> dict:
         f"Review this pitch.\nTitle: {pitch.title}\nTagline: {pitch.tagline}\nFeatures:\n{features}",
         system=CRITIC_SYSTEM,
     )
-    message = Message(sender="critic", kind="review", content=review.comments, payload=review, send_to="writer")
+    message = Message(sender="critic", kind="review", content=review.comments, payload=review, send_to=("writer",))
     update: dict = {"pool": [message], **llm.usage_update()}
     if review.verdict == "revise":
         update["revisions"] = state.get("revisions", 0) + 1
@@ -71,7 +71,7 @@ def publish(state: DemoState) -> dict:
     return {"outcome": "approved" if approved else "gave up"}
 
 
-def build_demo_graph() -> StateGraph:
+def build_demo_graph() -> StateGraph[DemoState, Context, DemoInput]:
     builder = SOPStateGraph(DemoState, input_schema=DemoInput, context_schema=Context)
     builder.add_node("writer", writer)
     builder.add_node("critic", critic)

@@ -58,7 +58,7 @@ def _turns(turn: str) -> dict[str, str]:
     return {turn: "next line", "summarize": "conversation over"}
 
 
-def build_groupchat_graph() -> StateGraph:
+def build_groupchat_graph() -> StateGraph[GroupChatState, Context, GroupChatInput]:
     builder = SOPStateGraph(GroupChatState, input_schema=GroupChatInput, context_schema=Context)
     # Send targets take their task payload, not the state: declare the input schema so LangGraph does not
     # infer one from the type hints.

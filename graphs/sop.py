@@ -15,6 +15,7 @@ from typing import Any
 
 from langgraph.graph import StateGraph
 from langgraph.graph.state import CompiledStateGraph
+from langgraph.typing import ContextT, InputT, OutputT, StateT
 from pydantic import BaseModel, ValidationError
 
 from sopgraph.state.context import Context
@@ -70,13 +71,14 @@ class ValidatingGraph(CompiledStateGraph):
         return super().astream(self._checked(input, kwargs.get("context")), *args, **kwargs)
 
 
-class SOPStateGraph(StateGraph):
+class SOPStateGraph(StateGraph[StateT, ContextT, InputT, OutputT]):
     """A StateGraph whose `compile()` returns a ValidatingGraph; otherwise LangGraph's own."""
 
-    def compile(self, *args: Any, **kwargs: Any) -> CompiledStateGraph:  # type: ignore[override]
+    def compile(self, *args: Any, **kwargs: Any) -> CompiledStateGraph[StateT, ContextT, InputT, OutputT]:
         compiled = super().compile(*args, **kwargs)
-        # LangGraph builds the compiled graph itself; the subclass only adds input checks and no state.
-        compiled.__class__ = ValidatingGraph
+        # LangGraph builds the compiled graph itself; the subclass only adds input checks and no state (a class
+        # swap mypy cannot follow, hence the ignore).
+        compiled.__class__ = ValidatingGraph  # type: ignore[assignment]
         return compiled
 
 

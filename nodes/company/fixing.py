@@ -15,6 +15,7 @@ import shutil
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from langchain_core.messages import BaseMessage, HumanMessage
@@ -118,7 +119,7 @@ def repair_code_file(
         sampler=GatewaySampler(llm, system),
         extract=lambda reply: code_from_reply(path, reply),
         judge=judge,
-        judge_all=lambda codes: sandbox.run_many([lambda code=code: judge(code) for code in codes]),
+        judge_all=lambda codes: sandbox.run_many([partial(judge, code) for code in codes]),
         seed=seed,
         stop=llm.over_budget,
     )

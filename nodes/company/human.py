@@ -9,8 +9,7 @@ reads the human's version.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal, Protocol
 
 from langgraph.runtime import Runtime
 from langgraph.types import interrupt
@@ -35,7 +34,7 @@ STAGES: dict[str, tuple[str, type[Document], str]] = {
 HOW = 'answer {"action": "approve"} or {"action": "edit", "document": {<fields to change>}}'
 
 
-def parse_answer(answer: Any, current: Document) -> tuple[str, Document | None, list[str]] | str:
+def parse_answer(answer: Any, current: Document) -> tuple[Literal["approve", "edit"], Document | None, list[str]] | str:
     """(action, edited document, changed fields), or a one-line reason the answer is unusable."""
     if isinstance(answer, str):
         text = answer.strip()
@@ -74,7 +73,13 @@ def parse_answer(answer: Any, current: Document) -> tuple[str, Document | None, 
     return ("edit", edited, changed)
 
 
-def review_point(stage: str) -> Callable[[dict[str, Any], Runtime[Context]], dict[str, Any]]:
+class ReviewNode(Protocol):
+    """A node LangGraph calls with the runtime by keyword (a plain Callable type cannot say so)."""
+
+    def __call__(self, state: dict[str, Any], runtime: Runtime[Context]) -> dict[str, Any]: ...
+
+
+def review_point(stage: str) -> ReviewNode:
     kind, schema, doc_path = STAGES[stage]
 
     def node(state: dict[str, Any], runtime: Runtime[Context]) -> dict[str, Any]:
@@ -103,7 +108,7 @@ def review_point(stage: str) -> Callable[[dict[str, Any], Runtime[Context]], dic
             payload=HumanDecision(
                 stage=stage,
                 action=action,
-                changed=changed,  # type: ignore[arg-type]
+                changed=changed,
             ),
         )
         if edited is None:

@@ -12,7 +12,7 @@ import json
 import re
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from langgraph.config import get_config
 from langgraph.runtime import Runtime
@@ -223,6 +223,7 @@ def deliver(state: dict[str, Any], runtime: Runtime[Context]) -> dict[str, Any]:
 
     last = reports[-1] if reports else None
     passed_on = next((r.attempt for r in reports if r.all_passed), None)
+    outcome: Literal["passed", "gave_up", "no_tests"]
     if passed_on is not None:
         outcome = "passed"
     elif last is None or not last.ran_tests:

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ValidationError
 
 from sopgraph.nodes.groupchat import prompts
 from sopgraph.nodes.llm import ModelGateway, StructuredOutputError
-from sopgraph.state.context import Context
+from sopgraph.state.context import Context, ModelSpec
 from sopgraph.state.groupchat import HUMAN, CharacterSpec, ClampWarning
 from sopgraph.state.usage import UsageRecord, UsageTotals
 
@@ -29,7 +29,7 @@ MAX_OUTPUT_TOKENS = 384
 that loops inside a JSON string is stopped here instead of at the run's general cap."""
 
 
-def model_for(spec: CharacterSpec, ctx: Context) -> str:
+def model_for(spec: CharacterSpec, ctx: Context) -> ModelSpec:
     """The scenario's model for the character, else the run's per-character model, else the default."""
     return spec.model or ctx.models.get(spec.id) or ctx.model
 

@@ -348,7 +348,8 @@ def chat_turn(stage: Stage) -> Any:
         player = Player(scenario.character(speaker), context_of(runtime), spent(state))
         where = Where(round_, stage.value, speaker, at=f"conversation {chat.index} line {chat.turn}")
         pool: list[Message] = []
-        thought, warnings = "", []
+        thought = ""
+        warnings: actions.Warnings = []
         if not ablations_of(state).no_think:
             thought, warnings = actions.think(player, scenario, persona, situation, where)
             if thought:
@@ -472,7 +473,8 @@ def speak(task: SpeakTask, runtime: Runtime[Context]) -> dict[str, Any]:
     player = Player(scenario.character(cid), context_of(runtime), task.spent)
     where = Where(round_, stage.value, cid, at=f"sub-round {task.sub_round}")
     pool: list[Message] = []
-    thought, warnings = "", []
+    thought = ""
+    warnings: actions.Warnings = []
     if task.think:
         thought, warnings = actions.think(player, scenario, persona, situation, where)
         if thought:
