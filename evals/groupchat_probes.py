@@ -47,13 +47,15 @@ from pydantic import BaseModel, Field, create_model
 
 from sopgraph.nodes.groupchat import prompts, stages
 from sopgraph.nodes.groupchat.asking import Player
+from sopgraph.nodes.groupchat.rules import ONE_ON_ONE as ONE_ON_ONE_STAGES
 from sopgraph.nodes.llm import StructuredOutputError
 from sopgraph.state.context import Context
 from sopgraph.state.groupchat import GroupChatState, ResourceSpec, Scenario, Stage
 from sopgraph.state.pool import Message
 from sopgraph.state.usage import UsageRecord
 
-ONE_ON_ONE = (Stage.PRIVATE_CHAT.value, Stage.MEETING.value)
+ONE_ON_ONE = tuple(stage.value for stage in ONE_ON_ONE_STAGES)
+"""The kinds of the lines said in the private stages."""
 ACTION = "probe"
 NUMBER, NAME, YESNO = "number", "name", "yes/no"
 YES, NO = "yes", "no"

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from sopgraph.graphs.sop import SOPStateGraph, labelled
 from sopgraph.nodes.groupchat import stages
+from sopgraph.nodes.groupchat.stages import Node
 from sopgraph.scenarios import ScenarioError, load_scenario, parse_scenario
 from sopgraph.state.context import Context
 from sopgraph.state.groupchat import HUMAN, Ablations, GroupChatState, Scenario, Stage
@@ -55,50 +56,51 @@ class GroupChatInput(BaseModel):
 
 
 def _turns(turn: str) -> dict[str, str]:
-    return {turn: "next line", "summarize": "conversation over"}
+    return {turn: "next line", Node.SUMMARIZE: "conversation over"}
 
 
 def build_groupchat_graph() -> StateGraph[GroupChatState, Context, GroupChatInput]:
     builder = SOPStateGraph(GroupChatState, input_schema=GroupChatInput, context_schema=Context)
     # Send targets take their task payload, not the state: declare the input schema so LangGraph does not
     # infer one from the type hints.
-    builder.add_node("setup", stages.setup)
-    builder.add_node("update", stages.update, input_schema=GroupChatState)  # type: ignore[arg-type]
-    builder.add_node("advance", stages.advance)
-    builder.add_node("private_chat", stages.open_chat(Stage.PRIVATE_CHAT))
-    builder.add_node("private_turn", stages.chat_turn(Stage.PRIVATE_CHAT))
-    builder.add_node("meeting", stages.open_chat(Stage.MEETING))
-    builder.add_node("meeting_turn", stages.chat_turn(Stage.MEETING))
-    builder.add_node("summarize", stages.summarize, input_schema=GroupChatState)  # type: ignore[arg-type]
-    builder.add_node("speak", stages.speak, input_schema=GroupChatState)  # type: ignore[arg-type]
-    builder.add_node("close_subround", stages.close)
-    builder.add_node("settlement", stages.settlement)
-    builder.add_node("vote", stages.vote, input_schema=GroupChatState)  # type: ignore[arg-type]
-    builder.add_node("tally", stages.tally)
+    builder.add_node(Node.SETUP, stages.setup)
+    builder.add_node(Node.UPDATE, stages.update, input_schema=GroupChatState)  # type: ignore[arg-type]
+    builder.add_node(Node.ADVANCE, stages.advance)
+    builder.add_node(Node.PRIVATE_CHAT, stages.open_chat(Stage.PRIVATE_CHAT))
+    builder.add_node(Node.PRIVATE_TURN, stages.chat_turn(Stage.PRIVATE_CHAT))
+    builder.add_node(Node.MEETING, stages.open_chat(Stage.MEETING))
+    builder.add_node(Node.MEETING_TURN, stages.chat_turn(Stage.MEETING))
+    builder.add_node(Node.SUMMARIZE, stages.summarize, input_schema=GroupChatState)  # type: ignore[arg-type]
+    builder.add_node(Node.SPEAK, stages.speak, input_schema=GroupChatState)  # type: ignore[arg-type]
+    builder.add_node(Node.CLOSE_SUBROUND, stages.close)
+    builder.add_node(Node.SETTLEMENT, stages.settlement)
+    builder.add_node(Node.VOTE, stages.vote, input_schema=GroupChatState)  # type: ignore[arg-type]
+    builder.add_node(Node.TALLY, stages.tally)
 
+    # Where each route may go is its return type (and the Sends its docstring names); the maps below only
+    # label the drawn edges.
     stage_targets = {
-        "update": "next round",
-        "private_chat": "private chat",
-        "meeting": "confidential meeting",
-        "speak": "group chat",
-        "settlement": "settle",
+        Node.UPDATE: "next round",
+        Node.PRIVATE_CHAT: "private chat",
+        Node.MEETING: "confidential meeting",
+        Node.SPEAK: "group chat",
+        Node.SETTLEMENT: "settle",
     }
-    builder.add_edge(START, "setup")
-    builder.add_conditional_edges("setup", *labelled(stages.route_stage, {"update": "round 1"}))
-    builder.add_edge("update", "advance")
-    builder.add_conditional_edges("advance", *labelled(stages.route_stage, stage_targets))
-    builder.add_edge("private_chat", "private_turn")
-    builder.add_conditional_edges("private_turn", *labelled(stages.route_turn, _turns("private_turn")))
-    builder.add_edge("meeting", "meeting_turn")
-    builder.add_conditional_edges("meeting_turn", *labelled(stages.route_turn, _turns("meeting_turn")))
-    builder.add_edge("summarize", "advance")
-    builder.add_edge("speak", "close_subround")
-    builder.add_conditional_edges(
-        "close_subround", *labelled(stages.route_subround, {"speak": "next sub-round", "summarize": "all spoken"})
-    )
-    builder.add_conditional_edges("settlement", *labelled(stages.route_votes, {"vote": "ballots"}))
-    builder.add_edge("vote", "tally")
-    builder.add_edge("tally", END)
+    subround = {Node.SPEAK: "next sub-round", Node.SUMMARIZE: "all spoken"}
+    builder.add_edge(START, Node.SETUP)
+    builder.add_conditional_edges(Node.SETUP, *labelled(stages.route_stage, {Node.UPDATE: "round 1"}))
+    builder.add_edge(Node.UPDATE, Node.ADVANCE)
+    builder.add_conditional_edges(Node.ADVANCE, *labelled(stages.route_stage, stage_targets))
+    builder.add_edge(Node.PRIVATE_CHAT, Node.PRIVATE_TURN)
+    builder.add_conditional_edges(Node.PRIVATE_TURN, *labelled(stages.route_turn, _turns(Node.PRIVATE_TURN)))
+    builder.add_edge(Node.MEETING, Node.MEETING_TURN)
+    builder.add_conditional_edges(Node.MEETING_TURN, *labelled(stages.route_turn, _turns(Node.MEETING_TURN)))
+    builder.add_edge(Node.SUMMARIZE, Node.ADVANCE)
+    builder.add_edge(Node.SPEAK, Node.CLOSE_SUBROUND)
+    builder.add_conditional_edges(Node.CLOSE_SUBROUND, *labelled(stages.route_subround, subround))
+    builder.add_conditional_edges(Node.SETTLEMENT, *labelled(stages.route_votes, {Node.VOTE: "ballots"}))
+    builder.add_edge(Node.VOTE, Node.TALLY)
+    builder.add_edge(Node.TALLY, END)
     return builder
 
 

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import typing
 import uuid
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 from groupchat_script import Playbook, legal, scores, tag
 
 from sopgraph.graphs.groupchat import build_groupchat_graph, groupchat_input
+from sopgraph.nodes.groupchat import stages
 from sopgraph.nodes.groupchat.rules import acting_order, decide
 from sopgraph.nodes.groupchat.stages import memory
 from sopgraph.nodes.llm import register_model, unregister_model
@@ -93,6 +95,22 @@ def test_every_packaged_story_runs_to_a_settlement(scripted) -> None:  # type: i
         assert {m.kind for m in out["pool"]} >= {"private_chat", "meeting", "group_chat", "summary", "outcome"}
         assert not out["warnings"], out["warnings"]
         assert {c.character for c in book.calls} == set(scenario.ids)
+
+
+def test_routes_declare_their_destinations_and_the_graph_draws_them() -> None:
+    """A route's return type names the nodes it may return; the graph's labelled edges reach every one of them
+    (a route that gains a destination its graph does not draw fails here, not in a run)."""
+    builder = build_groupchat_graph()
+    drawn: dict[str, set[str]] = {}  # route -> the nodes its edges reach, from every source it routes
+    for branches in builder.branches.values():
+        for name, branch in branches.items():
+            drawn.setdefault(name, set()).update((branch.ends or {}).values())
+    assert set().union(*drawn.values()) <= set(builder.nodes)
+    for route in (stages.route_stage, stages.route_turn):
+        returns = typing.get_type_hints(route)["return"]
+        declared = {a for t in typing.get_args(returns) if typing.get_origin(t) is Literal for a in typing.get_args(t)}
+        assert declared and declared <= drawn[route.__name__], (route.__name__, declared - drawn[route.__name__])
+    assert set(drawn) == {"route_stage", "route_turn", "route_subround", "route_votes"}
 
 
 def test_stage_order_within_and_across_rounds(played) -> None:  # type: ignore[no-untyped-def]

@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from sopgraph.nodes.groupchat import hygiene, prompts
 from sopgraph.nodes.groupchat.asking import Player, Where, ask
 from sopgraph.nodes.groupchat.replies import (
+    CHOICE_REASON_WORDS,
+    VOTE_REASON_WORDS,
     Choice,
     Perception,
     Reflect,
@@ -40,6 +42,11 @@ from sopgraph.state.pool import Message
 
 Warnings = list[ClampWarning]
 
+NOTE_WORDS = 30
+"""A plan, the situation it comes from, a private thought: one sentence, cut here."""
+SUMMARY_WORDS = 50
+"""A character's note on a conversation (and the excerpt that stands in for it)."""
+
 HYGIENE_REASKS = 1
 """One targeted re-ask for a defective line, then clean-up: a small model asked a third time mostly says the
 same thing again, and every re-ask is a model call."""
@@ -65,10 +72,10 @@ def perceive(player: Player, scenario: Scenario, persona: Persona, round_: int) 
         where=where,
         fallback=lambda v: v or Perception(situation="", plan=persona.plan),
     )
-    plan, cut = limit_words(prompts.clean(reply.plan, name, task), 30)
-    situation = limit_words(prompts.clean(reply.situation, name, task), 30)[0]
+    plan, cut = limit_words(prompts.clean(reply.plan, name, task), NOTE_WORDS)
+    situation = limit_words(prompts.clean(reply.situation, name, task), NOTE_WORDS)[0]
     if cut:
-        warnings.append(where.warning("perceive", "plan longer than 30 words", "cut to 30 words"))
+        warnings.append(where.warning("perceive", f"plan longer than {NOTE_WORDS} words", f"cut to {NOTE_WORDS} words"))
     return Perception(situation=situation, plan=plan), warnings
 
 
@@ -102,7 +109,7 @@ def choose(
         where=where,
         fallback=fallback,
     )
-    return ChoiceMade(partner=reply.partner, reason=limit_words(reply.reason, 15)[0]), warnings
+    return ChoiceMade(partner=reply.partner, reason=limit_words(reply.reason, CHOICE_REASON_WORDS)[0]), warnings
 
 
 def think(player: Player, scenario: Scenario, persona: Persona, situation: str, where: Where) -> tuple[str, Warnings]:
@@ -122,7 +129,7 @@ def think(player: Player, scenario: Scenario, persona: Persona, situation: str, 
     )
     heard = hygiene.Heard(name, templates=prompts.INSTRUCTIONS)
     text = hygiene.clean_up(prompts.clean(reply.thought, name, task), heard)
-    return limit_words(text, 30)[0], warnings
+    return limit_words(text, NOTE_WORDS)[0], warnings
 
 
 def speak(
@@ -194,7 +201,7 @@ def summarize(
     where = Where(round_, stage.value, persona.id, at=f"conversation {sub_round}")
     what = prompts.WHAT[stage]
     convo = prompts.transcript(scenario, lines, f"The {what}", "(nothing was said)")
-    excerpt = limit_words(" / ".join(prompts.line(scenario, m) for m in lines) or "nothing was said", 50)[0]
+    excerpt = limit_words(" / ".join(prompts.line(scenario, m) for m in lines) or "nothing was said", SUMMARY_WORDS)[0]
     if player.human:
         return f"{what}: {excerpt}", []
     name = scenario.name_of(persona.id)
@@ -209,9 +216,11 @@ def summarize(
         check=lambda v: [prompts.REFUSED.format(name=name)] if hygiene.refusal(v.summary) else [],
         fallback=lambda v: Summary(summary=excerpt),
     )
-    text, cut = limit_words(prompts.clean(reply.summary, name, task), 50)
+    text, cut = limit_words(prompts.clean(reply.summary, name, task), SUMMARY_WORDS)
     if cut:
-        warnings.append(where.warning("summarize", "summary longer than 50 words", "cut to 50 words"))
+        warnings.append(
+            where.warning("summarize", f"summary longer than {SUMMARY_WORDS} words", f"cut to {SUMMARY_WORDS} words")
+        )
     return f"{what}: {text}", warnings
 
 
@@ -310,4 +319,8 @@ def vote(
         where=where,
         fallback=fallback,
     )
-    return Vote(candidate=reply.candidate, reason=limit_words(reply.reason, 20)[0]), bool(warnings), warnings
+    return (
+        Vote(candidate=reply.candidate, reason=limit_words(reply.reason, VOTE_REASON_WORDS)[0]),
+        bool(warnings),
+        warnings,
+    )

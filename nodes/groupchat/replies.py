@@ -15,6 +15,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, create_model
 
+CHOICE_REASON_WORDS = 15
+VOTE_REASON_WORDS = 20
+IMPRESSION_WORDS = 12
+"""Word limits a schema's field states (or implies: "a few words"), and what the actions and rules cut it to."""
+
 
 class Perception(BaseModel):
     situation: str = Field(description="What matters to me now, one sentence in my own words.")
@@ -35,7 +40,7 @@ class Summary(BaseModel):
 
 class Choice(BaseModel):
     partner: str = Field(description="The id of the character you choose.")
-    reason: str = Field(description="Why, at most 15 words.")
+    reason: str = Field(description=f"Why, at most {CHOICE_REASON_WORDS} words.")
 
 
 class RelationshipUpdate(BaseModel):
@@ -59,7 +64,7 @@ class Reflect(BaseModel):
 
 class Vote(BaseModel):
     candidate: str = Field(description="The id you vote for.")
-    reason: str = Field(description="Why, at most 20 words.")
+    reason: str = Field(description=f"Why, at most {VOTE_REASON_WORDS} words.")
 
 
 def _enum_field(values: Sequence[str], description: str) -> Any:

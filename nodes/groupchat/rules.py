@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 
 from pydantic import BaseModel, ConfigDict
 
-from sopgraph.nodes.groupchat.replies import BeliefUpdate, Reflect, RelationshipUpdate
+from sopgraph.nodes.groupchat.replies import IMPRESSION_WORDS, BeliefUpdate, Reflect, RelationshipUpdate
 from sopgraph.state.groupchat import (
     Ablations,
     Ballot,
@@ -139,7 +139,7 @@ class Bounds(BaseModel):
             new = clamp_int(clamp_int(r.score, before.score - step, before.score + step), 0, 100)
             if new != r.score:
                 clamped.append(f"feeling for {r.character}: {r.score} clamped to {new}")
-            impression = limit_words(r.impression, 12)[0] or before.impression
+            impression = limit_words(r.impression, IMPRESSION_WORDS)[0] or before.impression
             rel[r.character] = Relationship(score=new, impression=impression)
         reflection, cut = limit_words(reply.reflection, self.reflection_words)
         if cut:

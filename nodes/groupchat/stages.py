@@ -10,7 +10,7 @@ is shown is read through `pool.view` as that character; parallel tasks get exact
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Final, Literal
 
 from langgraph.runtime import Runtime
 from langgraph.types import Send
@@ -40,17 +40,44 @@ from sopgraph.state.groupchat import (
 from sopgraph.state.pool import SYSTEM, Message, Pool, Subscription, Visibility, close_subround
 from sopgraph.state.usage import UsageTotals
 
+
+class Node:
+    """The node names: graphs/groupchat.py registers the nodes under them, the routes below return them (their
+    return types say which), and `Send`s address them. Plain strings, as LangGraph stores them in checkpoints."""
+
+    SETUP: Final = "setup"
+    UPDATE: Final = "update"
+    ADVANCE: Final = "advance"
+    PRIVATE_CHAT: Final = "private_chat"
+    PRIVATE_TURN: Final = "private_turn"
+    MEETING: Final = "meeting"
+    MEETING_TURN: Final = "meeting_turn"
+    SUMMARIZE: Final = "summarize"
+    SPEAK: Final = "speak"
+    CLOSE_SUBROUND: Final = "close_subround"
+    SETTLEMENT: Final = "settlement"
+    VOTE: Final = "vote"
+    TALLY: Final = "tally"
+
+
+OpenNode = Literal["private_chat", "meeting"]
+TurnNode = Literal["private_turn", "meeting_turn"]
+
 EVERYTHING = Subscription(all_kinds=True, own=True)
 STAGE_ORDER = (Stage.PRIVATE_CHAT, Stage.MEETING, Stage.GROUP_CHAT)
-TURN_NODE = {Stage.PRIVATE_CHAT: "private_turn", Stage.MEETING: "meeting_turn"}
-OPEN_NODE = {Stage.PRIVATE_CHAT: "private_chat", Stage.MEETING: "meeting"}
+TURN_NODE: dict[Stage, TurnNode] = {Stage.PRIVATE_CHAT: Node.PRIVATE_TURN, Stage.MEETING: Node.MEETING_TURN}
+OPEN_NODE: dict[Stage, OpenNode] = {Stage.PRIVATE_CHAT: Node.PRIVATE_CHAT, Stage.MEETING: Node.MEETING}
 VISIBILITY = {Stage.PRIVATE_CHAT: Visibility.PARTICIPANTS, Stage.MEETING: Visibility.EXISTENCE_PUBLIC}
 
+# Message kinds (`Message.kind`) of what the stages publish besides the spoken lines (whose kind is their stage).
 SUMMARY = "summary"
 SNAPSHOT = "snapshot"
 PLAN = "plan"
 THINK = "think"
 CHOICE = "choice"
+INTRO = "setup"
+NOTICE = "settlement"
+OUTCOME = "outcome"
 
 
 # -- reading state ----------------------------------------------------------------------------------------
@@ -172,7 +199,7 @@ def setup(state: GroupChatState) -> dict[str, Any]:
     intro = Message(
         id=key(0, Stage.SETUP, "intro"),
         sender=SYSTEM,
-        kind="setup",
+        kind=INTRO,
         content=f"{scenario.title}. {scenario.rules.strip()} Cast: {cast}.",
         stage=Stage.SETUP.value,
     )
@@ -227,8 +254,9 @@ def advance(state: GroupChatState) -> dict[str, Any]:
     raise ValueError(f"advance: nothing follows stage {stage!r}")
 
 
-def route_stage(state: GroupChatState) -> str | list[Send]:
-    """The conditional edge of the stage machine."""
+def route_stage(state: GroupChatState) -> Literal["private_chat", "meeting", "settlement"] | list[Send]:
+    """The conditional edge of the stage machine: an update or a group-chat sub-round fans out (`Send`s to
+    `Node.UPDATE`, `Node.SPEAK`)."""
     stage = state["stage"]
     if stage in (Stage.UPDATE, Stage.FINAL_UPDATE):
         return update_sends(state)
@@ -236,7 +264,7 @@ def route_stage(state: GroupChatState) -> str | list[Send]:
         return OPEN_NODE[stage]
     if stage == Stage.GROUP_CHAT:
         return speak_sends(state)
-    return "settlement"
+    return Node.SETTLEMENT
 
 
 # -- update (parallel) -------------------------------------------------------------------------------------
@@ -262,7 +290,7 @@ def update_sends(state: GroupChatState) -> list[Send]:
             perceive=not final,
             final=final,
         )
-        sends.append(Send("update", task))
+        sends.append(Send(Node.UPDATE, task))
     return sends
 
 
@@ -392,7 +420,8 @@ def chat_turn(stage: Stage) -> Any:
     return node
 
 
-def route_turn(state: GroupChatState) -> str | list[Send]:
+def route_turn(state: GroupChatState) -> TurnNode | list[Send]:
+    """The next line, or both sides' summaries (`Send`s to `Node.SUMMARIZE`) once the conversation is over."""
     chat = state["chat"]
     assert chat is not None
     if chat.turn < chat.lines:
@@ -420,7 +449,7 @@ def summarize_send(state: GroupChatState, cid: str, stage: Stage, sub_round: int
         sub_round=sub_round,
         lines=lines,
     )
-    return Send("summarize", task)
+    return Send(Node.SUMMARIZE, task)
 
 
 def summarize(task: SummarizeTask, runtime: Runtime[Context]) -> dict[str, Any]:
@@ -455,7 +484,7 @@ def speak_sends(state: GroupChatState) -> list[Send]:
             notes=own_notes(seen, cid, round_),
             think=think,
         )
-        sends.append(Send("speak", task))
+        sends.append(Send(Node.SPEAK, task))
     return sends
 
 
@@ -519,6 +548,7 @@ def close(state: GroupChatState) -> dict[str, Any]:
 
 
 def route_subround(state: GroupChatState) -> list[Send]:
+    """The next sub-round's speeches (`Node.SPEAK`), or everyone's summary (`Node.SUMMARIZE`) after the last."""
     scenario = scenario_of(state)
     if state["sub_round"] <= scenario.settings.group_subrounds:
         return speak_sends(state)
@@ -535,7 +565,7 @@ def settlement(state: GroupChatState) -> dict[str, Any]:
     notice = Message(
         id=key(state["round"], Stage.SETTLEMENT, "notice"),
         sender=SYSTEM,
-        kind="settlement",
+        kind=NOTICE,
         content=f"The story ends after {state['round']} rounds. {scenario.settings.winner.question} "
         f"Candidates: {names}. Votes are taken under: {rules}.",
         round=state["round"],
@@ -560,6 +590,7 @@ def knowledge(state: GroupChatState, cid: str, rule: VoteRule) -> list[str]:
 
 
 def route_votes(state: GroupChatState) -> list[Send]:
+    """One `Send` to `Node.VOTE` per ballot paper (all of a person's papers in one)."""
     scenario = scenario_of(state)
     sends = []
     for cid in scenario.ids:
@@ -581,7 +612,7 @@ def route_votes(state: GroupChatState) -> list[Send]:
                 spent=spent(state),
                 papers=batch,
             )
-            sends.append(Send("vote", task))
+            sends.append(Send(Node.VOTE, task))
     return sends
 
 
@@ -617,7 +648,7 @@ def tally(state: GroupChatState) -> dict[str, Any]:
     notice = Message(
         id=key(state["round"], Stage.SETTLEMENT, "outcome"),
         sender=SYSTEM,
-        kind="outcome",
+        kind=OUTCOME,
         content=f"Winner: {winner}. {outcome.explanation}.",
         payload=outcome,
         round=state["round"],
