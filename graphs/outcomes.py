@@ -1,14 +1,15 @@
 """How a run ended, for people and for scripts: one word, a distinct exit code, and a JSON summary.
 
-| result    | exit code | meaning                                                                  |
-|-----------|-----------|--------------------------------------------------------------------------|
-| done      | 0         | the run finished (company: tests pass, or there were none to run)        |
-| error     | 1         | the command failed (bad setting, unreachable model or database...)      |
-| usage     | 2         | bad command-line usage or option                                         |
-| gave up   | 3         | the run finished without success (company: tests still failing)          |
-| paused    | 4         | the run waits: for an answer (human review) or a larger budget           |
-| running   | -         | (in `runs` only) a live process executes it (it holds the run's lease)   |
-| stopped   | -         | (in `runs` only) not finished, not waiting, nobody running it: resume it |
+| result     | exit code | meaning                                                                    |
+|------------|-----------|----------------------------------------------------------------------------|
+| done       | 0         | the run finished (company: tests pass, or there were none to run)          |
+| error      | 1         | the command failed (bad setting, unreachable model or database...)         |
+| usage      | 2         | bad command-line usage or option                                           |
+| gave up    | 3         | the run finished without success (company: tests still failing)            |
+| paused     | 4         | the run waits: for an answer (human review) or a larger budget             |
+| incomplete | 1         | (evals only) some items could not be scored: the same command retries them |
+| running    | -         | (in `runs` only) a live process executes it (it holds the run's lease)     |
+| stopped    | -         | (in `runs` only) not finished, not waiting, nobody running it: resume it   |
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ from sopgraph.state.usage import UsageTotals
 from sopgraph.tools.persistence import lease_store
 
 DONE, GAVE_UP, PAUSED, STOPPED, RUNNING = "done", "gave up", "paused", "stopped", "running"
-EXIT_CODES = {DONE: 0, GAVE_UP: 3, PAUSED: 4, STOPPED: 1, RUNNING: 1}
+INCOMPLETE = "incomplete"
+EXIT_CODES = {DONE: 0, GAVE_UP: 3, PAUSED: 4, STOPPED: 1, RUNNING: 1, INCOMPLETE: 1}
 ERROR_EXIT, USAGE_EXIT = 1, 2
 
 

@@ -93,3 +93,20 @@ def test_runs_tells_a_stopped_run_from_a_running_one(tmp_path: Path, cli, script
         )
         code, out, _ = cli("runs", "--db", db, "--json")
     assert json.loads(out)[0]["result"] == "running"
+
+
+def test_the_readme_states_the_exit_codes() -> None:
+    """The README's exit-code sentence says what graphs/outcomes.py returns."""
+    from sopgraph.graphs.outcomes import DONE, ERROR_EXIT, GAVE_UP, INCOMPLETE, PAUSED, USAGE_EXIT
+
+    text = " ".join((Path(__file__).resolve().parents[1] / "README.md").read_text().split())
+    said = text[text.index("Exit codes:") :]
+    for words, code in [
+        (DONE, EXIT_CODES[DONE]),
+        ("error", ERROR_EXIT),
+        ("bad usage", USAGE_EXIT),
+        (GAVE_UP, EXIT_CODES[GAVE_UP]),
+        (PAUSED, EXIT_CODES[PAUSED]),
+    ]:
+        assert f"{code} {words}" in said, words
+    assert f"result `done` or `{INCOMPLETE}`" in said and f"{EXIT_CODES[INCOMPLETE]} when some could not be" in said

@@ -449,8 +449,11 @@ def test_cli_runs_two_switches_and_writes_the_report(scripted: Scripted, tmp_pat
     story = (out / "meeting.html").read_text()  # each switch's story report: transcript, heatmaps, votes
     assert "Bruno Hartmann" in story and "data:image/png;base64," in story
 
-    code, _, err = cli(*args, "--ablations", "meeting", "--out", str(out))
-    assert code == 0 and "baseline: scored earlier" in err
+    code, stdout, err = cli(*args, "--ablations", "meeting", "--out", str(out), "--json")
+    assert code == 0 and "baseline: scored earlier" in err and "50.0 → 40.0" in err  # the table goes to stderr
+    summary = json.loads(stdout)
+    assert summary["eval"] == "groupchat" and summary["result"] == "done" and summary["newly_scored"] == 0
+    assert [s["switch"] for s in summary["summary"]["switches"]] == ["baseline", "meeting"]
     code, _, err = cli(*args[:-4], "--rounds", "2", "--model", name, "--out", str(out))
     assert code == 2 and "other settings" in err
 

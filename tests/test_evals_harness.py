@@ -335,6 +335,32 @@ def test_cli_mbpp_scores_a_data_file_and_writes_the_report(scripted: Scripted, t
     assert model.calls - before == 1 and len(lines(out / "results.jsonl")) == 3
 
 
+def test_cli_json_summary_and_exit_codes(scripted: Scripted, tmp_path: Path, cli) -> None:
+    """`sopgraph eval ... --json`: stdout is one JSON document (the report goes to stderr), exit code 0 when
+    every problem is scored and 1 ("incomplete") when some are left for a rerun."""
+    name, model = scripted
+    data = tmp_path / "mbpp.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in TINY_MBPP))
+    model.script = reference_script({r["text"]: r["code"].replace("\r\n", "\n") for r in TINY_MBPP})
+    model.fail_calls = frozenset({1})  # the second problem's only request fails: it stays unscored
+    out = tmp_path / "out"
+    args = ("eval", "mbpp", "--data", str(data), "--model", name, "--limit", "2", "--first", "--out", str(out))
+    code, stdout, err = cli(*args, "--no-feedback", "--json")
+    summary = json.loads(stdout)
+    assert code == summary["exit_code"] == 1 and summary["result"] == "incomplete", err
+    assert summary["eval"] == "mbpp" and summary["unscored"] == 1 and summary["newly_scored"] == 1
+    assert summary["summary"]["scored"] == 1 and summary["summary"]["passed_without_feedback"] == 1
+    assert "pass@1" in err and "could not be scored" in err  # the human report and the error, on stderr
+
+    code, stdout, err = cli(*args, "--no-feedback", "--json")
+    summary = json.loads(stdout)
+    assert code == summary["exit_code"] == 0 and summary["result"] == "done", err
+    assert summary["newly_scored"] == 1 and summary["summary"]["pass1_without_feedback"] == 1.0
+    assert Path(summary["report"]).is_file()
+    assert len({r["task_id"] for r in lines(Path(summary["results"])) if r["scored"]}) == 2
+    assert summary["out_dir"] == str(out) and summary["summary"]["settings"]["benchmark"] == "mbpp"
+
+
 def test_cli_humaneval_on_canonical_solutions(scripted: Scripted, tmp_path: Path, cli) -> None:
     name, model = scripted
     problems = humaneval.load_problems()[:2]

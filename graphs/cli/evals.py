@@ -14,7 +14,7 @@ import typer
 
 from sopgraph.graphs.cli.common import Options, emit, err, fail, options
 from sopgraph.graphs.cli.common import out as stdout
-from sopgraph.graphs.outcomes import DONE, ERROR_EXIT, EXIT_CODES, USAGE_EXIT
+from sopgraph.graphs.outcomes import DONE, EXIT_CODES, INCOMPLETE, USAGE_EXIT
 
 if TYPE_CHECKING:
     from sopgraph.evals.codegen import Problem
@@ -63,8 +63,6 @@ Concurrency = Annotated[
 ]
 EVAL_OPTIONS = ("model", "as_json")
 """The shared options every eval command takes."""
-INCOMPLETE = "incomplete"
-"""An eval's result when some items could not be scored (exit code 1): the same command retries them."""
 Out = Annotated[
     Path | None,
     typer.Option(
@@ -169,7 +167,7 @@ def finish_eval(
         data: dict[str, Any] = {
             "eval": name,
             "result": result,
-            "exit_code": ERROR_EXIT if unscored else EXIT_CODES[DONE],
+            "exit_code": EXIT_CODES[result],
             "unscored": unscored,
             "newly_scored": newly_scored,
             "out_dir": str(out_dir),
