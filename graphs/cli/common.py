@@ -15,7 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from sopgraph.graphs import outcomes, runner
-from sopgraph.state.context import Context
+from sopgraph.state.context import Context, model_name
 from sopgraph.state.usage import UsageTotals, totals_by
 
 out = Console()
@@ -131,10 +131,12 @@ def make_context(opts: Options, role_model: list[str] | None = None) -> Context:
     ctx = Context()
     if opts.model:
         ctx.model = opts.model
-    ctx.models = role_models(opts.role_model if role_model is None else role_model)
+    names = role_models(opts.role_model if role_model is None else role_model)
+    ctx.models = dict(names)
     ctx.budget_tokens, ctx.budget_usd = opts.budget_tokens, opts.budget_usd
     if opts.budget_usd is not None:  # a dollar budget on a model without a price would never be spent
-        unpriced = sorted(n for n in {ctx.model, *ctx.models.values()} if cost_of(n, 10**6, 10**6) == 0)
+        named = {model_name(ctx.model), *names.values()}
+        unpriced = sorted(n for n in named if cost_of(n, 10**6, 10**6) == 0)
         if unpriced:
             raise usage_error(
                 f"--budget-usd: {', '.join(unpriced)} has no price, so a dollar budget is never spent; "

@@ -204,12 +204,12 @@ def _settings(
     from sopgraph.evals.codegen import DEFAULT_LIMITS
     from sopgraph.evals.harness import EvalSettings
     from sopgraph.nodes.repair import DEFAULT_STRATEGY
-    from sopgraph.state.context import Context
+    from sopgraph.state.context import Context, model_name
 
     try:
         return EvalSettings(
             benchmark=benchmark,
-            model=model or Context().model,
+            model=model or model_name(Context().model),
             attempts=attempts,
             feedback=not no_feedback,
             seed=seed,

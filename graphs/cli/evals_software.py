@@ -52,7 +52,7 @@ def software(
 ) -> None:
     """Software tasks built by the company, scored 1-4 (imports, starts, acceptance checks, own tests)."""
     from sopgraph.evals import software as sw
-    from sopgraph.state.context import Context
+    from sopgraph.state.context import Context, model_name
 
     ids = [i.strip() for i in (only or "").split(",") if i.strip()]
     try:
@@ -60,7 +60,7 @@ def software(
     except sw.TaskFileError as exc:
         raise fail(exc) from exc
     settings = sw.SoftwareSettings(
-        model=opts.model or Context().model,
+        model=opts.model or model_name(Context().model),
         max_debug=max_debug,
         seed=seed,
         temperature=temperature,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -113,7 +114,7 @@ def stream_run(graph: Any, payload: Any, config: dict[str, Any], context: Contex
 
 
 def run_story(
-    input_state: dict[str, Any],
+    input_state: Mapping[str, Any],
     saver: Any,
     context: Context,
     *,
