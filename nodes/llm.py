@@ -260,6 +260,41 @@ def schema_format(schema: type[BaseModel]) -> dict[str, Any]:
     return {"name": schema.__name__, "description": doc, "schema": schema.model_json_schema()}
 
 
+REASK_TEMPERATURE = 0.7
+"""Re-asks sample at least this hot: at a low temperature a small model sends the same invalid reply again."""
+
+
+def reask_model(model: BaseChatModel, attempt: int) -> BaseChatModel:
+    """The model for re-ask number `attempt` (2, 3, ...): hotter and with another seed where the chat model
+    has those settings, so a re-ask is not the first request over again."""
+    fields = type(model).model_fields
+    if "temperature" not in fields:  # not a sampler (the scripted model): nothing to make hotter
+        return model
+    update: dict[str, Any] = {"temperature": max(REASK_TEMPERATURE, getattr(model, "temperature", None) or 0.0)}
+    seed = getattr(model, "seed", None)
+    if "seed" in fields and isinstance(seed, int):
+        update["seed"] = seed + attempt - 1
+    return model.model_copy(update=update)
+
+
+def explain_invalid(schema: type[BaseModel], data: Any, exc: ValidationError) -> str:
+    """A validation error in words a model can act on. A required field that the reply did fill but that
+    validation dropped (its value only repeated the field's description) is named as such, since
+    "Field required" would tell the model to add what it believes it already sent."""
+    sent = data if isinstance(data, dict) else {}
+    notes = []
+    for err in exc.errors():
+        field = err["loc"][0] if err.get("loc") else None
+        if err.get("type") == "missing" and isinstance(field, str) and sent.get(field):
+            info = schema.model_fields.get(field)
+            what = info.description if info is not None and info.description else field
+            notes.append(
+                f"{field} only repeated its description ({what!r}) instead of giving one; "
+                f"write the actual {field.replace('_', ' ')} for this task"
+            )
+    return "; ".join(notes) if notes else _one_line(exc)
+
+
 def schema_instruction(schema: type[BaseModel]) -> str:
     """The schema told to the model in words: a grammar constrains the syntax, but only the prompt carries
     the fields' descriptions (what goes where), which function calling used to show."""
@@ -542,7 +577,8 @@ class ModelGateway:
         error = ""
         attempts = 0
         for attempts in range(1, self.ctx.max_reasks + 2):
-            result = self._invoke(build, messages, metadata)
+            step = build if attempts == 1 else (lambda model, n=attempts: build(reask_model(model, n)))
+            result = self._invoke(step, messages, metadata)
             raw = result.get("raw")
             i, o = _usage_of(raw)
             tin, tout = tin + i, tout + o
@@ -552,7 +588,7 @@ class ModelGateway:
                 try:
                     value = parsed if isinstance(parsed, schema) else schema.model_validate(parsed)
                 except ValidationError as exc:
-                    problem = exc
+                    problem = ValueError(explain_invalid(schema, parsed, exc))
                 else:
                     self._record(schema.__name__, tin, tout, time.perf_counter() - start, attempts, True)
                     return value

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.types import Command
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from sopgraph.graphs.demo import build_demo_graph, demo_input
 from sopgraph.nodes.llm import (
@@ -167,6 +167,33 @@ def test_every_failed_attempt_is_counted_and_travels_with_the_error(local_endpoi
     totals = UsageTotals.of(info.value.usage)
     assert (totals.calls, totals.input_tokens, totals.output_tokens) == (3, 90, 21)
     assert info.value.usage == llm.records and not llm.records[-1].ok
+
+
+class Design(BaseModel):
+    approach: str = Field(description="How to build it, two or three sentences.", min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_echo(cls, data: Any) -> Any:  # the company documents drop a value that repeats its description
+        if isinstance(data, dict) and "two or three sentences" in str(data.get("approach", "")):
+            return {k: v for k, v in data.items() if k != "approach"}
+        return data
+
+
+def test_a_reask_names_an_echoed_field_and_samples_hotter_with_another_seed(local_endpoint: Endpoint) -> None:
+    """Seen on the 0.5B architect: it filled a required field with its description, validation dropped it,
+    and "Field required" sent back at the same temperature and seed got the same reply three times."""
+    local_endpoint.contents = [
+        json.dumps({"approach": "To build it, two or three sentences."}),
+        json.dumps({"approach": "One module keeps the list in a JSON file; main.py parses the commands."}),
+    ]
+    llm = gateway("local", temperature=0.2, seed=5)
+    assert llm.structured(Design, "Design a todo list.").approach.startswith("One module")
+    first, second = local_endpoint.bodies
+    reask = second["messages"][-1]["content"]
+    assert "approach only repeated its description" in reask and "Field required" not in reask
+    assert (first["temperature"], first["seed"]) == (0.2, 5)
+    assert second["temperature"] >= 0.7 and second["seed"] == 6
 
 
 def test_local_model_names() -> None:
