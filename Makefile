@@ -42,12 +42,10 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy -p sopgraph
 
-# langgraph.json's serializer allow-list: every type sopgraph.state defines (what a checkpoint may hold).
+# langgraph.json's graphs (from graphs/registry.py, the one list) and serializer allow-list (every type
+# sopgraph.state defines: what a checkpoint may hold).
 langgraph-json: install
-	$(BIN)/python -c "import json; from sopgraph.tools.persistence import state_types; \
-	c = json.load(open('langgraph.json')); \
-	c.setdefault('checkpointer', {}).setdefault('serde', {})['allowed_msgpack_modules'] = [list(t) for t in sorted(state_types())]; \
-	open('langgraph.json', 'w').write(json.dumps(c, indent=2) + '\n')"
+	$(BIN)/python -c "from sopgraph.graphs.registry import write_langgraph_json; write_langgraph_json()"
 
 bench: install
 	for script in benchmarks/*.py; do $(BIN)/python $$script || exit 1; done

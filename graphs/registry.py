@@ -1,9 +1,12 @@
-"""Which graphs the CLI and langgraph.json know, by name."""
+"""Which graphs the CLI and langgraph.json know, by name: GRAPHS is the one list (`make langgraph-json` writes
+langgraph.json's graphs from it, and a test checks the file)."""
 
 from __future__ import annotations
 
 import importlib
+import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from langgraph.graph import StateGraph
@@ -29,3 +32,28 @@ def builder_for(name: str) -> Callable[[], StateGraph]:
         raise KeyError(f"unknown graph {name!r}; known: {', '.join(sorted(GRAPHS))}") from None
     module, attr = target.split(":")
     return getattr(importlib.import_module(module), attr)
+
+
+def served_graphs() -> dict[str, str]:
+    """langgraph.json's `graphs`: each graph module's compiled `graph`, by its path in the checkout
+    (`sopgraph.graphs.demo` is ./graphs/demo.py)."""
+    return {
+        name: "./" + target.split(":")[0].removeprefix("sopgraph.").replace(".", "/") + ".py:graph"
+        for name, target in GRAPHS.items()
+    }
+
+
+def langgraph_config(config: dict[str, Any]) -> dict[str, Any]:
+    """`config` (langgraph.json's contents) with its graphs and its serializer allow-list (every type
+    sopgraph.state defines: what a checkpoint may hold) made from the package."""
+    from sopgraph.tools.persistence import state_types
+
+    allowed = [list(t) for t in sorted(state_types()) if t[0].startswith("sopgraph.")]
+    serde = {**config.get("checkpointer", {}).get("serde", {}), "allowed_msgpack_modules": allowed}
+    return {**config, "graphs": served_graphs(), "checkpointer": {**config.get("checkpointer", {}), "serde": serde}}
+
+
+def write_langgraph_json(path: str | Path = "langgraph.json") -> None:
+    file = Path(path)
+    config = json.loads(file.read_text()) if file.exists() else {"dependencies": ["."]}
+    file.write_text(json.dumps(langgraph_config(config), indent=2) + "\n")

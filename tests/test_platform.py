@@ -25,6 +25,23 @@ def test_langgraph_json_allows_exactly_the_state_types() -> None:
     assert _allow_list() == expected, "run `make langgraph-json` to refresh langgraph.json"
 
 
+def test_langgraph_json_serves_exactly_the_registered_graphs() -> None:
+    """graphs/registry.py is the one graph list: langgraph.json's graphs are made from it (`make
+    langgraph-json`), and each entry is its module's compiled graph under the registered name."""
+    import importlib
+
+    from sopgraph.graphs.registry import GRAPHS, served_graphs
+
+    served = json.loads((ROOT / "langgraph.json").read_text())["graphs"]
+    assert served == served_graphs(), "run `make langgraph-json` to refresh langgraph.json"
+    for name, spec in served.items():
+        path, attr = spec.split(":")
+        assert (ROOT / path).is_file(), spec
+        module = importlib.import_module(GRAPHS[name].split(":")[0])
+        assert Path(module.__file__ or "").resolve() == (ROOT / path).resolve()
+        assert getattr(module, attr).name == name
+
+
 STRICT_RUN = textwrap.dedent(
     """
     import json, logging, sys
