@@ -136,7 +136,7 @@ def run_check(root: Path, entry: list[str], check: AcceptanceCheck, timeout: flo
     steps = [s.model_dump(exclude_none=True) for s in check.all_steps()]
     spec = {"entry": entry, "files": check.files, "steps": steps, "step_timeout": timeout}
     wall = timeout * (len(steps) + 2) + 5
-    limits = sandbox.SandboxLimits(wall_s=wall, cpu_s=int(wall) + 5)
+    limits = sandbox.SandboxLimits.for_start(wall)
     result = sandbox.run_command([sys.executable, "-S", "-c", DRIVER, json.dumps(spec)], root, limits=limits)
     tail = result.stdout.rsplit(MARK, 1)
     if len(tail) < 2:

@@ -347,7 +347,7 @@ def run_hidden(problem: Problem, solution: str, limits: SandboxLimits = DEFAULT_
     token = f"SOPGRAPH-OK-{secrets.token_hex(16)}"
     result = run_python(hidden_program(problem, solution, token), limits=limits)
     passed = result.ok and token in result.stdout.splitlines()
-    limit = result.limit_hit or ("wall" if result.timed_out else None)
+    limit = result.stopped_by
     failure = None if passed else _failure(result, limits)
     return HiddenVerdict(passed, limit, failure, result.duration_s)
 
@@ -407,7 +407,7 @@ def run_visible(
         return VisibleOutcome(tests, (), message, None, 0.0)
     token = f"SOPGRAPH-REPORT-{secrets.token_hex(16)}"
     result = run_python(visible_program(problem, solution, tests, token), limits=limits)
-    limit = result.limit_hit or ("wall" if result.timed_out else None)
+    limit = result.stopped_by
     report: list[str | None] | None = None
     for line in result.stdout.splitlines():
         if line.startswith(token):

@@ -274,7 +274,7 @@ def score_repository(
         verdict.starts, verdict.entry, verdict.checks["start"] = start(repo, entry[0], start_timeout)
     if repo.tests:
         target = "tests" if all(p.startswith("tests/") for p in repo.tests) else "."
-        limits = sandbox.SandboxLimits(wall_s=test_timeout, cpu_s=max(5, int(test_timeout)))
+        limits = sandbox.SandboxLimits.for_tests(test_timeout)
         report = sandbox.run_tests(root, target, limits=limits)
         verdict.tests_pass = report.all_passed
         verdict.tests_passed, verdict.tests_failed, verdict.tests_errors = report.passed, report.failed, report.errors

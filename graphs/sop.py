@@ -18,6 +18,7 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.typing import ContextT, InputT, OutputT, StateT
 from pydantic import BaseModel, ValidationError
 
+from sopgraph.nodes.routing import labels_of
 from sopgraph.state.context import Context
 
 
@@ -72,7 +73,14 @@ class ValidatingGraph(CompiledStateGraph):
 
 
 class SOPStateGraph(StateGraph[StateT, ContextT, InputT, OutputT]):
-    """A StateGraph whose `compile()` returns a ValidatingGraph; otherwise LangGraph's own."""
+    """A StateGraph whose `compile()` returns a ValidatingGraph, and whose nodes' declared routes
+    (`Command[Literal[...]]`) carry the labels the node gives them (nodes/routing.py); otherwise LangGraph's own."""
+
+    def add_node(self, node: Any, action: Any = None, **kwargs: Any) -> Any:  # type: ignore[override]
+        fn = action if action is not None else node
+        if kwargs.get("destinations") is None and callable(fn) and (labels := labels_of(fn)) is not None:
+            kwargs["destinations"] = labels
+        return super().add_node(node, action, **kwargs)
 
     def compile(self, *args: Any, **kwargs: Any) -> CompiledStateGraph[StateT, ContextT, InputT, OutputT]:
         compiled = super().compile(*args, **kwargs)
@@ -82,11 +90,18 @@ class SOPStateGraph(StateGraph[StateT, ContextT, InputT, OutputT]):
         return compiled
 
 
-def labelled(router: Callable[..., Any], labels: dict[str, str]) -> tuple[Callable[..., Any], dict[Hashable, str]]:
+def labelled(
+    router: Callable[..., Any], labels: dict[str, str] | None = None
+) -> tuple[Callable[..., Any], dict[Hashable, str]]:
     """A conditional edge whose drawn edges carry labels: `router` returns node names (or Sends, passed on);
     the wrapper returns the label, and the path map sends the label to the node.
 
-    Use as `builder.add_conditional_edges(source, *labelled(route, {"debug": "tests fail"}))`."""
+    Use as `builder.add_conditional_edges(source, *labelled(route, {"debug": "tests fail"}))`, or without
+    `labels` for a router that declares its targets and their labels itself (nodes/routing.py)."""
+    if labels is None:
+        labels = labels_of(router)
+        if labels is None:
+            raise ValueError(f"{getattr(router, '__name__', router)!r} declares no edge labels")
 
     def route(*args: Any, **kwargs: Any) -> Any:
         target = router(*args, **kwargs)

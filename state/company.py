@@ -22,6 +22,7 @@ from typing_extensions import TypedDict
 from sopgraph.state.limits import MAX_IDEA_CHARS
 from sopgraph.state.pool import Document, PoolChannel
 from sopgraph.state.usage import UsageChannel, UsageTotals
+from sopgraph.tools.sandbox import NO_TESTS_COLLECTED
 from sopgraph.tools.workspace import WorkspaceError, clean_path, validate_path
 
 # Message kinds (MetaGPT's cause_by): what each role publishes and the others watch.
@@ -43,7 +44,9 @@ HUMAN_REVIEW = "human_review"
 ARBITRATE = "arbitrate"
 DELIVER = "deliver"
 
-RESERVED_PREFIXES = ("docs/", "tests/")
+TESTS_DIR = "tests"
+"""Where QA writes the project's tests (and where the test run looks for them)."""
+RESERVED_PREFIXES = ("docs/", f"{TESTS_DIR}/")
 RESERVED_FILES = ("README.md", "conftest.py")
 """Paths the framework writes itself (documents, QA's tests, the README): never code files."""
 
@@ -504,6 +507,12 @@ class CodeReview(Document):
     comments: list[str] = Field(default_factory=list)
 
 
+NO_TESTS = "no tests to run"
+"""QAReport.note of a run that found no test file."""
+NO_REPORT = "pytest wrote no report"
+"""QAReport.note of a run whose pytest left no JUnit report."""
+
+
 class QAReport(Document):
     """What one sandboxed test run showed."""
 
@@ -542,6 +551,11 @@ class QAReport(Document):
     @property
     def program_ok(self) -> bool:
         return not self.problems and self.starts is not False
+
+    @property
+    def nothing_to_test(self) -> bool:
+        """No test file, or pytest collected no test: nothing a fix could make pass."""
+        return self.note == NO_TESTS or self.exit_code == NO_TESTS_COLLECTED
 
     @property
     def score(self) -> int:

@@ -264,8 +264,7 @@ def ending(result: sandbox.SandboxResult) -> str:
 
 
 def probe_limits(timeout: float) -> sandbox.SandboxLimits:
-    # The CPU limit sits above the wall clock, so a busy program counts as still running, not as killed.
-    return sandbox.SandboxLimits(wall_s=timeout, cpu_s=int(timeout) + 5)
+    return sandbox.SandboxLimits.for_start(timeout)
 
 
 def import_problem(project: Project, path: str, script: bool, timeout: float) -> str | None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
+from langgraph.types import Send
 
 from sopgraph.nodes.llm import ModelGateway
 from sopgraph.state.company import CodeFile, FileJob, JobInput, clip
@@ -28,6 +29,9 @@ D = TypeVar("D", bound=Document)
 ENTRY_STEMS = frozenset({"main", "app", "cli", "run", "__main__"})
 """Modules that start the program: they import the others, and are not unit-tested on their own."""
 
+
+ENGINEER = "engineer"
+"""The engineer's role name: review verdicts, test runs and arbitrations are addressed to it."""
 
 UNTOUCHED = "unchanged: the new requirement does not touch its task"
 """The note of a file an incremental run keeps as it was (no model call)."""
@@ -57,6 +61,19 @@ class Role:
         """A gateway for a Send worker, which gets the usage so far in its job instead of the ledger."""
         ctx = getattr(runtime, "context", None) or Context()
         return ModelGateway(ctx, self.name, job.spent)
+
+    def say(self, kind: str, content: str, payload: Document | None = None, to: Sequence[str] = ()) -> Message:
+        """A message from this role (to everyone, or to the roles named in `to`)."""
+        return Message(sender=self.name, kind=kind, content=content, payload=payload, send_to=tuple(to))
+
+    def dispatch(self, state: Any, runtime: Any, worker: str, jobs: Sequence[FileJob]) -> list[Send]:
+        """One Send per job to `worker` (only the first job when the run is not parallel). The budget is
+        checked here, once: workers then never pause in parallel (one resume answers one pause)."""
+        if not state.get("parallel", True):
+            jobs = jobs[:1]
+        self.gateway(state, runtime).check_budget()
+        so_far = spent(state)
+        return [Send(worker, {"job": job.model_copy(update={"spent": so_far})}) for job in jobs]
 
 
 def spent(state: Any) -> UsageTotals:
@@ -211,9 +228,7 @@ def file_worker(role: Role, kind: str) -> Any:
             if added:
                 warnings.append(f"{job.path}: added missing imports: {'; '.join(added)}")
         doc = CodeFile(path=job.path, content=code, version=job.version, note=job.note)
-        message = Message(
-            sender=role.name, kind=kind, content=f"{job.path} v{job.version}: {doc.lines} lines", payload=doc
-        )
+        message = role.say(kind, f"{job.path} v{job.version}: {doc.lines} lines", doc)
         return {"pool": [message], "warnings": warnings, **llm.usage_update()}
 
     worker.__name__ = f"{role.name}_{kind}"

@@ -11,13 +11,14 @@ from __future__ import annotations
 import re
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from langgraph.runtime import Runtime
-from langgraph.types import Command, Send
+from langgraph.types import Command
 
 from sopgraph.nodes.company import qa
 from sopgraph.nodes.company.common import (
+    ENGINEER,
     UNTOUCHED,
     Role,
     every,
@@ -26,11 +27,11 @@ from sopgraph.nodes.company.common import (
     generate_file,
     latest,
     latest_files,
-    spent,
 )
 from sopgraph.nodes.company.fixing import repair_code_file
 from sopgraph.nodes.company.repository import render, write_docs
 from sopgraph.nodes.repair import Verdict
+from sopgraph.nodes.routing import edge_labels
 from sopgraph.state.company import (
     EXISTING_CODE,
     EXISTING_TASKS,
@@ -55,7 +56,7 @@ from sopgraph.tools import program, sandbox
 from sopgraph.tools.workspace import Workspace
 
 ROLE = Role(
-    name="engineer",
+    name=ENGINEER,
     profile="Frank, a Python engineer",
     goal="write correct, complete and simple code that follows the design",
     constraints=(
@@ -105,7 +106,8 @@ def _files_block(title: str, paths: list[str], files: dict[str, CodeFile], budge
     return f"{title}\n" + "\n".join(fence(p, files[p].content, each) for p in shown) + "\n"
 
 
-def engineer(state: dict[str, Any], runtime: Runtime[Context]) -> Command[Any]:
+@edge_labels(write_code="next file", code_review="all written")
+def engineer(state: dict[str, Any], runtime: Runtime[Context]) -> Command[Literal["write_code", "code_review"]]:
     seen = ROLE.view(state)
     plan = latest(seen, TaskPlan, [WRITE_TASKS])
     design = latest(seen, SystemDesign, [WRITE_DESIGN])
@@ -161,13 +163,7 @@ def engineer(state: dict[str, Any], runtime: Runtime[Context]) -> Command[Any]:
     update = {"pool": kept} if kept else None
     if not jobs:
         return Command(update=update, goto="code_review")
-    if not state.get("parallel", True):
-        jobs = jobs[:1]
-    # Check the budget here, once: workers then never pause in parallel (one resume answers one pause).
-    ROLE.gateway(state, runtime).check_budget()
-    so_far = spent(state)
-    sends = [Send("write_code", {"job": job.model_copy(update={"spent": so_far})}) for job in jobs]
-    return Command(update=update, goto=sends)
+    return Command(update=update, goto=ROLE.dispatch(state, runtime, "write_code", jobs))
 
 
 def _untouched(
@@ -232,7 +228,7 @@ def debug(state: dict[str, Any], runtime: Runtime[Context]) -> dict[str, Any]:
     verdict = run_verdict(report)
     files = render(state)  # the repository QA's test run saw; candidates are tested in copies of it
     timeout = float(state.get("test_timeout_s", 60.0))
-    limits = sandbox.SandboxLimits(wall_s=timeout, cpu_s=max(5, int(timeout)))
+    limits = sandbox.SandboxLimits.for_tests(timeout)
     # Code first: its candidates are judged against the tests the report's counts came from.
     for path in sorted(targets, key=lambda p: p in tests):
         if path in tests:

@@ -31,7 +31,7 @@ from sopgraph.nodes.repair import (
     get_strategy,
     repair,
 )
-from sopgraph.state.company import QAReport
+from sopgraph.state.company import TESTS_DIR, QAReport
 from sopgraph.tools import sandbox
 from sopgraph.tools.workspace import Workspace
 
@@ -60,12 +60,12 @@ def judge_project(files: Mapping[str, str], path: str, limits: sandbox.SandboxLi
             ws = Workspace(root).ensure()
             for name, content in {**files, path: code}.items():
                 ws.write(name, content)
-            result = sandbox.run_tests(root, "tests", limits=limits, copy=True)
+            result = sandbox.run_tests(root, TESTS_DIR, limits=limits, copy=True)
         finally:
             shutil.rmtree(root.parent, ignore_errors=True)
         total = max(1, result.passed + result.failed + result.errors)
         passed = result.passed if result.report_found else 0
-        limit = result.result.limit_hit or ("wall" if result.result.timed_out else None)
+        limit = result.result.stopped_by
         return Verdict(passed, total, "" if result.all_passed else result.summary_for_model(max_chars=2500), limit)
 
     return judge

@@ -15,7 +15,7 @@ from langgraph.runtime import Runtime
 from langgraph.types import interrupt
 from pydantic import ValidationError
 
-from sopgraph.nodes.company.repository import write_docs
+from sopgraph.nodes.company.repository import DESIGN_DOC, PRD_DOC, write_docs
 from sopgraph.state.company import (
     HUMAN_REVIEW,
     PRD,
@@ -28,8 +28,8 @@ from sopgraph.state.context import Context
 from sopgraph.state.pool import Document, Message, Pool
 
 STAGES: dict[str, tuple[str, type[Document], str]] = {
-    "prd": (WRITE_PRD, PRD, "docs/prd.md"),
-    "design": (WRITE_DESIGN, SystemDesign, "docs/design.md"),
+    "prd": (WRITE_PRD, PRD, PRD_DOC),
+    "design": (WRITE_DESIGN, SystemDesign, DESIGN_DOC),
 }
 HOW = 'answer {"action": "approve"} or {"action": "edit", "document": {<fields to change>}}'
 

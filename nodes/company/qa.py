@@ -9,18 +9,22 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from langgraph.runtime import Runtime
-from langgraph.types import Command, Send
+from langgraph.types import Command
 
-from sopgraph.nodes.company.common import UNTOUCHED, Role, fence, file_worker, latest, latest_files, spent
+from sopgraph.nodes.company.common import ENGINEER, UNTOUCHED, Role, fence, file_worker, latest, latest_files
 from sopgraph.nodes.company.repository import materialize, target_dir
+from sopgraph.nodes.routing import edge_labels
 from sopgraph.state.company import (
     ARBITRATE,
     EXISTING_CODE,
+    NO_REPORT,
+    NO_TESTS,
     PRD,
     RUN_TESTS,
+    TESTS_DIR,
     WRITE_CODE,
     WRITE_DESIGN,
     WRITE_PRD,
@@ -68,7 +72,7 @@ CURRENT = "Current tests (update them):\n{tests}\n\n"
 
 
 def path_of_tests(path: str) -> str:
-    return f"tests/test_{module_name(path).replace('.', '_')}.py"
+    return f"{TESTS_DIR}/test_{module_name(path).replace('.', '_')}.py"
 
 
 def modules_to_test(paths: list[str]) -> list[str]:
@@ -78,7 +82,8 @@ def modules_to_test(paths: list[str]) -> list[str]:
     return libraries or modules
 
 
-def qa(state: dict[str, Any], runtime: Runtime[Context]) -> Command[Any]:
+@edge_labels(write_test="next test", run_tests="tests written")
+def qa(state: dict[str, Any], runtime: Runtime[Context]) -> Command[Literal["write_test", "run_tests"]]:
     seen = ROLE.view(state)
     design = latest(seen, SystemDesign, [WRITE_DESIGN])
     prd = latest(seen, PRD, [WRITE_PRD])
@@ -120,12 +125,7 @@ def qa(state: dict[str, Any], runtime: Runtime[Context]) -> Command[Any]:
     update = {"pool": kept} if kept else None
     if not jobs:
         return Command(update=update, goto="run_tests")
-    if not state.get("parallel", True):
-        jobs = jobs[:1]
-    ROLE.gateway(state, runtime).check_budget()
-    so_far = spent(state)
-    sends = [Send("write_test", {"job": job.model_copy(update={"spent": so_far})}) for job in jobs]
-    return Command(update=update, goto=sends)
+    return Command(update=update, goto=ROLE.dispatch(state, runtime, "write_test", jobs))
 
 
 write_test = file_worker(ROLE, WRITE_TEST)
@@ -174,13 +174,7 @@ def arbitrate(state: dict[str, Any], runtime: Runtime[Context]) -> tuple[Message
         code=fence(subject, code[subject].content, 2500),
     )
     decision = llm.structured(Arbitration, prompt, system=ARBITER.system)
-    message = Message(
-        sender=ARBITER.name,
-        kind=ARBITRATE,
-        content=f"{test_path} vs {subject}: the {decision.wrong} is wrong",
-        payload=decision,
-        send_to=("engineer",),
-    )
+    message = ARBITER.say(ARBITRATE, f"{test_path} vs {subject}: the {decision.wrong} is wrong", decision, [ENGINEER])
     return message, llm.usage_update()
 
 
@@ -200,13 +194,7 @@ def run_tests(state: dict[str, Any], runtime: Runtime[Context]) -> dict[str, Any
         status = f"{len(report.problems)} problems" + ("" if report.starts is not False else ", does not start")
     else:
         status = report.note or f"{report.failed} failed, {report.errors} errors"
-    message = Message(
-        sender=ROLE.name,
-        kind=RUN_TESTS,
-        content=f"test run {attempt}: {report.passed} passed; {status}",
-        payload=report,
-        send_to=("engineer",),
-    )
+    message = ROLE.say(RUN_TESTS, f"test run {attempt}: {report.passed} passed; {status}", report, [ENGINEER])
     return {"pool": [message]}
 
 
@@ -220,18 +208,18 @@ def examine(root: Path, code: list[str], tests: list[str], attempt: int, timeout
     check = program.check_program(ws.root, timeout=START_TIMEOUT_S)
     facts = check.summary()
     head = f"The program itself fails before its tests:\n{facts}\n\n" if facts else ""
-    test_files = [p for p in ws.files("tests") if p.rsplit("/", 1)[-1].startswith("test_") and p.endswith(".py")]
+    test_files = [p for p in ws.files(TESTS_DIR) if p.rsplit("/", 1)[-1].startswith("test_") and p.endswith(".py")]
     program_fields: dict[str, Any] = {"problems": check.problems, "starts": check.starts, "start": check.start}
     if not test_files:
         return QAReport(
             attempt=attempt,
-            note="no tests to run",
+            note=NO_TESTS,
             summary=head.strip(),
             suspects=program.suspects_of(check, code),
             **program_fields,
         )
-    limits = sandbox.SandboxLimits(wall_s=timeout, cpu_s=max(5, int(timeout)))
-    result = sandbox.run_tests(ws.root, "tests", limits=limits, copy=True)
+    limits = sandbox.SandboxLimits.for_tests(timeout)
+    result = sandbox.run_tests(ws.root, TESTS_DIR, limits=limits, copy=True)
     bad = [c for c in result.cases if c.outcome in ("failed", "error")]
     return QAReport(
         attempt=attempt,
@@ -248,7 +236,7 @@ def examine(root: Path, code: list[str], tests: list[str], attempt: int, timeout
         test_files=test_files,
         failures=[f"{c.name}: {_gist(c.message)}" for c in bad],
         failing_tests=sorted({c.file for c in bad if c.file in test_files}),
-        note="" if result.report_found else "pytest wrote no report",
+        note="" if result.report_found else NO_REPORT,
         **program_fields,
     )
 
@@ -302,10 +290,11 @@ def suspects(result: sandbox.TestReport, code_paths: list[str], test_paths: list
     return list(dict.fromkeys(found))
 
 
-def after_tests(state: dict[str, Any]) -> str:
+@edge_labels(debug="fail, fixes left", deliver="pass or out of fixes")
+def after_tests(state: dict[str, Any]) -> Literal["debug", "deliver"]:
     """Pass -> deliver; fail with fix rounds left -> debug; otherwise deliver (giving up)."""
     report = latest(Pool(state.get("pool")).messages, QAReport, [RUN_TESTS])
     assert report is not None
-    if report.all_passed or (report.program_ok and (report.note == "no tests to run" or report.exit_code == 5)):
+    if report.all_passed or (report.program_ok and report.nothing_to_test):
         return "deliver"
     return "debug" if report.attempt <= int(state.get("max_debug", 3)) else "deliver"

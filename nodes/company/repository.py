@@ -29,6 +29,7 @@ from sopgraph.state.company import (
     EXISTING_TASKS,
     PRD,
     RUN_TESTS,
+    TESTS_DIR,
     USER_REQUIREMENT,
     WRITE_CODE,
     WRITE_DESIGN,
@@ -46,11 +47,16 @@ from sopgraph.state.context import Context
 from sopgraph.state.pool import Document, Message, Pool, Subscription
 from sopgraph.tools.workspace import Workspace, WorkspaceError
 
+# Where the rendered documents go (a human review point points at the PRD's and the design's).
+PRD_DOC = "docs/prd.md"
+DESIGN_DOC = "docs/design.md"
+TASKS_DOC = "docs/tasks.md"
+TEST_REPORT_DOC = "docs/test_report.md"
 MANIFEST = "docs/sopgraph.json"
 MANIFEST_FORMAT = 1
 DEFAULT_ROOT = Path(".sopgraph") / "workspaces"
 SENDER = "company"
-EXISTING_DOCS = ("README.md", "docs/prd.md", "docs/design.md", "docs/tasks.md", "docs/test_report.md", MANIFEST)
+EXISTING_DOCS = ("README.md", PRD_DOC, DESIGN_DOC, TASKS_DOC, TEST_REPORT_DOC, MANIFEST)
 EVERYTHING = Subscription(all_kinds=True, own=True)
 
 
@@ -173,18 +179,18 @@ def render(values: dict[str, Any]) -> dict[str, str]:
     code = {p: d.content for p, d in latest_files(seen, [EXISTING_CODE, WRITE_CODE, WRITE_TEST]).items()}
     files.update(code)
     if design is not None:
-        design, _ = _with_diagrams(design, {p: c for p, c in code.items() if not p.startswith("tests/")})
+        design, _ = _with_diagrams(design, {p: c for p, c in code.items() if not p.startswith(f"{TESTS_DIR}/")})
     if prd is not None:
-        files["docs/prd.md"] = prd.to_markdown(request.text if request else "")
+        files[PRD_DOC] = prd.to_markdown(request.text if request else "")
     if design is not None:
-        files["docs/design.md"] = design.to_markdown()
+        files[DESIGN_DOC] = design.to_markdown()
     if tasks is not None:
-        files["docs/tasks.md"] = tasks.to_markdown()
+        files[TASKS_DOC] = tasks.to_markdown()
     delivery = latest(seen, Delivery, [DELIVER])
     if delivery is not None:
         reports = every(seen, QAReport, [RUN_TESTS])
         history = [*(request.history if request else []), *([request.text] if request else [])]
-        files["docs/test_report.md"] = report_markdown(reports, delivery)
+        files[TEST_REPORT_DOC] = report_markdown(reports, delivery)
         prd = prd or latest(seen, PRD, [EXISTING_PRD])
         design = design or latest(seen, SystemDesign, [EXISTING_DESIGN])
         tasks = tasks or latest(seen, TaskPlan, [EXISTING_TASKS])
@@ -230,9 +236,9 @@ def deliver(state: dict[str, Any], runtime: Runtime[Context]) -> dict[str, Any]:
         outcome = "no_tests"
     else:
         outcome = "gave_up"
-    kept = [p for p in old_code if not p.startswith("tests/")]  # an update keeps files it did not touch
+    kept = [p for p in old_code if not p.startswith(f"{TESTS_DIR}/")]  # an update keeps files it did not touch
     files = list(dict.fromkeys([*(design.file_list if design else []), *code, *kept]))
-    test_files = sorted({*tests, *(p for p in old_code if p.startswith("tests/"))})
+    test_files = sorted({*tests, *(p for p in old_code if p.startswith(f"{TESTS_DIR}/"))})
     every_file = {**old_code, **code, **tests}
     lines = sum(every_file[p].lines for p in [*files, *test_files] if p in every_file)
     delivery = Delivery(
@@ -253,7 +259,7 @@ def deliver(state: dict[str, Any], runtime: Runtime[Context]) -> dict[str, Any]:
 
 
 def _joined(files: dict[str, CodeFile]) -> str | None:
-    return "\n".join(d.content for p, d in files.items() if not p.startswith("tests/")) if files else None
+    return "\n".join(d.content for p, d in files.items() if not p.startswith(f"{TESTS_DIR}/")) if files else None
 
 
 def entry_module(files: list[str]) -> str | None:

@@ -7,12 +7,13 @@ send-back loop is bounded.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from langgraph.runtime import Runtime
-from langgraph.types import Command, Send
+from langgraph.types import Command
 
-from sopgraph.nodes.company.common import Role, fence, latest, latest_files, spent
+from sopgraph.nodes.company.common import ENGINEER, Role, fence, latest, latest_files
+from sopgraph.nodes.routing import edge_labels
 from sopgraph.state.company import (
     REVIEW_CODE,
     WRITE_CODE,
@@ -26,7 +27,7 @@ from sopgraph.state.company import (
     TaskPlan,
 )
 from sopgraph.state.context import Context
-from sopgraph.state.pool import Message, Subscription
+from sopgraph.state.pool import Subscription
 
 ROLE = Role(
     name="reviewer",
@@ -42,7 +43,8 @@ ROLE = Role(
 REVIEW = "{design}\nTask of {path}: {task}\n\nCode:\n{code}\n\nReview {path}: LGTM or LBTM, with comments."
 
 
-def code_review(state: dict[str, Any], runtime: Runtime[Context]) -> Command[Any]:
+@edge_labels(review_code="LBTM", qa="LGTM")
+def code_review(state: dict[str, Any], runtime: Runtime[Context]) -> Command[Literal["review_code", "qa"]]:
     seen = ROLE.view(state)
     plan = latest(seen, TaskPlan, [WRITE_TASKS])
     design = latest(seen, SystemDesign, [WRITE_DESIGN])
@@ -65,11 +67,7 @@ def code_review(state: dict[str, Any], runtime: Runtime[Context]) -> Command[Any
         jobs.append(FileJob(path=path, out_dir=state["out_dir"], version=doc.version, prompt=prompt))
     if not jobs:
         return Command(goto="qa")
-    if not state.get("parallel", True):
-        jobs = jobs[:1]
-    ROLE.gateway(state, runtime).check_budget()
-    so_far = spent(state)
-    return Command(goto=[Send("review_code", {"job": job.model_copy(update={"spent": so_far})}) for job in jobs])
+    return Command(goto=ROLE.dispatch(state, runtime, "review_code", jobs))
 
 
 def review_code(state: JobInput, runtime: Runtime[Context]) -> dict[str, Any]:
@@ -77,11 +75,5 @@ def review_code(state: JobInput, runtime: Runtime[Context]) -> dict[str, Any]:
     llm = ROLE.worker_gateway(runtime, job)
     reply = llm.structured(ReviewReply, job.prompt, system=ROLE.system)
     review = CodeReview(path=job.path, version=job.version, verdict=reply.verdict, comments=reply.comments[:3])
-    message = Message(
-        sender=ROLE.name,
-        kind=REVIEW_CODE,
-        content=f"{job.path} v{job.version}: {review.verdict}",
-        payload=review,
-        send_to=("engineer",),
-    )
+    message = ROLE.say(REVIEW_CODE, f"{job.path} v{job.version}: {review.verdict}", review, [ENGINEER])
     return {"pool": [message], **llm.usage_update()}

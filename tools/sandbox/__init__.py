@@ -62,12 +62,14 @@ the brief for a model) and ``launcher`` (the program that runs inside the contai
 from __future__ import annotations
 
 from .api import run_command, run_many, run_python, run_tests
-from .base import Isolation, SandboxError, SandboxLimits, SandboxResult
+from .base import Isolation, Limit, SandboxError, SandboxLimits, SandboxResult
 from .isolation import available_isolations, detect_isolation
-from .report import TestCase, TestReport
+from .report import NO_TESTS_COLLECTED, TestCase, TestReport
 
 __all__ = [
+    "NO_TESTS_COLLECTED",
     "Isolation",
+    "Limit",
     "SandboxError",
     "SandboxLimits",
     "SandboxResult",

@@ -4,9 +4,14 @@ the error for a sandbox that cannot be set up, and the fixed places and names of
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 # With a private root the run directory appears here, so no random host path reaches the program (or a prompt).
 INSIDE = "/sandbox"
+Limit = Literal["wall", "cpu", "memory", "nproc", "file_size"]
+"""A sandbox limit a run can hit."""
+WALL: Limit = "wall"
+
 COPY_IGNORE = (".git", ".venv", "venv", "node_modules", "__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache")
 SAFE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -30,6 +35,17 @@ class SandboxLimits:
     disk_mb: int = 256  # with a private root: the run's writable area (workspace copy, HOME, TMPDIR)
     max_files: int = 20_000  # with a private root: inodes of each writable tmpfs
 
+    @classmethod
+    def for_tests(cls, wall_s: float) -> SandboxLimits:
+        """A test suite's run (QA's, a repair candidate's, an eval's scoring): CPU time to match the wall clock."""
+        return cls(wall_s=wall_s, cpu_s=max(5, int(wall_s)))
+
+    @classmethod
+    def for_start(cls, wall_s: float) -> SandboxLimits:
+        """A program started to see what it does: the CPU limit sits above the wall clock, so a busy program
+        counts as still running, not as killed."""
+        return cls(wall_s=wall_s, cpu_s=int(wall_s) + 5)
+
 
 @dataclass(frozen=True)
 class Isolation:
@@ -50,7 +66,7 @@ class SandboxResult:
     stderr: str
     duration_s: float
     timed_out: bool
-    limit_hit: str | None  # "wall" | "cpu" | "memory" | "nproc" | "file_size" | None
+    limit_hit: Limit | None
     isolation: str
     network_isolated: bool
     truncated: bool
@@ -64,3 +80,8 @@ class SandboxResult:
     @property
     def ok(self) -> bool:
         return self.exit_code == 0 and not self.timed_out
+
+    @property
+    def stopped_by(self) -> Limit | None:
+        """The limit that ended the run: the one it hit, else the wall clock when it timed out."""
+        return self.limit_hit or (WALL if self.timed_out else None)

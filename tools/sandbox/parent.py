@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .base import COPY_IGNORE, INSIDE, SAFE_PATH, Isolation, SandboxError, SandboxLimits, SandboxResult
+from .base import COPY_IGNORE, INSIDE, SAFE_PATH, Isolation, Limit, SandboxError, SandboxLimits, SandboxResult
 from .capture import Capture
 from .files import RunPaths, first_blocked, new_run_dir, plan_root, prepare_workspace, restore_tree
 from .isolation import detect_isolation, launcher_env, unshare_prefix
@@ -277,7 +277,7 @@ def _terminate(proc: subprocess.Popen[bytes], iso: Isolation) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
 
 
-_LIMIT_TEXTS = (
+_LIMIT_TEXTS: tuple[tuple[Limit, re.Pattern[str]], ...] = (
     ("file_size", re.compile(r"File too large|\[Errno 27\]|EFBIG|File size limit exceeded")),
     ("cpu", re.compile(r"CPU time limit exceeded")),
     ("memory", re.compile(r"MemoryError|Cannot allocate memory|std::bad_alloc|out of memory")),
@@ -293,7 +293,7 @@ _LIMIT_TEXTS = (
 
 def classify(
     exit_code: int, timed_out: bool, cpu: float | None, procs_at_timeout: int, stderr: str, limits: SandboxLimits
-) -> str | None:
+) -> Limit | None:
     """Best guess at which limit ended (or crippled) the run."""
     sig = -exit_code if exit_code < 0 else exit_code - 128 if exit_code > 128 else None  # shells: 128+N
     if sig == signal.SIGXFSZ:

@@ -12,6 +12,9 @@ from dataclasses import dataclass
 from .base import SandboxResult
 from .launcher import OUTPUT_MAX_BYTES
 
+NO_TESTS_COLLECTED = 5
+"""pytest's exit code when it collected no test (pytest.ExitCode.NO_TESTS_COLLECTED)."""
+
 
 @dataclass(frozen=True)
 class TestCase:
