@@ -43,14 +43,24 @@ def served_graphs() -> dict[str, str]:
     }
 
 
-def langgraph_config(config: dict[str, Any]) -> dict[str, Any]:
-    """`config` (langgraph.json's contents) with its graphs and its serializer allow-list (every type
-    sopgraph.state defines: what a checkpoint may hold) made from the package."""
+SERVER_CHECKPOINTER = "sopgraph.graphs.server.checkpointer"
+"""langgraph.json's `checkpointer.path`: the server's saver, built with the allow-list (see graphs/server.py)."""
+
+
+def allowed_types() -> list[tuple[str, str]]:
+    """The serializer's allow-list: every type sopgraph.state defines (what a checkpoint may hold)."""
     from sopgraph.tools.persistence import state_types
 
-    allowed = [list(t) for t in sorted(state_types()) if t[0].startswith("sopgraph.")]
-    serde = {**config.get("checkpointer", {}).get("serde", {}), "allowed_msgpack_modules": allowed}
-    return {**config, "graphs": served_graphs(), "checkpointer": {**config.get("checkpointer", {}), "serde": serde}}
+    return [t for t in sorted(state_types()) if t[0].startswith("sopgraph.")]
+
+
+def langgraph_config(config: dict[str, Any]) -> dict[str, Any]:
+    """`config` (langgraph.json's contents) with its graphs, its checkpointer and its serializer allow-list
+    made from the package."""
+    checkpointer = config.get("checkpointer", {})
+    serde = {**checkpointer.get("serde", {}), "allowed_msgpack_modules": [list(t) for t in allowed_types()]}
+    checkpointer = {**checkpointer, "path": SERVER_CHECKPOINTER, "serde": serde}
+    return {**config, "graphs": served_graphs(), "checkpointer": checkpointer}
 
 
 def write_langgraph_json(path: str | Path = "langgraph.json") -> None:

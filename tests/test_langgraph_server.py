@@ -1,6 +1,8 @@
 """The graphs behind LangGraph's own server: `langgraph dev` offline on loopback, driven with langgraph-sdk the
 way a platform user would (typed schemas, refused input, a review interrupt and its resume, the repository
-in the final state, a group chat started by scenario name)."""
+in the final state, a group chat started by scenario name). The server runs with LANGGRAPH_STRICT_MSGPACK:
+a type missing from the checkpointer's allow-list would be blocked (and logged) where the default mode
+logs "Deserializing unregistered type"; the last test reads the log for both."""
 
 from __future__ import annotations
 
@@ -29,14 +31,25 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    work = tmp_path_factory.mktemp("server")
+def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("server")
+
+
+@pytest.fixture(scope="module")
+def server(work: Path) -> Iterator[str]:
     shutil.copy(ROOT / "langgraph.json", work / "langgraph.json")
     config = (work / "langgraph.json").read_text().replace('"./graphs/', f'"{ROOT}/graphs/')
     (work / "langgraph.json").write_text(config.replace('"."', f'"{ROOT}"'))
     port = _free_port()
     exe = Path(sys.executable).with_name("langgraph")
-    env = {**os.environ, "SOPGRAPH_MODEL": "scripted", "LANGSMITH_TRACING": "false", "LANGGRAPH_CLI_NO_ANALYTICS": "1"}
+    env = {
+        **os.environ,
+        "SOPGRAPH_MODEL": "scripted",
+        "LANGSMITH_TRACING": "false",
+        "LANGGRAPH_CLI_NO_ANALYTICS": "1",
+        "LANGGRAPH_STRICT_MSGPACK": "true",
+    }
+    env.pop("SOPGRAPH_CHECKPOINTER", None)  # the server keeps runs in ./.sopgraph/state.sqlite of `work`
     log = (work / "server.log").open("w")
     args = [str(exe), "dev", "--no-browser", "--no-reload", "--host", "127.0.0.1", "--port", str(port)]
     proc = subprocess.Popen(args, cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -98,3 +111,14 @@ def test_groupchat_by_scenario_name(client: Any) -> None:
         context={"model": "scripted"},
     )
     assert isinstance(final, dict) and final["outcome"]["winner"] and final["scenario"]["title"]
+
+
+def test_the_server_revives_every_stored_type_with_its_allow_list(server: str, work: Path) -> None:
+    """After the runs above (a paused company resumed, a group chat): the server's checkpointer is ours
+    (graphs/server.py, built with langgraph.json's allow-list), and it neither blocked nor warned about a type.
+    Runs last in this module: the log then covers every read-back above."""
+    log = (work / "server.log").read_text()
+    assert "Using custom checkpointer: AsyncSqliteSaver" in log, log[-3000:]
+    assert (work / ".sopgraph" / "state.sqlite").is_file()
+    for symptom in ("Deserializing unregistered type", "Blocked deserialization"):
+        assert symptom not in log, log[log.index(symptom) - 200 : log.index(symptom) + 400]

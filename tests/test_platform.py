@@ -27,13 +27,17 @@ def test_langgraph_json_allows_exactly_the_state_types() -> None:
 
 def test_langgraph_json_serves_exactly_the_registered_graphs() -> None:
     """graphs/registry.py is the one graph list: langgraph.json's graphs are made from it (`make
-    langgraph-json`), and each entry is its module's compiled graph under the registered name."""
+    langgraph-json`, with the checkpointer and its allow-list), and each entry is its module's compiled graph
+    under the registered name."""
     import importlib
 
-    from sopgraph.graphs.registry import GRAPHS, served_graphs
+    from sopgraph.graphs.registry import GRAPHS, SERVER_CHECKPOINTER, langgraph_config, served_graphs
 
-    served = json.loads((ROOT / "langgraph.json").read_text())["graphs"]
-    assert served == served_graphs(), "run `make langgraph-json` to refresh langgraph.json"
+    config = json.loads((ROOT / "langgraph.json").read_text())
+    assert config == langgraph_config(config), "run `make langgraph-json` to refresh langgraph.json"
+    assert config["checkpointer"]["path"] == SERVER_CHECKPOINTER  # the saver that carries the allow-list
+    served = config["graphs"]
+    assert served == served_graphs()
     for name, spec in served.items():
         path, attr = spec.split(":")
         assert (ROOT / path).is_file(), spec
