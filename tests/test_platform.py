@@ -153,3 +153,36 @@ def test_model_calls_send_custom_stream_events_naming_the_node() -> None:
     events = list(graph.stream(demo_input(max_revisions=0), context=Context(model="scripted"), stream_mode="custom"))
     assert [e["node"] for e in events] == ["writer", "critic"]
     assert events[0]["message"] == "writer waits for scripted (Pitch)"
+
+
+def test_the_cli_spinner_names_the_node_a_model_call_waits_in() -> None:
+    """runner.execute (what every CLI run shows) puts each custom event in its status line: a long local call
+    reads "writer: writer waits for scripted (Pitch)", not a bare spinner."""
+    from contextlib import contextmanager
+
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    from sopgraph.graphs import runner
+    from sopgraph.graphs.demo import build_demo_graph, demo_input
+    from sopgraph.state.context import Context
+
+    shown: list[str] = []
+
+    class Status:
+        def update(self, text: str) -> None:
+            shown.append(text)
+
+    class Console:
+        def print(self, *args: object, **kwargs: object) -> None:
+            pass
+
+        @contextmanager
+        def status(self, text: str, **kwargs: object):  # type: ignore[no-untyped-def]
+            shown.append(text)
+            yield Status()
+
+    graph = build_demo_graph().compile(checkpointer=InMemorySaver(), name="demo")
+    config = runner.run_config("spinner")
+    runner.execute(graph, demo_input(max_revisions=0), config, Context(model="scripted"), console=Console())  # type: ignore[arg-type]
+    assert any("writer: writer waits for scripted (Pitch)" in line for line in shown), shown
+    assert any("critic: critic waits for scripted" in line for line in shown), shown
