@@ -53,7 +53,7 @@ from sopgraph.evals.harness import (
 )
 from sopgraph.graphs import runner
 from sopgraph.graphs.groupchat import groupchat_input
-from sopgraph.state.context import Context
+from sopgraph.state.context import Context, default_model
 from sopgraph.state.groupchat import Ablations, Scenario
 from sopgraph.state.usage import UsageRecord, UsageTotals
 from sopgraph.tools.persistence import open_checkpointer
@@ -112,7 +112,7 @@ class GroupChatEvalSettings:
         """ScenarioError when the story cannot be loaded or has no such character."""
         story = groupchat_input(scenario, rounds=rounds, seed=seed)["scenario"]
         observed = observed or default_observed(story)
-        return cls(scenario, dislike_variant(story, observed), observed, model or Context().model, probes)
+        return cls(scenario, dislike_variant(story, observed), observed, model or default_model(), probes)
 
     def context(self) -> Context:
         return Context(model=self.model, seed=self.story.settings.seed)

@@ -172,7 +172,7 @@ class Probe:
             field: Any = (int, Field(ge=lo, le=hi, description=f"One whole number from {lo} to {hi}."))
         else:
             choices = tuple(map(str, self.choices(facts, cid)))
-            field = (Literal[choices], Field(description=f"One of: {', '.join(choices)}."))  # type: ignore[valid-type]
+            field = (Literal[choices], Field(description=f"One of: {', '.join(choices)}."))
         return create_model("Answer", __doc__="A probe's reply.", answer=field)
 
 

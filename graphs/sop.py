@@ -11,7 +11,7 @@ key fails before the first role has run. Resuming (`Command`, `None`) is not an 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Hashable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from langgraph.graph import StateGraph
 from langgraph.graph.state import CompiledStateGraph
@@ -65,10 +65,10 @@ class ValidatingGraph(CompiledStateGraph):
                 preflight(context)
         return value
 
-    def stream(self, input: Any, *args: Any, **kwargs: Any) -> Iterator[Any]:  # type: ignore[override]
+    def stream(self, input: Any, *args: Any, **kwargs: Any) -> Iterator[Any]:
         return super().stream(self._checked(input, kwargs.get("context")), *args, **kwargs)
 
-    def astream(self, input: Any, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:  # type: ignore[override]
+    def astream(self, input: Any, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
         return super().astream(self._checked(input, kwargs.get("context")), *args, **kwargs)
 
 
@@ -76,11 +76,13 @@ class SOPStateGraph(StateGraph[StateT, ContextT, InputT, OutputT]):
     """A StateGraph whose `compile()` returns a ValidatingGraph, and whose nodes' declared routes
     (`Command[Literal[...]]`) carry the labels the node gives them (nodes/routing.py); otherwise LangGraph's own."""
 
-    def add_node(self, node: Any, action: Any = None, **kwargs: Any) -> Any:  # type: ignore[override]
-        fn = action if action is not None else node
-        if kwargs.get("destinations") is None and callable(fn) and (labels := labels_of(fn)) is not None:
-            kwargs["destinations"] = labels
-        return super().add_node(node, action, **kwargs)
+    if not TYPE_CHECKING:  # type checkers keep LangGraph's typed overloads of add_node for the calls
+
+        def add_node(self, node: Any, action: Any = None, **kwargs: Any) -> Any:
+            fn = action if action is not None else node
+            if kwargs.get("destinations") is None and callable(fn) and (labels := labels_of(fn)) is not None:
+                kwargs["destinations"] = labels
+            return super().add_node(node, action, **kwargs)
 
     def compile(self, *args: Any, **kwargs: Any) -> CompiledStateGraph[StateT, ContextT, InputT, OutputT]:
         compiled = super().compile(*args, **kwargs)

@@ -33,7 +33,8 @@ def model_name(model: ModelSpec) -> str:
     return f"{INSTANCE_PREFIX}{type(model).__name__}:{ident}"
 
 
-def _default_model() -> str:
+def default_model() -> str:
+    """The model a run uses when none is named: SOPGRAPH_MODEL, else the embedded one."""
     return os.environ.get("SOPGRAPH_MODEL", "local")
 
 
@@ -41,7 +42,7 @@ def _default_model() -> str:
 class Context:
     """Settings every sopgraph graph understands."""
 
-    model: ModelSpec = field(default_factory=_default_model)
+    model: ModelSpec = field(default_factory=default_model)
     """Default model for every role: `local`, `openai:<model>`, `<provider>:<model>` (any LangChain
     provider), `scripted`, a registered name, or a chat model object."""
     models: dict[str, ModelSpec] = field(default_factory=dict)

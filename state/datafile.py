@@ -61,7 +61,7 @@ class _BoundedLoader(yaml.SafeLoader):
         try:
             if self.depth > MAX_YAML_DEPTH:
                 raise _TooDeep(f"nested deeper than {MAX_YAML_DEPTH} levels")
-            return super().compose_node(parent, index)  # type: ignore[no-untyped-call]
+            return super().compose_node(parent, index)
         finally:
             self.depth -= 1
 

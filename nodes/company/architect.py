@@ -15,6 +15,7 @@ from sopgraph.state.company import (
     USER_REQUIREMENT,
     WRITE_DESIGN,
     WRITE_PRD,
+    CompanyState,
     SystemDesign,
     UserRequirement,
 )
@@ -44,7 +45,7 @@ DESIGN = (
 CURRENT = "Current design (update it; keep its files where they still fit):\n{design}\n\n"
 
 
-def architect(state: dict[str, Any], runtime: Runtime[Context]) -> dict[str, Any]:
+def architect(state: CompanyState, runtime: Runtime[Context]) -> dict[str, Any]:
     seen = ROLE.view(state)
     prd = latest(seen, PRD, [WRITE_PRD])
     assert prd is not None, "the product manager publishes the PRD first"

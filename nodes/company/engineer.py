@@ -44,6 +44,7 @@ from sopgraph.state.company import (
     Arbitration,
     CodeFile,
     CodeReview,
+    CompanyState,
     FileJob,
     QAReport,
     SystemDesign,
@@ -107,7 +108,7 @@ def _files_block(title: str, paths: list[str], files: dict[str, CodeFile], budge
 
 
 @edge_labels(write_code="next file", code_review="all written")
-def engineer(state: dict[str, Any], runtime: Runtime[Context]) -> Command[Literal["write_code", "code_review"]]:
+def engineer(state: CompanyState, runtime: Runtime[Context]) -> Command[Literal["write_code", "code_review"]]:
     seen = ROLE.view(state)
     plan = latest(seen, TaskPlan, [WRITE_TASKS])
     design = latest(seen, SystemDesign, [WRITE_DESIGN])
@@ -198,7 +199,7 @@ def _untouched(
 write_code = file_worker(ROLE, WRITE_CODE)
 
 
-def debug(state: dict[str, Any], runtime: Runtime[Context]) -> dict[str, Any]:
+def debug(state: CompanyState, runtime: Runtime[Context]) -> dict[str, Any]:
     """Rewrite the files the failing test run points at (MetaGPT's DebugError), one after another."""
     seen = ROLE.view(state)
     report = latest(seen, QAReport, [RUN_TESTS])

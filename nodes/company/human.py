@@ -21,6 +21,7 @@ from sopgraph.state.company import (
     PRD,
     WRITE_DESIGN,
     WRITE_PRD,
+    CompanyState,
     HumanDecision,
     SystemDesign,
 )
@@ -76,13 +77,13 @@ def parse_answer(answer: Any, current: Document) -> tuple[Literal["approve", "ed
 class ReviewNode(Protocol):
     """A node LangGraph calls with the runtime by keyword (a plain Callable type cannot say so)."""
 
-    def __call__(self, state: dict[str, Any], runtime: Runtime[Context]) -> dict[str, Any]: ...
+    def __call__(self, state: CompanyState, runtime: Runtime[Context]) -> dict[str, Any]: ...
 
 
 def review_point(stage: str) -> ReviewNode:
     kind, schema, doc_path = STAGES[stage]
 
-    def node(state: dict[str, Any], runtime: Runtime[Context]) -> dict[str, Any]:
+    def node(state: CompanyState, runtime: Runtime[Context]) -> dict[str, Any]:
         if stage not in (state.get("review") or []):
             return {}
         current = None

@@ -9,7 +9,7 @@ from langgraph.runtime import Runtime
 from sopgraph.nodes.company import coverage
 from sopgraph.nodes.company.common import Role, latest
 from sopgraph.nodes.company.repository import write_docs
-from sopgraph.state.company import EXISTING_PRD, PRD, USER_REQUIREMENT, WRITE_PRD, UserRequirement
+from sopgraph.state.company import EXISTING_PRD, PRD, USER_REQUIREMENT, WRITE_PRD, CompanyState, UserRequirement
 from sopgraph.state.context import Context
 from sopgraph.state.pool import Message, Subscription
 
@@ -31,7 +31,7 @@ CHANGE_REQUEST = (
 )
 
 
-def product_manager(state: dict[str, Any], runtime: Runtime[Context]) -> dict[str, Any]:
+def product_manager(state: CompanyState, runtime: Runtime[Context]) -> dict[str, Any]:
     seen = ROLE.view(state)
     request = latest(seen, UserRequirement)
     assert request is not None, "the intake node publishes the requirement first"

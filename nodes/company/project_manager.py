@@ -15,7 +15,15 @@ from langgraph.runtime import Runtime
 
 from sopgraph.nodes.company.common import Role, latest
 from sopgraph.nodes.company.repository import write_docs
-from sopgraph.state.company import EXISTING_TASKS, WRITE_DESIGN, WRITE_TASKS, FileTask, SystemDesign, TaskPlan
+from sopgraph.state.company import (
+    EXISTING_TASKS,
+    WRITE_DESIGN,
+    WRITE_TASKS,
+    CompanyState,
+    FileTask,
+    SystemDesign,
+    TaskPlan,
+)
 from sopgraph.state.context import Context
 from sopgraph.state.pool import Message, Subscription
 from sopgraph.tools.program import ENTRY_STEMS, stem
@@ -39,7 +47,7 @@ PLAN = (
 CURRENT = "Current tasks (update them for the new design):\n{tasks}\n\n"
 
 
-def project_manager(state: dict[str, Any], runtime: Runtime[Context]) -> dict[str, Any]:
+def project_manager(state: CompanyState, runtime: Runtime[Context]) -> dict[str, Any]:
     seen = ROLE.view(state)
     design = latest(seen, SystemDesign, [WRITE_DESIGN])
     assert design is not None, "the architect publishes the design first"

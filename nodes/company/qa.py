@@ -32,6 +32,7 @@ from sopgraph.state.company import (
     WRITE_TEST,
     Arbitration,
     CodeFile,
+    CompanyState,
     FileJob,
     QAReport,
     SystemDesign,
@@ -83,7 +84,7 @@ def modules_to_test(paths: list[str]) -> list[str]:
 
 
 @edge_labels(write_test="next test", run_tests="tests written")
-def qa(state: dict[str, Any], runtime: Runtime[Context]) -> Command[Literal["write_test", "run_tests"]]:
+def qa(state: CompanyState, runtime: Runtime[Context]) -> Command[Literal["write_test", "run_tests"]]:
     seen = ROLE.view(state)
     design = latest(seen, SystemDesign, [WRITE_DESIGN])
     prd = latest(seen, PRD, [WRITE_PRD])
@@ -152,7 +153,7 @@ ARBITRATE_PROMPT = (
 )
 
 
-def arbitrate(state: dict[str, Any], runtime: Runtime[Context]) -> tuple[Message | None, dict[str, Any]]:
+def arbitrate(state: CompanyState, runtime: Runtime[Context]) -> tuple[Message | None, dict[str, Any]]:
     """When the program holds together but its tests fail, ask which side the PRD supports (one call), so the
     fix goes to the code or to the test. Returns (the decision as a message, the usage update), or None."""
     seen = ARBITER.view(state)
@@ -178,7 +179,7 @@ def arbitrate(state: dict[str, Any], runtime: Runtime[Context]) -> tuple[Message
     return message, llm.usage_update()
 
 
-def run_tests(state: dict[str, Any], runtime: Runtime[Context]) -> dict[str, Any]:
+def run_tests(state: CompanyState, runtime: Runtime[Context]) -> dict[str, Any]:
     """Write the newest version of every file, check that the program holds together and starts, then run
     the project's tests, all in the sandbox. A program that does not start fails like a failing test."""
     seen = ROLE.view(state)
@@ -291,7 +292,7 @@ def suspects(result: sandbox.TestReport, code_paths: list[str], test_paths: list
 
 
 @edge_labels(debug="fail, fixes left", deliver="pass or out of fixes")
-def after_tests(state: dict[str, Any]) -> Literal["debug", "deliver"]:
+def after_tests(state: CompanyState) -> Literal["debug", "deliver"]:
     """Pass -> deliver; fail with fix rounds left -> debug; otherwise deliver (giving up)."""
     report = latest(Pool(state.get("pool")).messages, QAReport, [RUN_TESTS])
     assert report is not None

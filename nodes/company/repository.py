@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -37,6 +38,7 @@ from sopgraph.state.company import (
     WRITE_TASKS,
     WRITE_TEST,
     CodeFile,
+    CompanyState,
     Delivery,
     QAReport,
     SystemDesign,
@@ -83,7 +85,7 @@ def load_manifest(root: str | Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) and data.get("format") == MANIFEST_FORMAT else None
 
 
-def intake(state: dict[str, Any], runtime: Runtime[Context]) -> dict[str, Any]:
+def intake(state: CompanyState, runtime: Runtime[Context]) -> dict[str, Any]:
     """Publish the requirement; for an update, also what the repository already holds."""
     ws = Workspace(state.get("out_dir") or default_out_dir(_thread_id()))
     manifest = load_manifest(ws.root)
@@ -143,19 +145,19 @@ def _existing(ws: Workspace, manifest: dict[str, Any], warnings: list[str]) -> l
     return out
 
 
-def target_dir(state: dict[str, Any], runtime: Runtime[Context] | None) -> str:
+def target_dir(state: CompanyState, runtime: Runtime[Context] | None) -> str:
     """Where this run writes: the run context's directory (a replay's or fork's own), else the state's."""
     context = getattr(runtime, "context", None)
     return str(getattr(context, "out_dir", None) or state["out_dir"])
 
 
-def write_docs(state: dict[str, Any], runtime: Runtime[Context] | None, new: list[Message] | None = None) -> list[str]:
+def write_docs(state: CompanyState, runtime: Runtime[Context] | None, new: list[Message] | None = None) -> list[str]:
     """Materialise the repository of the state that `new` messages lead to (a node's output checkpoint)."""
     pool = [*Pool(state.get("pool")).messages, *(new or [])]
     return materialize({**state, "pool": pool}, target_dir(state, runtime))
 
 
-def materialize(values: dict[str, Any], out_dir: str | None = None) -> list[str]:
+def materialize(values: Mapping[str, Any], out_dir: str | None = None) -> list[str]:
     """Make the directory hold exactly the files of these checkpointed values; returns warnings (backups).
 
     Called by the nodes that change what the repository holds, and by the runner when it resumes, replays
@@ -168,7 +170,7 @@ def materialize(values: dict[str, Any], out_dir: str | None = None) -> list[str]
     return [f"kept a copy of a file edited outside sopgraph: {path}" for path in report.backed_up]
 
 
-def render(values: dict[str, Any]) -> dict[str, str]:
+def render(values: Mapping[str, Any]) -> dict[str, str]:
     """The repository (path -> text) that the pool of these values describes: a pure function of it."""
     seen = Pool(values.get("pool")).view(SENDER, EVERYTHING)
     request = latest(seen, UserRequirement, [USER_REQUIREMENT])
@@ -209,7 +211,7 @@ def render(values: dict[str, Any]) -> dict[str, str]:
     return files
 
 
-def deliver(state: dict[str, Any], runtime: Runtime[Context]) -> dict[str, Any]:
+def deliver(state: CompanyState, runtime: Runtime[Context]) -> dict[str, Any]:
     """Write the finished repository (docs, code, tests, README, manifest) and the closing report."""
     seen = Pool(state.get("pool")).view(SENDER, EVERYTHING)
     design = latest(seen, SystemDesign, [WRITE_DESIGN])

@@ -20,6 +20,7 @@ from sopgraph.state.company import (
     WRITE_DESIGN,
     WRITE_TASKS,
     CodeReview,
+    CompanyState,
     FileJob,
     JobInput,
     ReviewReply,
@@ -44,7 +45,7 @@ REVIEW = "{design}\nTask of {path}: {task}\n\nCode:\n{code}\n\nReview {path}: LG
 
 
 @edge_labels(review_code="LBTM", qa="LGTM")
-def code_review(state: dict[str, Any], runtime: Runtime[Context]) -> Command[Literal["review_code", "qa"]]:
+def code_review(state: CompanyState, runtime: Runtime[Context]) -> Command[Literal["review_code", "qa"]]:
     seen = ROLE.view(state)
     plan = latest(seen, TaskPlan, [WRITE_TASKS])
     design = latest(seen, SystemDesign, [WRITE_DESIGN])

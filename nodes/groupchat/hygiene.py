@@ -24,6 +24,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from difflib import SequenceMatcher
 from functools import cache
+from typing import TypedDict
 
 from sopgraph.state.groupchat import LineCheck, Stage
 from sopgraph.state.pool import Message
@@ -200,6 +201,19 @@ def clean_up(text: str, heard: Heard) -> str:
 # -- a run's rates ------------------------------------------------------------------------------------------
 
 
+class Rates(TypedDict):
+    """The rates a run reports (eval result lines spread them into their own fields, so the keys are typed)."""
+
+    echo_rate: float
+    leak_rate: float
+    echo_leak_rate: float
+    refusal_rate: float
+    self_repeat_rate: float
+    copy_rate: float
+    silence_rate: float
+    distinct_2: float
+
+
 @dataclass
 class Hygiene:
     """Per-run rates over spoken turns (silences included in the denominator)."""
@@ -221,7 +235,7 @@ class Hygiene:
     def rate(self, count: int) -> float:
         return round(count / self.turns, 4) if self.turns else 0.0
 
-    def rates(self) -> dict[str, float]:
+    def rates(self) -> Rates:
         return {
             "echo_rate": self.rate(self.echo),
             "leak_rate": self.rate(self.leak),

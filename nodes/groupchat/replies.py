@@ -68,7 +68,7 @@ class Vote(BaseModel):
 
 
 def _enum_field(values: Sequence[str], description: str) -> Any:
-    return (Literal[tuple(values)], Field(description=f"{description} One of: {', '.join(values)}."))  # type: ignore[valid-type]
+    return (Literal[tuple(values)], Field(description=f"{description} One of: {', '.join(values)}."))
 
 
 @lru_cache(maxsize=256)
