@@ -42,8 +42,8 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy -p sopgraph
 
-# langgraph.json's graphs (from graphs/registry.py, the one list) and serializer allow-list (every type
-# sopgraph.state defines: what a checkpoint may hold).
+# langgraph.json's graphs (from graphs/registry.py, the one list) and serializer allow-list
+# (sopgraph.state.checkpoint_types(): what a checkpoint may hold, the rule stated in state/__init__.py).
 langgraph-json: install
 	$(BIN)/python -c "from sopgraph.graphs.registry import write_langgraph_json; write_langgraph_json()"
 

@@ -15,9 +15,9 @@ from collections import defaultdict
 from statistics import mean
 
 from sopgraph.graphs import runner
+from sopgraph.graphs.runner import open_checkpointer
 from sopgraph.state.groupchat import Stage
 from sopgraph.state.usage import UsageRecord
-from sopgraph.tools.persistence import open_checkpointer
 
 SETTLE = "settle"
 

@@ -53,10 +53,10 @@ from sopgraph.evals.harness import (
 )
 from sopgraph.graphs import runner
 from sopgraph.graphs.groupchat import groupchat_input
+from sopgraph.graphs.runner import open_checkpointer
 from sopgraph.state.context import Context, default_model
 from sopgraph.state.groupchat import Ablations, Scenario
 from sopgraph.state.usage import UsageRecord, UsageTotals
-from sopgraph.tools.persistence import open_checkpointer
 
 GRAPH = "groupchat"
 BASELINE = "baseline"

@@ -81,13 +81,13 @@ from sopgraph.evals.harness import (
 )
 from sopgraph.graphs import runner
 from sopgraph.graphs.company import company_input
+from sopgraph.graphs.runner import open_checkpointer
 from sopgraph.nodes.llm import StructuredOutputError
 from sopgraph.state.company import RUN_TESTS, Delivery, QAReport
 from sopgraph.state.context import Context
 from sopgraph.state.datafile import read_mapping, validate
 from sopgraph.state.usage import UsageRecord, UsageTotals
 from sopgraph.tools import sandbox
-from sopgraph.tools.persistence import open_checkpointer
 from sopgraph.tools.program import MAIN_GUARD, ending, find_entry, import_problem, start, survey
 
 __all__ = [

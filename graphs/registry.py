@@ -48,10 +48,11 @@ SERVER_CHECKPOINTER = "sopgraph.graphs.server.checkpointer"
 
 
 def allowed_types() -> list[tuple[str, str]]:
-    """The serializer's allow-list: every type sopgraph.state defines (what a checkpoint may hold)."""
-    from sopgraph.tools.persistence import state_types
+    """The serializer's allow-list: every type sopgraph.state defines (what a checkpoint may hold; the rule is
+    stated in state/__init__.py)."""
+    from sopgraph.state import checkpoint_types
 
-    return [t for t in sorted(state_types()) if t[0].startswith("sopgraph.")]
+    return [t for t in sorted(checkpoint_types()) if t[0].startswith("sopgraph.")]
 
 
 def langgraph_config(config: dict[str, Any]) -> dict[str, Any]:

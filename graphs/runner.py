@@ -10,7 +10,7 @@ import json
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from typing import Annotated, Any, get_args, get_origin, get_type_hints
 
@@ -23,8 +23,10 @@ from pydantic import TypeAdapter, ValidationError
 from rich.console import Console
 
 from sopgraph.graphs.registry import builder_for, files_hook
+from sopgraph.state import checkpoint_types
 from sopgraph.state.context import Context
 from sopgraph.state.usage import UsageRecord
+from sopgraph.tools import persistence
 from sopgraph.tools.persistence import Holder, Lease, run_lease, store_error_line, store_errors
 
 GRAPH_KEY = "sopgraph_graph"
@@ -58,6 +60,12 @@ class RunInfo:
     updated: str
     next_nodes: tuple[str, ...] = ()
     started: str = ""
+
+
+def open_checkpointer(setting: str | None = None) -> AbstractContextManager[BaseCheckpointSaver]:
+    """The checkpointer a setting names (a SQLite path, `postgresql://...`, `memory`; see
+    `sopgraph.tools.persistence`), reviving exactly the types sopgraph.state defines for checkpoints."""
+    return persistence.open_checkpointer(setting, allowed=checkpoint_types())
 
 
 def new_thread_id(graph: str) -> str:

@@ -10,9 +10,10 @@ from collections.abc import Callable, Iterator
 import pytest
 from langgraph.checkpoint.base import BaseCheckpointSaver
 
+from sopgraph.graphs.runner import open_checkpointer
 from sopgraph.nodes.llm import register_model, unregister_model
 from sopgraph.nodes.scripted import ScriptedChatModel
-from sopgraph.tools.persistence import PersistenceError, open_checkpointer
+from sopgraph.tools.persistence import PersistenceError
 
 collect_ignore_glob = ["reference/*"]
 """Reference solutions of the software tasks (their own tests run only when the eval scores them)."""

@@ -13,13 +13,14 @@ from rich.console import Console
 from sopgraph.graphs import runner
 from sopgraph.graphs.company import company_input
 from sopgraph.graphs.demo import demo_input
+from sopgraph.graphs.runner import open_checkpointer
 from sopgraph.nodes.company.common import extract_code
 from sopgraph.nodes.llm import register_model, unregister_model
 from sopgraph.nodes.scripted import ScriptedChatModel
 from sopgraph.scenarios import ScenarioError, load_scenario
 from sopgraph.state.context import Context
 from sopgraph.state.limits import MAX_GENERATED_CHARS, MAX_IDEA_CHARS, MAX_SCENARIO_BYTES, MAX_YAML_DEPTH
-from sopgraph.tools.persistence import describe, open_checkpointer
+from sopgraph.tools.persistence import describe
 
 
 def _short_error(code: int, err: str, needle: str) -> None:

@@ -75,7 +75,8 @@ def test_runs_tells_a_stopped_run_from_a_running_one(tmp_path: Path, cli, script
     import os
     import time
 
-    from sopgraph.tools.persistence import Holder, lease_store, open_checkpointer
+    from sopgraph.graphs.runner import open_checkpointer
+    from sopgraph.tools.persistence import Holder, lease_store
 
     name, model = scripted
     model.fail_calls = frozenset({2})  # the critic's call fails: the run stops after the writer

@@ -17,6 +17,7 @@ from langgraph.types import Command, Send
 
 from sopgraph.graphs import runner
 from sopgraph.graphs.company import build_company_graph, company_input
+from sopgraph.graphs.runner import open_checkpointer
 from sopgraph.nodes.company import architect, engineer, product_manager, project_manager, qa, reviewer
 from sopgraph.nodes.llm import ModelError
 from sopgraph.state.company import (
@@ -47,7 +48,6 @@ from sopgraph.state.company import (
 )
 from sopgraph.state.context import Context
 from sopgraph.state.pool import Message
-from sopgraph.tools.persistence import open_checkpointer
 
 IDEA = "a command-line calculator"
 

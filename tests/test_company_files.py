@@ -14,10 +14,10 @@ from rich.console import Console
 
 from sopgraph.graphs import runner
 from sopgraph.graphs.company import company_input
+from sopgraph.graphs.runner import open_checkpointer
 from sopgraph.nodes.llm import ModelError
 from sopgraph.state.company import EXISTING_CODE, EXISTING_PRD, Delivery
 from sopgraph.state.context import Context
-from sopgraph.tools.persistence import open_checkpointer
 from sopgraph.tools.workspace import Workspace
 
 IDEA = "a command-line calculator"

@@ -102,7 +102,7 @@ CHILD = textwrap.dedent(
     from sopgraph.nodes.llm import register_model
     from sopgraph.nodes.scripted import ScriptedChatModel
     from sopgraph.state.context import Context
-    from sopgraph.tools.persistence import open_checkpointer
+    from sopgraph.graphs.runner import open_checkpointer
 
     votes = []
     lock = threading.Lock()
@@ -138,7 +138,7 @@ def test_a_process_killed_during_the_vote_resumes(checkpointer_url, scripted, tm
     child = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert child.returncode == -9, child.stderr[-2000:]
 
-    from sopgraph.tools.persistence import open_checkpointer
+    from sopgraph.graphs.runner import open_checkpointer
 
     with open_checkpointer(checkpointer_url) as saver:
         stopped = runner.compile_graph("groupchat", saver).get_state(runner.run_config(thread))

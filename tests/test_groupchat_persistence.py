@@ -114,7 +114,7 @@ def test_forking_where_a_stage_would_be_reentered_says_nothing_twice(checkpointe
 
 def test_a_budget_spent_in_a_parallel_stage_pauses_and_resumes(scripted) -> None:  # type: ignore[no-untyped-def]
     """Every parallel task of the step pauses at once; one resume with a larger budget answers them all."""
-    from sopgraph.tools.persistence import open_checkpointer
+    from sopgraph.graphs.runner import open_checkpointer
 
     name, model = scripted
     model.script = Playbook()
@@ -131,8 +131,8 @@ def test_a_budget_spent_in_a_parallel_stage_pauses_and_resumes(scripted) -> None
 def test_every_groupchat_type_survives_a_checkpoint_round_trip(tmp_path, scripted, caplog) -> None:  # type: ignore[no-untyped-def]
     """Scenario, personas, tasks in Send payloads, ballots, warnings: all rebuilt as their classes, with no
     allow-list warning."""
+    from sopgraph.graphs.runner import open_checkpointer
     from sopgraph.state.groupchat import Ballot, ClampWarning, Persona, Scenario
-    from sopgraph.tools.persistence import open_checkpointer
 
     name, model = scripted
     model.script = Playbook().on("Vote", lambda r, c: {"candidate": c, "reason": "me"})  # clamps: warnings

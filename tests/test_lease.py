@@ -14,9 +14,10 @@ from typing import Any
 import pytest
 
 from sopgraph.graphs import runner
+from sopgraph.graphs.runner import open_checkpointer
 from sopgraph.nodes.llm import ModelError
 from sopgraph.state.context import Context
-from sopgraph.tools.persistence import Holder, LeaseHeld, lease_store, open_checkpointer, run_lease
+from sopgraph.tools.persistence import Holder, LeaseHeld, lease_store, run_lease
 
 pytestmark = pytest.mark.faults
 

@@ -8,10 +8,10 @@ import pytest
 from pydantic import BaseModel, Field
 
 from sopgraph.graphs import runner
+from sopgraph.graphs.runner import open_checkpointer
 from sopgraph.nodes.llm import ModelGateway
 from sopgraph.state.context import Context
 from sopgraph.state.demo import Pitch, Review
-from sopgraph.tools.persistence import open_checkpointer
 
 pytestmark = [pytest.mark.local_model, pytest.mark.timeout(1800)]
 

@@ -8,9 +8,9 @@ import pytest
 
 from sopgraph.graphs import runner
 from sopgraph.graphs.company import company_input
+from sopgraph.graphs.runner import open_checkpointer
 from sopgraph.state.company import Delivery
 from sopgraph.state.context import Context
-from sopgraph.tools.persistence import open_checkpointer
 
 pytestmark = [pytest.mark.local_model, pytest.mark.timeout(3600)]
 

@@ -8,10 +8,13 @@ from pathlib import Path
 import pytest
 
 from sopgraph.graphs import runner
+from sopgraph.graphs.runner import open_checkpointer
 from sopgraph.nodes.llm import ModelError
+from sopgraph.state import checkpoint_types
 from sopgraph.state.context import Context
 from sopgraph.state.demo import Pitch
-from sopgraph.tools.persistence import PersistenceError, open_checkpointer, state_types
+from sopgraph.tools import persistence
+from sopgraph.tools.persistence import PersistenceError
 
 
 def test_crash_then_resume_repeats_no_completed_node(checkpointer, scripted) -> None:  # type: ignore[no-untyped-def]
@@ -104,7 +107,7 @@ def test_memory_checkpointer_and_allowlist() -> None:
     with open_checkpointer("memory") as saver:
         outcome = runner.start_run("demo", {"idea": "x", "max_revisions": 0}, saver, Context(model="scripted"))
         assert outcome.status == "done"
-    allowed = state_types()
+    allowed = checkpoint_types()
     assert ("sopgraph.state.pool", "Message") in allowed and ("sopgraph.state.demo", "Pitch") in allowed
     assert ("sopgraph.state.usage", "UsageRecord") in allowed
 
@@ -114,3 +117,16 @@ def test_no_unregistered_type_warnings(tmp_path: Path, caplog: pytest.LogCapture
         outcome = runner.start_run("demo", {"idea": "x", "max_revisions": 0}, saver, Context(model="scripted"))
         runner.history(saver, outcome.thread_id)
     assert not [r for r in caplog.records if "unregistered type" in r.getMessage()]
+
+
+def test_the_caller_hands_in_what_a_checkpoint_may_revive(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """tools.persistence knows no graph's state: with an allow-list that leaves out the state types, reading the
+    same run back blocks them (the runner's checkpointer, above, allows them all)."""
+    with pytest.raises(TypeError):
+        persistence.open_checkpointer("memory")  # no default list to fall back on
+    with open_checkpointer(str(tmp_path / "s.sqlite")) as saver:
+        thread = runner.start_run("demo", {"idea": "x", "max_revisions": 0}, saver, Context(model="scripted")).thread_id
+    with persistence.open_checkpointer(str(tmp_path / "s.sqlite"), allowed=[]) as saver:
+        runner.history(saver, thread)
+    blocked = " ".join(r.getMessage() for r in caplog.records if "not in allowed_msgpack_modules" in r.getMessage())
+    assert "sopgraph.state.usage.UsageRecord" in blocked

@@ -9,7 +9,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from sopgraph.tools.persistence import state_types
+from sopgraph.state import checkpoint_types
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -19,9 +19,9 @@ def _allow_list() -> list[list[str]]:
     return config["checkpointer"]["serde"]["allowed_msgpack_modules"]
 
 
-def test_langgraph_json_allows_exactly_the_state_types() -> None:
+def test_langgraph_json_allows_exactly_the_checkpoint_types() -> None:
     # Other test modules register Document types of their own in this process: only the package's count.
-    expected = [list(t) for t in sorted(state_types()) if t[0].startswith("sopgraph.")]
+    expected = [list(t) for t in sorted(checkpoint_types()) if t[0].startswith("sopgraph.")]
     assert _allow_list() == expected, "run `make langgraph-json` to refresh langgraph.json"
 
 
@@ -111,7 +111,7 @@ def test_the_final_state_carries_the_repository_and_export_writes_it(tmp_path: P
     run = json.loads(out)["run"]
 
     from sopgraph.graphs import runner
-    from sopgraph.tools.persistence import open_checkpointer
+    from sopgraph.graphs.runner import open_checkpointer
 
     with open_checkpointer(db) as saver:
         values = runner.compile_graph("company", saver).get_state(runner.run_config(run)).values

@@ -10,6 +10,7 @@ from typing import Annotated, TypedDict
 import pytest
 from langgraph.graph import END, START, StateGraph
 
+from sopgraph.graphs.runner import open_checkpointer
 from sopgraph.state.pool import (
     EVERYONE,
     Document,
@@ -22,7 +23,6 @@ from sopgraph.state.pool import (
     close_subround,
     view,
 )
-from sopgraph.tools.persistence import open_checkpointer
 
 ALL = Subscription(all_kinds=True, own=True)
 

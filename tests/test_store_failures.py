@@ -17,10 +17,10 @@ from rich.console import Console
 
 from sopgraph.graphs import runner
 from sopgraph.graphs.company import company_input
+from sopgraph.graphs.runner import open_checkpointer
 from sopgraph.nodes.scripted import ScriptedRequest
 from sopgraph.state.company import SystemDesign
 from sopgraph.state.context import Context
-from sopgraph.tools.persistence import open_checkpointer
 
 pytestmark = pytest.mark.faults
 

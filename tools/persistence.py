@@ -6,32 +6,28 @@
 - `postgresql://…`: LangGraph's PostgresSaver (needs the `postgres` extra);
 - `memory`: nothing kept after the process ends.
 
-Every saver gets a serializer that may rebuild exactly the types sopgraph keeps in state (everything the
-modules of `sopgraph.state` define) and nothing else.
+Every saver gets a serializer that may rebuild exactly the types its caller allows (`allowed`: (module, name)
+pairs) and nothing else. The caller knows what its checkpoints hold: sopgraph's graphs open their
+checkpointers through `sopgraph.graphs.runner.open_checkpointer`, which allows `sopgraph.state.checkpoint_types()`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib
-import inspect
 import os
-import pkgutil
 import socket
 import sqlite3
 import threading
 import time
 import uuid
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from enum import Enum
 from pathlib import Path
 from typing import Any
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
-from pydantic import BaseModel
 
 DEFAULT_SQLITE = Path(".sopgraph") / "state.sqlite"
 SQLITE_BUSY_S = 30.0
@@ -50,26 +46,9 @@ def checkpointer_url(setting: str | None = None) -> str:
     return setting or os.environ.get("SOPGRAPH_CHECKPOINTER") or str(DEFAULT_SQLITE)
 
 
-def state_types() -> set[tuple[str, str]]:
-    """(module, name) of every pydantic model, dataclass and enum defined in sopgraph.state.*."""
-    import sopgraph.state as state_pkg
-
-    allowed: set[tuple[str, str]] = set()
-    for info in pkgutil.iter_modules(state_pkg.__path__, "sopgraph.state."):
-        module = importlib.import_module(info.name)
-        for _, obj in inspect.getmembers(module, inspect.isclass):
-            if obj.__module__ != module.__name__:
-                continue
-            if issubclass(obj, (BaseModel, Enum)) or dataclasses.is_dataclass(obj):
-                allowed.add((obj.__module__, obj.__name__))
-    from sopgraph.state.pool import Document
-
-    allowed |= {(cls.__module__, cls.__name__) for cls in Document.registry.values()}
-    return allowed
-
-
-def serializer() -> JsonPlusSerializer:
-    return JsonPlusSerializer(allowed_msgpack_modules=tuple(sorted(state_types())))
+def serializer(allowed: Iterable[tuple[str, str]]) -> JsonPlusSerializer:
+    """A serializer that revives exactly the `allowed` (module, name) types from a checkpoint."""
+    return JsonPlusSerializer(allowed_msgpack_modules=tuple(sorted(allowed)))
 
 
 def describe(url: str) -> str:
@@ -89,10 +68,13 @@ def describe(url: str) -> str:
 
 
 @contextmanager
-def open_checkpointer(setting: str | None = None) -> Iterator[BaseCheckpointSaver]:
-    """Open the checkpointer a setting names; PersistenceError with one clear line when it can't."""
+def open_checkpointer(
+    setting: str | None = None, *, allowed: Iterable[tuple[str, str]]
+) -> Iterator[BaseCheckpointSaver]:
+    """Open the checkpointer a setting names, reviving the `allowed` types; PersistenceError with one clear
+    line when it can't."""
     url = checkpointer_url(setting)
-    serde = serializer()
+    serde = serializer(allowed)
     if url == "memory":
         from langgraph.checkpoint.memory import InMemorySaver
 

@@ -30,14 +30,8 @@ from sopgraph.graphs.cli.common import (
     usage_error,
 )
 from sopgraph.graphs.registry import GRAPHS, builder_for
-from sopgraph.tools.persistence import (
-    PersistenceError,
-    checkpointer_url,
-    describe,
-    open_checkpointer,
-    store_error_line,
-    store_errors,
-)
+from sopgraph.graphs.runner import open_checkpointer
+from sopgraph.tools.persistence import PersistenceError, checkpointer_url, describe, store_error_line, store_errors
 
 app = typer.Typer(
     help="Compile multi-agent SOPs into LangGraph graphs and run them.",

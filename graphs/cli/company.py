@@ -115,8 +115,9 @@ def register(app: typer.Typer) -> None:
         """Run the software company (PM, architect, project manager, engineer, reviewer, QA) on an idea."""
         from sopgraph.graphs import runner
         from sopgraph.graphs.company import company_input
+        from sopgraph.graphs.runner import open_checkpointer
         from sopgraph.nodes.company.repository import default_out_dir, load_manifest
-        from sopgraph.tools.persistence import checkpointer_url, describe, open_checkpointer
+        from sopgraph.tools.persistence import checkpointer_url, describe
 
         stages = parse_review(review)
         if budget is not None:
@@ -164,7 +165,7 @@ def register(app: typer.Typer) -> None:
     def company_summary(run: str, *, opts: Options) -> None:
         """Files, tests and usage of a company run so far (also after a pause or a resume)."""
         from sopgraph.graphs import runner
-        from sopgraph.tools.persistence import open_checkpointer
+        from sopgraph.graphs.runner import open_checkpointer
 
         with open_checkpointer(opts.db) as saver:
             snapshots = runner.history(saver, run)
@@ -182,8 +183,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Write a company run's repository, as its latest checkpoint holds it, into a folder."""
         from sopgraph.graphs import runner
+        from sopgraph.graphs.runner import open_checkpointer
         from sopgraph.nodes.company.repository import load_manifest, materialize, render
-        from sopgraph.tools.persistence import open_checkpointer
 
         with open_checkpointer(opts.db) as saver:
             name, _ = runner.run_metadata(saver, run)

@@ -184,8 +184,9 @@ def register(app: typer.Typer) -> None:
         from sopgraph.graphs import runner
         from sopgraph.graphs.cli.groupchat_report import write_report
         from sopgraph.graphs.groupchat import groupchat_input
+        from sopgraph.graphs.runner import open_checkpointer
         from sopgraph.nodes.llm import resolve_model
-        from sopgraph.tools.persistence import checkpointer_url, describe, open_checkpointer
+        from sopgraph.tools.persistence import checkpointer_url, describe
 
         people = set(human or [])
         extra = [item for item in opts.role_model or [] if item.partition("=")[2] == HUMAN]
@@ -230,7 +231,7 @@ def register(app: typer.Typer) -> None:
         """Write the HTML report of a group-chat run (finished or not)."""
         from sopgraph.graphs import runner
         from sopgraph.graphs.cli.groupchat_report import write_report
-        from sopgraph.tools.persistence import open_checkpointer
+        from sopgraph.graphs.runner import open_checkpointer
 
         with open_checkpointer(opts.db) as saver:
             name, ctx = runner.run_metadata(saver, run)
