@@ -112,6 +112,8 @@ def test_full_sop_runs_in_order_and_delivers_a_tested_repository(company, tmp_pa
     assert "def add(a, b)" in main_prompt and "def show(value)" in main_prompt
     (calc_prompt,) = [p for p in script.prompts["engineer"] if "Write `calc.py`" in p]
     assert "def show" not in calc_prompt  # only the files it imports
+    # The entry module's prompt quotes the idea word for word (its commands); the other modules' do not.
+    assert "word for word" in main_prompt and IDEA in main_prompt and IDEA not in calc_prompt
     # The two independent files were written in one step, in parallel.
     steps = [snap.next for snap in graph.get_state_history(cfg)]
     assert ("write_code", "write_code") in steps and ("review_code", "review_code", "review_code") in steps

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from sopgraph.nodes.company.architect import runnable_files
 from sopgraph.nodes.company.common import complete_imports, extract_code, generate_file, syntax_problem
 from sopgraph.nodes.company.diagrams import call_flow, class_diagram, is_empty
 from sopgraph.nodes.company.human import parse_answer
@@ -115,6 +116,16 @@ def test_design_keeps_usable_file_names_and_diagram_headers() -> None:
     assert d.data_structures == "classDiagram\nclass Todo" and d.call_flow.startswith("sequenceDiagram\n")
     with pytest.raises(ValidationError, match="no usable file name"):
         SystemDesign.model_validate({**d.model_dump(), "file_list": ["/abs.py", "docs/x.md"]})
+
+
+def test_the_design_builds_python_modules_with_an_entry_point() -> None:
+    """Seen on the 0.5B architect (make demo): a design of todo_list.py and todo_list.json, no main.py."""
+    design = SystemDesign(implementation_approach="json file", file_list=["todo_list.py", "todo_list.json"])
+    fixed, notes = runnable_files(design)
+    assert fixed.file_list == ["main.py", "todo_list.py"]
+    assert any("todo_list.json" in n for n in notes) and any("added main.py" in n for n in notes)
+    kept = SystemDesign(implementation_approach="x", file_list=["calc.py", "cli.py"])
+    assert runnable_files(kept) == (kept, [])  # an entry module of another name, order untouched
 
 
 def test_review_verdict_and_task_plan_accept_loose_shapes() -> None:

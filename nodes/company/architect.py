@@ -21,6 +21,7 @@ from sopgraph.state.company import (
 )
 from sopgraph.state.context import Context
 from sopgraph.state.pool import Message, Pool, Subscription
+from sopgraph.tools import program
 
 IDEA = Subscription(kinds=frozenset({USER_REQUIREMENT}))
 """Read only to check the design against the idea's own words, never shown in its prompt."""
@@ -61,6 +62,8 @@ def architect(state: CompanyState, runtime: Runtime[Context]) -> dict[str, Any]:
     idea = request.text if request else ""
     design, missing = coverage.structured_covering(llm, SystemDesign, prompt, ROLE.system, idea, "design")
     warnings = [f"design: {problem}" for problem in design.rejected]
+    design, notes = runnable_files(design)
+    warnings += notes
     warnings += [coverage.coverage_note("design", missing)] if missing else []
     if len(design.file_list) > max_files:
         dropped = design.file_list[max_files:]
@@ -71,3 +74,20 @@ def architect(state: CompanyState, runtime: Runtime[Context]) -> dict[str, Any]:
     )
     write_docs(state, runtime, [message])
     return {"pool": [message], "warnings": warnings, **llm.usage_update()}
+
+
+def runnable_files(design: SystemDesign) -> tuple[SystemDesign, list[str]]:
+    """The design's file list as the engineer can build it: Python modules only (a data file such as
+    todo.json is the program's to create, not a module to write) and an entry module (main.py, added first
+    unless the design names one of `program.ENTRY_STEMS`). A small model drops both; code puts them back."""
+    notes: list[str] = []
+    files = [f for f in design.file_list if f.endswith(".py")]
+    dropped = [f for f in design.file_list if f not in files]
+    if dropped:
+        notes.append(f"design: dropped {', '.join(dropped)}: not Python modules (the program creates its data files)")
+    if not any(program.stem(f) in program.ENTRY_STEMS for f in files):
+        files.insert(0, "main.py")  # first, so a cap on the number of files keeps it
+        notes.append("design: added main.py, the entry point the design left out")
+    if files == design.file_list:
+        return design, notes
+    return design.model_copy(update={"file_list": files}), notes

@@ -37,6 +37,7 @@ from sopgraph.state.company import (
     EXISTING_TASKS,
     REVIEW_CODE,
     RUN_TESTS,
+    USER_REQUIREMENT,
     WRITE_CODE,
     WRITE_DESIGN,
     WRITE_TASKS,
@@ -49,10 +50,11 @@ from sopgraph.state.company import (
     QAReport,
     SystemDesign,
     TaskPlan,
+    UserRequirement,
     clip,
 )
 from sopgraph.state.context import Context
-from sopgraph.state.pool import Message, Subscription
+from sopgraph.state.pool import Message, Pool, Subscription
 from sopgraph.tools import program, sandbox
 from sopgraph.tools.workspace import Workspace
 
@@ -78,6 +80,12 @@ CONTEXT_CHARS = 9000
 
 WRITE = "{context}\n{current}Write `{path}`: {task}\nReply with the complete code of {path} in one ```python block."
 CURRENT = "Current content of {path} (update it for the new design):\n{code}\n\n"
+REQUEST = (
+    "The user's request, word for word (this module starts the program: its commands, arguments and "
+    "output must be exactly these):\n{idea}\n"
+)
+IDEA = Subscription(kinds=frozenset({USER_REQUIREMENT}))
+"""The entry module's prompt quotes the idea: documents written by a small model often lose its commands."""
 REWRITE = (
     "{context}\nCurrent code:\n{code}\n\nCode review of {path} (LBTM):\n{comments}\n\n"
     "Rewrite {path} fixing these points. Reply with the complete code of {path} in one ```python block."
@@ -118,6 +126,8 @@ def engineer(state: CompanyState, runtime: Runtime[Context]) -> Command[Literal[
     reviews = {(r.path, r.version): r for m in seen if isinstance((r := m.payload), CodeReview)}
     max_rounds = int(state.get("max_review_rounds", 1))
     context = _design_context(design, plan)
+    request = latest(Pool(state.get("pool")).view(ROLE.name, IDEA), UserRequirement, [USER_REQUIREMENT])
+    idea = request.text if request else ""
     jobs: list[FileJob] = []
 
     missing = [f for f in plan.task_list if f not in code]
@@ -132,7 +142,9 @@ def engineer(state: CompanyState, runtime: Runtime[Context]) -> Command[Literal[
                 continue
             current = existing.get(path)
             prompt = WRITE.format(
-                context=context + _files_block("Files it imports:", deps, code, CONTEXT_CHARS // 2),
+                context=context
+                + (REQUEST.format(idea=clip(idea, 1500)) if idea and program.stem(path) in program.ENTRY_STEMS else "")
+                + _files_block("Files it imports:", deps, code, CONTEXT_CHARS // 2),
                 current=CURRENT.format(path=path, code=fence(path, current.content, 3000)) if current else "",
                 path=path,
                 task=(task.description if task and task.description else "as the design says") + ".",
