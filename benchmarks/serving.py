@@ -181,6 +181,7 @@ def schema_set() -> list[tuple[type[BaseModel], str, str]]:
     from sopgraph.nodes.company.product_manager import ROLE as PM
     from sopgraph.nodes.company.project_manager import ROLE as PROJECT
     from sopgraph.nodes.company.reviewer import ROLE as REVIEWER
+    from sopgraph.nodes.company.reviewer import ReviewReply
     from sopgraph.nodes.groupchat import replies as g
     from sopgraph.state import company as c
 
@@ -192,7 +193,7 @@ def schema_set() -> list[tuple[type[BaseModel], str, str]]:
         (c.PRD, PM.system, f"Requirement: {idea}\n\nWrite the PRD for it."),
         (c.SystemDesign, ARCHITECT.system, f"{prd}\n\nWrite the system design."),
         (c.TaskPlan, PROJECT.system, f"{prd}\n{design}\n\nWrite the task plan."),
-        (c.ReviewReply, REVIEWER.system, "Review convert.py:\n```python\ndef c_to_f(c):\n    return c * 9 / 5\n```"),
+        (ReviewReply, REVIEWER.system, "Review convert.py:\n```python\ndef c_to_f(c):\n    return c * 9 / 5\n```"),
         (g.Perception, persona, "Round 1 begins. The mayor proposes a new market tax. What is your situation?"),
         (g.choice_schema(("ben", "cy")), persona, "Choose one character to talk to in private."),
         (g.Speech, persona, "Speak to the group about the market tax."),

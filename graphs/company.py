@@ -13,9 +13,10 @@ import dataclasses
 import uuid
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from langgraph.graph import END, START, StateGraph
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from sopgraph.graphs.sop import SOPStateGraph, labelled, validate_input
 from sopgraph.nodes.company.architect import architect
@@ -26,11 +27,53 @@ from sopgraph.nodes.company.project_manager import project_manager
 from sopgraph.nodes.company.qa import after_tests, qa, run_tests, write_test
 from sopgraph.nodes.company.repository import default_out_dir, deliver, intake, load_manifest, materialize
 from sopgraph.nodes.company.reviewer import code_review, review_code
-from sopgraph.state.company import CompanyInput, CompanyState
+from sopgraph.state.company import CompanyState
 from sopgraph.state.context import Context
-from sopgraph.state.limits import checked_text
+from sopgraph.state.limits import MAX_IDEA_CHARS, checked_text
 
 REVIEW_STAGES = tuple(STAGES)
+
+
+ReviewPoint = Literal["prd", "design"]
+
+
+class CompanyInput(BaseModel):
+    """What a company run is asked. Validated before any node runs, whether from Python, the CLI or the
+    LangGraph API (it is the graph's input schema, so Studio renders it as a form)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    idea: str = Field(
+        min_length=1,
+        max_length=MAX_IDEA_CHARS,
+        description="A new product idea, or a change to the repository in out_dir.",
+    )
+    out_dir: str | None = Field(
+        default=None, description="Where the repository is written (default .sopgraph/workspaces/<run id>)."
+    )
+    review: list[ReviewPoint] = Field(default_factory=list, description="Pause for a human after: prd, design.")
+    max_debug: int = Field(default=3, ge=0, le=50, description="Fix rounds allowed after a failing test run.")
+    max_files: int = Field(default=5, ge=1, le=24, description="Cap on the design's file list.")
+    max_review_rounds: int = Field(default=1, ge=0, le=10, description="Times code review may send a file back.")
+    parallel: bool = Field(default=True, description="Write independent files (and reviews, tests) in parallel.")
+    incremental: bool | None = Field(
+        default=None, description="Update the repository in out_dir; unset: decide by whether it holds one."
+    )
+    test_timeout_s: float = Field(default=60.0, gt=0, le=3600, description="Limit of one sandboxed test run.")
+
+    @field_validator("idea", mode="before")
+    @classmethod
+    def _strip(cls, value: Any) -> Any:
+        return value.strip() if isinstance(value, str) else value
+
+    @field_validator("review", mode="before")
+    @classmethod
+    def _points(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = value.split(",")
+        if isinstance(value, (list, tuple)):
+            return list(dict.fromkeys(v.strip().lower() for v in value if isinstance(v, str) and v.strip()))
+        return value
 
 
 def build_company_graph() -> StateGraph[CompanyState, Context, CompanyInput]:

@@ -1,17 +1,20 @@
-"""State and documents of the software company graph (MetaGPT's SOP).
+"""The checkpointed types of the software company graph (MetaGPT's SOP): its state, the documents its pool
+stores and the jobs it hands to parallel workers. Every type here may sit in a checkpoint, so its module
+path is part of the stored data (see sopgraph.state).
 
-Every role publishes one kind of typed document into the pool. The schemas a model fills (PRD,
-SystemDesign, TaskPlan, ReviewReply) are small and flat, and their validators are lenient about the usual
-slips of a weak model (a string where a list was asked, "P0: ..." where an object was asked, a file name in
-backticks), so a reply is repaired rather than re-asked whenever its meaning is clear. Documents the
-framework fills itself (CodeFile, CodeReview, QAReport, Delivery) are plain records.
+Every role publishes one kind of typed document into the pool. The documents a model fills (PRD,
+SystemDesign, TaskPlan, Arbitration) are small and flat, and their validators are lenient about the usual
+slips of a weak model (tools/lenient.py; "P0: ..." where an object was asked, a file name in backticks), so
+a reply is repaired rather than re-asked whenever its meaning is clear. Documents the framework fills itself
+(CodeFile, CodeReview, QAReport, Delivery) are plain records. How the documents read in a prompt or as
+markdown lives beside the nodes that use them (nodes/company/common.py, nodes/company/markdown.py); reply
+schemas that are never stored (ReviewReply) beside the prompt that asks for them.
 """
 
 from __future__ import annotations
 
 import operator
 import re
-from collections.abc import Callable
 from enum import StrEnum
 from pathlib import PurePosixPath
 from typing import Annotated, Any, Literal
@@ -19,9 +22,9 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 from typing_extensions import TypedDict
 
-from sopgraph.state.limits import MAX_IDEA_CHARS
 from sopgraph.state.pool import Document, PoolChannel
 from sopgraph.state.usage import UsageChannel, UsageTotals
+from sopgraph.tools.lenient import LIST_LIMIT, Items, Text, drop_echoes, flatten, mermaid, split_lines, string_list
 from sopgraph.tools.sandbox import NO_TESTS_COLLECTED
 from sopgraph.tools.workspace import WorkspaceError, clean_path, validate_path
 
@@ -50,67 +53,8 @@ RESERVED_PREFIXES = ("docs/", f"{TESTS_DIR}/")
 RESERVED_FILES = ("README.md", "conftest.py")
 """Paths the framework writes itself (documents, QA's tests, the README): never code files."""
 
-LIST_LIMIT = 8
-"""Longer lists from a model are cut, not rejected: a re-ask costs more than the extra items are worth."""
 
-
-# -- lenient coercion ------------------------------------------------------------------------------------
-
-
-def _flatten(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        return value.strip()
-    if isinstance(value, dict):
-        return "; ".join(f"{_flatten(v)}" for v in value.values() if _flatten(v))
-    if isinstance(value, (list, tuple)):
-        return "; ".join(_flatten(v) for v in value if _flatten(v))
-    return str(value)
-
-
-def _text(value: Any) -> Any:
-    return "\n".join(_flatten(v) for v in value) if isinstance(value, (list, tuple)) else _flatten(value)
-
-
-def _split_lines(value: str) -> list[str]:
-    parts = [re.sub(r"^\s*(?:[-*•]|\d+[.)])\s*", "", p).strip() for p in re.split(r"[\n;]+", value)]
-    return [p for p in parts if p]
-
-
-def _string_list(limit: int = LIST_LIMIT) -> Callable[[Any], Any]:
-    def coerce(value: Any) -> Any:
-        if value is None:
-            return []
-        if isinstance(value, str):
-            value = _split_lines(value)
-        if isinstance(value, dict):
-            value = list(value.values())
-        if isinstance(value, (list, tuple)):
-            items = [_flatten(v) for v in value]
-            return [i for i in items if i][:limit]
-        return value
-
-    return coerce
-
-
-Text = Annotated[str, BeforeValidator(_text)]
-Items = Annotated[list[str], BeforeValidator(_string_list())]
-
-
-def _mermaid(header: str) -> Callable[[Any], Any]:
-    """Keep a diagram renderable: no fences, and the diagram type line first."""
-
-    def coerce(value: Any) -> Any:
-        text = _text(value)
-        if not isinstance(text, str):
-            return text
-        text = re.sub(r"^```(?:mermaid)?\s*|\s*```$", "", text.strip()).strip()
-        if not text.lstrip().startswith(header):
-            text = f"{header}\n{text}" if text else header
-        return text
-
-    return coerce
+# -- documents the models write ----------------------------------------------------------------------------
 
 
 def normalize_file_name(raw: Any) -> str:
@@ -131,37 +75,6 @@ def check_code_path(name: str) -> str:
     if path in RESERVED_FILES or path.startswith(RESERVED_PREFIXES):
         raise WorkspaceError(f"{path!r}: reserved for the framework (docs, tests and README are written by others)")
     return path
-
-
-# -- documents the models write ----------------------------------------------------------------------------
-
-
-def _normal(text: str) -> str:
-    return " ".join(re.sub(r"[^a-z0-9 ]+", " ", text.lower()).split())
-
-
-def _echoes(value: Any, description: str) -> bool:
-    """A value that only repeats the field's description (a small model's habit)."""
-    if not isinstance(value, str) or not description:
-        return False
-    said, asked = _normal(value), _normal(description)
-    return bool(said) and (said == asked or (len(said) >= 12 and said in asked))
-
-
-def drop_echoes(schema: type[BaseModel], data: Any) -> Any:
-    """Remove field values (and list items) that merely repeat their field's description."""
-    if not isinstance(data, dict):
-        return data
-    out = dict(data)
-    for name, info in schema.model_fields.items():
-        if name not in out or not info.description:
-            continue
-        value = out[name]
-        if isinstance(value, list):
-            out[name] = [v for v in value if not _echoes(v, info.description)]
-        elif _echoes(value, info.description):
-            del out[name]
-    return out
 
 
 class ModelDocument(Document):
@@ -259,48 +172,26 @@ class PRD(ModelDocument):
     @classmethod
     def _requirements(cls, value: Any) -> Any:
         if isinstance(value, str):
-            value = _split_lines(value)
+            value = split_lines(value)
         if isinstance(value, dict):
             value = [{"priority": k, "text": v} if str(k).upper() in PRIORITIES else v for k, v in value.items()]
         return list(value)[:LIST_LIMIT] if isinstance(value, (list, tuple)) else value
-
-    def brief(self) -> str:
-        """The PRD as compact text for a prompt."""
-        lines = [f"Project: {self.project_name}", "Goals:", *[f"- {g}" for g in self.product_goals]]
-        lines += ["User stories:", *[f"- {s}" for s in self.user_stories]]
-        lines += ["Requirements:", *[f"- [{r.priority}] {r.text}" for r in self.requirements]]
-        if self.ui_notes:
-            lines.append(f"UI: {self.ui_notes}")
-        return "\n".join(lines)
-
-    def to_markdown(self, requirement: str = "") -> str:
-        out = [f"# PRD: {self.project_name}", ""]
-        if requirement:
-            out += ["## Original requirement", "", requirement, ""]
-        out += ["## Product goals", "", *[f"- {g}" for g in self.product_goals], ""]
-        out += ["## User stories", "", *[f"- {s}" for s in self.user_stories], ""]
-        out += ["## Competitive analysis", "", *([f"- {c}" for c in self.competitive_analysis] or ["- (none)"]), ""]
-        out += ["## Requirement pool", "", "| priority | requirement |", "|---|---|"]
-        out += [f"| {r.priority} | {r.text.replace('|', '/')} |" for r in self.requirements]
-        out += ["", "## UI notes", "", self.ui_notes or "(none)", ""]
-        out += ["## Open questions", "", *([f"- {q}" for q in self.open_questions] or ["- (none)"]), ""]
-        return "\n".join(out)
 
 
 class SystemDesign(ModelDocument):
     """System design of the program: approach, files, class diagram, call flow."""
 
     implementation_approach: Text = Field(description="How to build it, two or three sentences.", min_length=1)
-    file_list: Annotated[list[str], BeforeValidator(_string_list(limit=24))] = Field(
+    file_list: Annotated[list[str], BeforeValidator(string_list(limit=24))] = Field(
         description=(
             "Python files to write, named after what they do in this product, main.py first; at most 5; no tests."
         ),
         min_length=1,
     )
-    data_structures: Annotated[str, BeforeValidator(_mermaid("classDiagram"))] = Field(
+    data_structures: Annotated[str, BeforeValidator(mermaid("classDiagram"))] = Field(
         default="classDiagram", description="Mermaid classDiagram of the classes and their methods."
     )
-    call_flow: Annotated[str, BeforeValidator(_mermaid("sequenceDiagram"))] = Field(
+    call_flow: Annotated[str, BeforeValidator(mermaid("sequenceDiagram"))] = Field(
         default="sequenceDiagram", description="Mermaid sequenceDiagram of the main call flow."
     )
 
@@ -321,19 +212,6 @@ class SystemDesign(ModelDocument):
     def rejected(self) -> list[str]:
         """Why file names were dropped while validating (not persisted: read it right after the call)."""
         return list(self._rejected)
-
-    def brief(self, diagrams: bool = True, limit: int = 1500) -> str:
-        lines = [f"Approach: {self.implementation_approach}", f"Files: {', '.join(self.file_list)}"]
-        if diagrams:
-            lines.append(f"Classes:\n{clip(self.data_structures, limit)}")
-        return "\n".join(lines)
-
-    def to_markdown(self) -> str:
-        out = ["# System design", "", "## Implementation approach", "", self.implementation_approach, ""]
-        out += ["## File list", "", *[f"- `{f}`" for f in self.file_list], ""]
-        out += ["## Data structures and interfaces", "", "```mermaid", self.data_structures, "```", ""]
-        out += ["## Program call flow", "", "```mermaid", self.call_flow, "```", ""]
-        return "\n".join(out)
 
 
 def usable_files(names: list[str]) -> tuple[list[str], list[str]]:
@@ -368,7 +246,7 @@ class FileTask(BaseModel):
             name, _, rest = data.partition(":")
             return {"file": name, "description": rest.strip()}
         if isinstance(data, (list, tuple)) and data:
-            return {"file": data[0], "description": _flatten(list(data[1:]))}
+            return {"file": data[0], "description": flatten(list(data[1:]))}
         if isinstance(data, dict):
             data = dict(data)
             for key, aliases in (
@@ -399,7 +277,7 @@ class TaskPlan(ModelDocument):
     @classmethod
     def _analysis(cls, value: Any) -> Any:
         if isinstance(value, str):
-            value = _split_lines(value)
+            value = split_lines(value)
         if isinstance(value, dict):
             value = [{"file": k, "description": v} for k, v in value.items()]
         return list(value)[:LIST_LIMIT] if isinstance(value, (list, tuple)) else value
@@ -411,45 +289,6 @@ class TaskPlan(ModelDocument):
 
     def task_for(self, path: str) -> FileTask | None:
         return next((t for t in self.logic_analysis if t.file == path), None)
-
-    def brief(self) -> str:
-        lines = [f"- {t.file}: {t.description}" for t in self.logic_analysis]
-        if self.shared_knowledge:
-            lines.append(f"Shared knowledge: {self.shared_knowledge}")
-        return "\n".join(lines)
-
-    def to_markdown(self) -> str:
-        out = ["# Tasks", "", "## Required packages", ""]
-        out += [f"- {p}" for p in self.required_packages] or ["- (standard library only)"]
-        out += ["", "## Logic analysis", "", "| file | depends on | logic |", "|---|---|---|"]
-        for t in self.logic_analysis:
-            deps = ", ".join(f"`{d}`" for d in t.depends_on) or "-"
-            out.append(f"| `{t.file}` | {deps} | {t.description.replace('|', '/')} |")
-        out += ["", "## Task list (dependency order)", "", *[f"{i}. `{f}`" for i, f in enumerate(self.task_list, 1)]]
-        out += ["", "## Shared knowledge", "", self.shared_knowledge or "(none)", ""]
-        return "\n".join(out)
-
-
-class ReviewReply(BaseModel):
-    """Code review verdict for one file."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    verdict: Literal["LGTM", "LBTM"] = Field(description="LGTM: looks good to me. LBTM: looks bad, must be fixed.")
-    comments: Items = Field(default_factory=list, description="Up to 3 short, concrete comments.")
-
-    @field_validator("verdict", mode="before")
-    @classmethod
-    def _verdict(cls, value: Any) -> Any:
-        text = str(value).strip().upper()
-        for verdict in ("LBTM", "LGTM"):
-            if verdict in text:
-                return verdict
-        if re.search(r"\b(BAD|FAIL\w*|REJECT\w*|FIX|WRONG|BUG\w*|NOT|NO)\b", text):
-            return "LBTM"
-        if re.search(r"\b(GOOD|PASS\w*|APPROVE\w*|OK|YES|FINE|CORRECT)\b", text):
-            return "LGTM"
-        return text
 
 
 class Arbitration(ModelDocument):
@@ -645,52 +484,3 @@ class CompanyState(TypedDict, total=False):
     of the LangGraph API gets the files with the final state."""
     pool: PoolChannel
     usage: UsageChannel
-
-
-ReviewPoint = Literal["prd", "design"]
-
-
-class CompanyInput(BaseModel):
-    """What a company run is asked. Validated before any node runs, whether from Python, the CLI or the
-    LangGraph API (it is the graph's input schema, so Studio renders it as a form)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    idea: str = Field(
-        min_length=1,
-        max_length=MAX_IDEA_CHARS,
-        description="A new product idea, or a change to the repository in out_dir.",
-    )
-    out_dir: str | None = Field(
-        default=None, description="Where the repository is written (default .sopgraph/workspaces/<run id>)."
-    )
-    review: list[ReviewPoint] = Field(default_factory=list, description="Pause for a human after: prd, design.")
-    max_debug: int = Field(default=3, ge=0, le=50, description="Fix rounds allowed after a failing test run.")
-    max_files: int = Field(default=5, ge=1, le=24, description="Cap on the design's file list.")
-    max_review_rounds: int = Field(default=1, ge=0, le=10, description="Times code review may send a file back.")
-    parallel: bool = Field(default=True, description="Write independent files (and reviews, tests) in parallel.")
-    incremental: bool | None = Field(
-        default=None, description="Update the repository in out_dir; unset: decide by whether it holds one."
-    )
-    test_timeout_s: float = Field(default=60.0, gt=0, le=3600, description="Limit of one sandboxed test run.")
-
-    @field_validator("idea", mode="before")
-    @classmethod
-    def _strip(cls, value: Any) -> Any:
-        return value.strip() if isinstance(value, str) else value
-
-    @field_validator("review", mode="before")
-    @classmethod
-    def _points(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            value = value.split(",")
-        if isinstance(value, (list, tuple)):
-            return list(dict.fromkeys(v.strip().lower() for v in value if isinstance(v, str) and v.strip()))
-        return value
-
-
-def clip(text: str, limit: int) -> str:
-    """Bound a piece of a prompt; a weak model with an 8k context cannot take whole documents."""
-    if len(text) <= limit:
-        return text
-    return text[: max(0, limit - 20)].rstrip() + "\n...[truncated]"

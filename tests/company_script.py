@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sopgraph.nodes.company import architect, engineer, product_manager, project_manager, qa, reviewer
+from sopgraph.nodes.company.reviewer import ReviewReply
 from sopgraph.nodes.scripted import ScriptedFault, ScriptedRequest
-from sopgraph.state.company import PRD, Arbitration, ReviewReply, SystemDesign, TaskPlan
+from sopgraph.state.company import PRD, Arbitration, SystemDesign, TaskPlan
 
 ROLES = {
     module.ROLE.profile: module.ROLE.name

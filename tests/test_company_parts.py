@@ -16,8 +16,9 @@ from sopgraph.nodes.company.diagrams import call_flow, class_diagram, is_empty
 from sopgraph.nodes.company.human import parse_answer
 from sopgraph.nodes.company.project_manager import reconcile
 from sopgraph.nodes.company.qa import modules_to_test, path_of_tests, suspects
+from sopgraph.nodes.company.reviewer import ReviewReply
 from sopgraph.nodes.llm import ModelGateway
-from sopgraph.state.company import PRD, ReviewReply, SystemDesign, TaskPlan
+from sopgraph.state.company import PRD, SystemDesign, TaskPlan
 from sopgraph.state.context import Context
 from sopgraph.tools import sandbox
 from sopgraph.tools.workspace import Workspace, WorkspaceError, module_name, validate_path

@@ -7,7 +7,7 @@ from typing import Any
 from langgraph.runtime import Runtime
 
 from sopgraph.nodes.company import coverage
-from sopgraph.nodes.company.common import Role, latest
+from sopgraph.nodes.company.common import Role, design_brief, latest, prd_brief
 from sopgraph.nodes.company.repository import write_docs
 from sopgraph.state.company import (
     EXISTING_DESIGN,
@@ -53,8 +53,8 @@ def architect(state: CompanyState, runtime: Runtime[Context]) -> dict[str, Any]:
     current = latest(seen, SystemDesign, [EXISTING_DESIGN])
     max_files = max(1, int(state.get("max_files", 5)))
     prompt = DESIGN.format(
-        prd=prd.brief(),
-        current=CURRENT.format(design=current.brief()) if current else "",
+        prd=prd_brief(prd),
+        current=CURRENT.format(design=design_brief(current)) if current else "",
         max_files=max_files,
     )
     llm = ROLE.gateway(state, runtime)

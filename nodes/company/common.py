@@ -17,7 +17,7 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langgraph.types import Send
 
 from sopgraph.nodes.llm import ModelGateway
-from sopgraph.state.company import CodeFile, FileJob, JobInput, clip
+from sopgraph.state.company import PRD, CodeFile, FileJob, JobInput, SystemDesign, TaskPlan
 from sopgraph.state.context import Context
 from sopgraph.state.limits import MAX_GENERATED_CHARS
 from sopgraph.state.pool import Document, Message, Pool, Subscription
@@ -74,6 +74,39 @@ class Role:
         self.gateway(state, runtime).check_budget()
         so_far = spent(state)
         return [Send(worker, {"job": job.model_copy(update={"spent": so_far})}) for job in jobs]
+
+
+def clip(text: str, limit: int) -> str:
+    """Bound a piece of a prompt; a weak model with an 8k context cannot take whole documents."""
+    if len(text) <= limit:
+        return text
+    return text[: max(0, limit - 20)].rstrip() + "\n...[truncated]"
+
+
+def prd_brief(prd: PRD) -> str:
+    """The PRD as compact text for a prompt."""
+    lines = [f"Project: {prd.project_name}", "Goals:", *[f"- {g}" for g in prd.product_goals]]
+    lines += ["User stories:", *[f"- {s}" for s in prd.user_stories]]
+    lines += ["Requirements:", *[f"- [{r.priority}] {r.text}" for r in prd.requirements]]
+    if prd.ui_notes:
+        lines.append(f"UI: {prd.ui_notes}")
+    return "\n".join(lines)
+
+
+def design_brief(design: SystemDesign, diagrams: bool = True, limit: int = 1500) -> str:
+    """The design as compact text for a prompt: approach, files and (clipped) the class diagram."""
+    lines = [f"Approach: {design.implementation_approach}", f"Files: {', '.join(design.file_list)}"]
+    if diagrams:
+        lines.append(f"Classes:\n{clip(design.data_structures, limit)}")
+    return "\n".join(lines)
+
+
+def tasks_brief(plan: TaskPlan) -> str:
+    """The task plan as compact text for a prompt: one line per file."""
+    lines = [f"- {t.file}: {t.description}" for t in plan.logic_analysis]
+    if plan.shared_knowledge:
+        lines.append(f"Shared knowledge: {plan.shared_knowledge}")
+    return "\n".join(lines)
 
 
 def spent(state: Any) -> UsageTotals:

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
+from sopgraph.nodes.company.markdown import markdown
 from sopgraph.nodes.llm import ModelGateway
 
 M = TypeVar("M", bound=BaseModel)
@@ -98,5 +99,4 @@ def structured_covering(
 
 
 def _text_of(doc: Any) -> str:
-    render = getattr(doc, "to_markdown", None)
-    return str(render()) if callable(render) else str(doc)
+    return markdown(doc)

@@ -21,6 +21,8 @@ from sopgraph.nodes.company.common import (
     ENGINEER,
     UNTOUCHED,
     Role,
+    clip,
+    design_brief,
     every,
     fence,
     file_worker,
@@ -51,7 +53,6 @@ from sopgraph.state.company import (
     SystemDesign,
     TaskPlan,
     UserRequirement,
-    clip,
 )
 from sopgraph.state.context import Context
 from sopgraph.state.pool import Message, Pool, Subscription
@@ -101,7 +102,7 @@ FIX_TEST = (
 
 
 def _design_context(design: SystemDesign, plan: TaskPlan) -> str:
-    text = design.brief(diagrams=True, limit=1500)
+    text = design_brief(design, diagrams=True, limit=1500)
     if plan.shared_knowledge:
         text += f"\nShared knowledge: {clip(plan.shared_knowledge, 500)}"
     return text + "\n"

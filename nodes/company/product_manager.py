@@ -7,7 +7,7 @@ from typing import Any
 from langgraph.runtime import Runtime
 
 from sopgraph.nodes.company import coverage
-from sopgraph.nodes.company.common import Role, latest
+from sopgraph.nodes.company.common import Role, latest, prd_brief
 from sopgraph.nodes.company.repository import write_docs
 from sopgraph.state.company import EXISTING_PRD, PRD, USER_REQUIREMENT, WRITE_PRD, CompanyState, UserRequirement
 from sopgraph.state.context import Context
@@ -39,7 +39,7 @@ def product_manager(state: CompanyState, runtime: Runtime[Context]) -> dict[str,
     if current is None:
         prompt = NEW_PRODUCT.format(requirement=request.text)
     else:
-        prompt = CHANGE_REQUEST.format(prd=current.brief(), requirement=request.text)
+        prompt = CHANGE_REQUEST.format(prd=prd_brief(current), requirement=request.text)
     llm = ROLE.gateway(state, runtime)
     prd, missing = coverage.structured_covering(llm, PRD, prompt, ROLE.system, request.text, "PRD")
     warnings = [coverage.coverage_note("PRD", missing)] if missing else []

@@ -13,7 +13,7 @@ from typing import Any
 
 from langgraph.runtime import Runtime
 
-from sopgraph.nodes.company.common import Role, latest
+from sopgraph.nodes.company.common import Role, design_brief, latest, tasks_brief
 from sopgraph.nodes.company.repository import write_docs
 from sopgraph.state.company import (
     EXISTING_TASKS,
@@ -52,7 +52,9 @@ def project_manager(state: CompanyState, runtime: Runtime[Context]) -> dict[str,
     design = latest(seen, SystemDesign, [WRITE_DESIGN])
     assert design is not None, "the architect publishes the design first"
     current = latest(seen, TaskPlan, [EXISTING_TASKS])
-    prompt = PLAN.format(design=design.brief(), current=CURRENT.format(tasks=current.brief()) if current else "")
+    prompt = PLAN.format(
+        design=design_brief(design), current=CURRENT.format(tasks=tasks_brief(current)) if current else ""
+    )
     llm = ROLE.gateway(state, runtime)
     plan, warnings = reconcile(llm.structured(TaskPlan, prompt, system=ROLE.system), design.file_list)
     message = Message(sender=ROLE.name, kind=WRITE_TASKS, content="tasks: " + " -> ".join(plan.task_list), payload=plan)

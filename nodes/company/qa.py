@@ -14,7 +14,17 @@ from typing import Any, Literal
 from langgraph.runtime import Runtime
 from langgraph.types import Command
 
-from sopgraph.nodes.company.common import ENGINEER, UNTOUCHED, Role, fence, file_worker, latest, latest_files
+from sopgraph.nodes.company.common import (
+    ENGINEER,
+    UNTOUCHED,
+    Role,
+    clip,
+    fence,
+    file_worker,
+    latest,
+    latest_files,
+    prd_brief,
+)
 from sopgraph.nodes.company.repository import materialize, target_dir
 from sopgraph.nodes.routing import edge_labels
 from sopgraph.state.company import (
@@ -37,7 +47,6 @@ from sopgraph.state.company import (
     QAReport,
     SystemDesign,
     TaskPlan,
-    clip,
 )
 from sopgraph.state.context import Context
 from sopgraph.state.pool import Message, Pool, Subscription
@@ -104,7 +113,7 @@ def qa(state: CompanyState, runtime: Runtime[Context]) -> Command[Literal["write
             kept.append(Message(sender=ROLE.name, kind=WRITE_TEST, content=f"{test_path} v1: {UNTOUCHED}", payload=doc))
             continue
         prompt = WRITE_TESTS.format(
-            prd=clip(prd.brief(), 2000) if prd else "(none)",
+            prd=clip(prd_brief(prd), 2000) if prd else "(none)",
             design=design.implementation_approach,
             module=module_name(path),
             task=f"the design's task: {clip(_task_of(seen, path), 300)}",
@@ -169,7 +178,7 @@ def arbitrate(state: CompanyState, runtime: Runtime[Context]) -> tuple[Message |
         return None, {}
     llm = ARBITER.gateway(state, runtime)
     prompt = ARBITRATE_PROMPT.format(
-        prd=clip(prd.brief(), 1500),
+        prd=clip(prd_brief(prd), 1500),
         failure=clip(report.summary, 1500),
         test=fence(test_path, tests[test_path].content, 2000),
         code=fence(subject, code[subject].content, 2500),

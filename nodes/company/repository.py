@@ -21,6 +21,7 @@ from pydantic import ValidationError
 
 from sopgraph.nodes.company import coverage, diagrams
 from sopgraph.nodes.company.common import every, latest, latest_files
+from sopgraph.nodes.company.markdown import design_markdown, prd_markdown, tasks_markdown
 from sopgraph.state.company import (
     DELIVER,
     EXISTING_CODE,
@@ -183,11 +184,11 @@ def render(values: Mapping[str, Any]) -> dict[str, str]:
     if design is not None:
         design, _ = _with_diagrams(design, {p: c for p, c in code.items() if not p.startswith(f"{TESTS_DIR}/")})
     if prd is not None:
-        files[PRD_DOC] = prd.to_markdown(request.text if request else "")
+        files[PRD_DOC] = prd_markdown(prd, request.text if request else "")
     if design is not None:
-        files[DESIGN_DOC] = design.to_markdown()
+        files[DESIGN_DOC] = design_markdown(design)
     if tasks is not None:
-        files[TASKS_DOC] = tasks.to_markdown()
+        files[TASKS_DOC] = tasks_markdown(tasks)
     delivery = latest(seen, Delivery, [DELIVER])
     if delivery is not None:
         reports = every(seen, QAReport, [RUN_TESTS])
@@ -225,7 +226,7 @@ def deliver(state: CompanyState, runtime: Runtime[Context]) -> dict[str, Any]:
     request = latest(seen, UserRequirement, [USER_REQUIREMENT])
     tasks = latest(seen, TaskPlan, [WRITE_TASKS])
     terms = coverage.idea_terms(request.text) if request else []
-    for what, text in (("task plan", tasks.to_markdown() if tasks else None), ("code", _joined(code))):
+    for what, text in (("task plan", tasks_markdown(tasks) if tasks else None), ("code", _joined(code))):
         if text is not None and (missing := coverage.missing_terms(terms, text)):
             notes.append(coverage.coverage_note(what, missing))
 

@@ -7,12 +7,14 @@ send-back loop is bounded.
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 from langgraph.runtime import Runtime
 from langgraph.types import Command
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from sopgraph.nodes.company.common import ENGINEER, Role, fence, latest, latest_files
+from sopgraph.nodes.company.common import ENGINEER, Role, design_brief, fence, latest, latest_files
 from sopgraph.nodes.routing import edge_labels
 from sopgraph.state.company import (
     REVIEW_CODE,
@@ -23,12 +25,12 @@ from sopgraph.state.company import (
     CompanyState,
     FileJob,
     JobInput,
-    ReviewReply,
     SystemDesign,
     TaskPlan,
 )
 from sopgraph.state.context import Context
 from sopgraph.state.pool import Subscription
+from sopgraph.tools.lenient import Items
 
 ROLE = Role(
     name="reviewer",
@@ -42,6 +44,28 @@ ROLE = Role(
 )
 
 REVIEW = "{design}\nTask of {path}: {task}\n\nCode:\n{code}\n\nReview {path}: LGTM or LBTM, with comments."
+
+
+class ReviewReply(BaseModel):
+    """Code review verdict for one file."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    verdict: Literal["LGTM", "LBTM"] = Field(description="LGTM: looks good to me. LBTM: looks bad, must be fixed.")
+    comments: Items = Field(default_factory=list, description="Up to 3 short, concrete comments.")
+
+    @field_validator("verdict", mode="before")
+    @classmethod
+    def _verdict(cls, value: Any) -> Any:
+        text = str(value).strip().upper()
+        for verdict in ("LBTM", "LGTM"):
+            if verdict in text:
+                return verdict
+        if re.search(r"\b(BAD|FAIL\w*|REJECT\w*|FIX|WRONG|BUG\w*|NOT|NO)\b", text):
+            return "LBTM"
+        if re.search(r"\b(GOOD|PASS\w*|APPROVE\w*|OK|YES|FINE|CORRECT)\b", text):
+            return "LGTM"
+        return text
 
 
 @edge_labels(review_code="LBTM", qa="LGTM")
@@ -60,7 +84,7 @@ def code_review(state: CompanyState, runtime: Runtime[Context]) -> Command[Liter
             continue
         task = plan.task_for(path)
         prompt = REVIEW.format(
-            design=design.brief(diagrams=True, limit=1200),
+            design=design_brief(design, diagrams=True, limit=1200),
             path=path,
             task=task.description if task and task.description else "as the design says",
             code=fence(path, doc.content, 6000),
