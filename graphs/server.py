@@ -7,11 +7,15 @@ checkpointer instead and uses that saver's own serializer, so the saver built he
 (registry.allowed_types(), the list langgraph.json holds).
 
 Where runs are kept follows the one setting the CLI uses, `SOPGRAPH_CHECKPOINTER`: a SQLite file (default
-`.sopgraph/state.sqlite`, relative to where the server runs), `postgresql://…`, or `memory`.
+`.sopgraph/state.sqlite`, relative to where the server runs), `postgresql://…`, or `memory`. Unset, a
+deployed server's own database (`DATABASE_URI` or `POSTGRES_URI`, which `langgraph up` and the platform set)
+(when it is a postgresql:// URL) comes before the SQLite default, so a deployment keeps its runs in its
+Postgres as before.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -22,17 +26,21 @@ from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from sopgraph.graphs.registry import allowed_types
 from sopgraph.tools.persistence import PersistenceError, checkpointer_url, describe
 
+POSTGRES = ("postgresql://", "postgres://")
+
 
 @asynccontextmanager
 async def checkpointer() -> AsyncIterator[BaseCheckpointSaver]:
     """An async saver for the server (it calls this once per worker thread and keeps the saver open)."""
-    url = checkpointer_url()
+    deployed = [os.environ.get("DATABASE_URI") or "", os.environ.get("POSTGRES_URI") or ""]
+    postgres = next((u for u in deployed if u.startswith(POSTGRES)), None)  # `langgraph dev` sets ":memory:"
+    url = checkpointer_url(os.environ.get("SOPGRAPH_CHECKPOINTER") or postgres)
     serde = JsonPlusSerializer(allowed_msgpack_modules=allowed_types())
     if url == "memory":
         from langgraph.checkpoint.memory import InMemorySaver
 
         yield InMemorySaver(serde=serde)
-    elif url.startswith(("postgresql://", "postgres://")):
+    elif url.startswith(POSTGRES):
         try:
             from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
         except ImportError as exc:

@@ -49,7 +49,8 @@ def server(work: Path) -> Iterator[str]:
         "LANGGRAPH_CLI_NO_ANALYTICS": "1",
         "LANGGRAPH_STRICT_MSGPACK": "true",
     }
-    env.pop("SOPGRAPH_CHECKPOINTER", None)  # the server keeps runs in ./.sopgraph/state.sqlite of `work`
+    for name in ("SOPGRAPH_CHECKPOINTER", "DATABASE_URI", "POSTGRES_URI"):  # runs go to `work`/.sopgraph/
+        env.pop(name, None)
     log = (work / "server.log").open("w")
     args = [str(exe), "dev", "--no-browser", "--no-reload", "--host", "127.0.0.1", "--port", str(port)]
     proc = subprocess.Popen(args, cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT)
