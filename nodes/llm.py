@@ -378,6 +378,17 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[:300]}" if text else type(exc).__name__
 
 
+def _cut_off(exc: ModelError) -> tuple[int, int] | None:
+    """(input, output) tokens of a structured reply that stopped at the output cap (the OpenAI client's
+    LengthFinishReasonError: the JSON is unfinished, so the parse fails before our validation sees it);
+    None for any other failure."""
+    cause = exc.__cause__
+    if type(cause).__name__ != "LengthFinishReasonError":
+        return None
+    usage = getattr(getattr(cause, "completion", None), "usage", None)
+    return int(getattr(usage, "prompt_tokens", 0) or 0), int(getattr(usage, "completion_tokens", 0) or 0)
+
+
 def _raw_reply_text(raw: Any) -> str:
     if isinstance(raw, AIMessage) and raw.tool_calls:
         return json.dumps(raw.tool_calls[0].get("args", {}))
@@ -578,7 +589,19 @@ class ModelGateway:
         attempts = 0
         for attempts in range(1, self.ctx.max_reasks + 2):
             step = build if attempts == 1 else (lambda model, n=attempts: build(reask_model(model, n)))
-            result = self._invoke(step, messages, metadata)
+            try:
+                result = self._invoke(step, messages, metadata)
+            except ModelError as exc:
+                cut = _cut_off(exc)
+                if cut is None:
+                    raise
+                tin, tout = tin + cut[0], tout + cut[1]
+                error = f"the reply was cut off at the output limit ({cut[1]} tokens) before the object was complete"
+                messages = [
+                    *messages,
+                    HumanMessage(f"{error}. Answer again with one valid {schema.__name__} object, much shorter."),
+                ]
+                continue
             raw = result.get("raw")
             i, o = _usage_of(raw)
             tin, tout = tin + i, tout + o

@@ -67,7 +67,8 @@ class Endpoint:
 
     url: str
     bodies: list[dict[str, Any]] = field(default_factory=list)
-    contents: list[str] = field(default_factory=list)
+    contents: list[Any] = field(default_factory=list)
+    """Reply contents in order; a (content, finish_reason) pair sets the finish reason."""
 
 
 @pytest.fixture
@@ -78,13 +79,16 @@ def endpoint() -> Iterator[Endpoint]:
         def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
             state.bodies.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
             content = state.contents.pop(0) if state.contents else "ok"
+            finish = "stop"
+            if isinstance(content, tuple):  # (content, finish_reason)
+                content, finish = content
             message = {"role": "assistant", "content": content}
             reply = {
                 "id": "x",
                 "object": "chat.completion",
                 "created": 0,
                 "model": "m",
-                "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+                "choices": [{"index": 0, "message": message, "finish_reason": finish}],
                 "usage": {"prompt_tokens": 30, "completion_tokens": 7, "total_tokens": 37},
             }
             data = json.dumps(reply).encode()
@@ -194,6 +198,23 @@ def test_a_reask_names_an_echoed_field_and_samples_hotter_with_another_seed(loca
     assert "approach only repeated its description" in reask and "Field required" not in reask
     assert (first["temperature"], first["seed"]) == (0.2, 5)
     assert second["temperature"] >= 0.7 and second["seed"] == 6
+
+
+def test_a_structured_reply_cut_at_the_output_cap_is_reasked_and_counted(local_endpoint: Endpoint) -> None:
+    """Seen in the group chat on the 0.5B: a reply that ran into the 384-token cap stopped the whole story with
+    the OpenAI client's LengthFinishReasonError instead of being re-asked like any invalid reply."""
+    local_endpoint.contents = [
+        ('{"city": "Oslo", "population": 700000, "tags": ["fjord", "fjord", "fjord', "length"),
+        json.dumps({"city": "Oslo", "population": 700_000, "tags": ["fjord"]}),
+    ]
+    llm = gateway("local")
+    assert llm.structured(Answer, "Which city?").city == "Oslo"
+    assert "cut off at the output limit (7 tokens)" in local_endpoint.bodies[1]["messages"][-1]["content"]
+    (record,) = llm.records
+    assert (record.attempts, record.ok, record.input_tokens, record.output_tokens) == (2, True, 60, 14)
+    local_endpoint.contents = [("{", "length")] * 3
+    with pytest.raises(StructuredOutputError, match="after 3 attempts: the reply was cut off"):
+        gateway("local").structured(Answer, "Which city?")
 
 
 def test_local_model_names() -> None:
