@@ -70,6 +70,14 @@ def test_sub():
 TEST_FMT = """def test_show():  # the import is forgotten, as small models do: QA's worker completes it
     assert show(3) == "= 3"
 """
+TEST_MAIN_CLI = """def test_adds_two_numbers(cli):
+    done = cli("2", "3")
+    assert done.returncode == 0 and done.stdout.strip() == "= 5"
+
+
+def test_usage_without_arguments(cli):
+    assert "usage" in cli().stdout
+"""
 CRASHING_MAIN = MAIN.replace(
     "    args = sys.argv[1:] if argv is None else argv\n",
     "    args = sys.argv[1:] if argv is None else argv\n    raise RuntimeError('not wired up yet')\n",
@@ -188,6 +196,8 @@ class Company:
             fixing = "itself is broken" in prompt
             test = TEST_CALC.replace("== 5", "== 6") if self.wrong_test and not fixing else TEST_CALC
             return f"Here are the tests:\n```python\n{test}```"
+        if asked == "tests/test_main.py":  # only a request that spells its command line gets one
+            return f"```python\n{TEST_MAIN_CLI}```"
         if asked == "tests/test_fmt.py":
             return f"```python\n{TEST_FMT}```"
         if asked == "calc.py":

@@ -315,6 +315,25 @@ def test_a_program_that_does_not_start_goes_to_debug_even_when_its_tests_pass(co
     assert (tmp_path / "main.py").read_text() == MAIN
 
 
+def test_a_request_that_spells_its_command_line_gets_tests_that_run_it(company, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Spec-first at the user's level: `python main.py A B` in the idea becomes tests that run that command
+    (through a fixture we write, not the model), so the debug loop works on what a user would type."""
+    name, script = company
+    script.buggy_until_fix = True
+    idea = "a command-line calculator: python main.py A B prints = and the sum of A and B"
+    values = invoke(compiled(), company_input(idea, out_dir=tmp_path, max_debug=2), config(), name)
+    (cli_prompt,) = [p for p in script.prompts["qa"] if "Write tests/test_main.py" in p]
+    assert idea in cli_prompt and "`cli` fixture" in cli_prompt and "Do not import the program" in cli_prompt
+    assert not any("Interface of module `main`" in p for p in script.prompts["qa"])
+    conftest = (tmp_path / "tests/conftest.py").read_text()
+    assert conftest == qa.CONFTEST.format(entry="main.py") and "def cli(tmp_path)" in conftest
+    first, second = docs(values, QAReport)
+    assert first.suspects == ["calc.py", "main.py"]  # each failure's own module: test_calc's and test_main's
+    assert first.failed == 2 and any("test_adds_two_numbers" in f for f in first.failures)  # -1, not 5
+    assert (second.all_passed, second.passed) == (True, 5)  # calc 2, fmt 1, and the two command-line tests
+    assert "tests/conftest.py" not in second.test_files and "tests/test_main.py" in second.test_files
+
+
 def test_debug_never_writes_test_code_over_the_program_nor_keeps_a_worse_version(company, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     name, script = company
     script.buggy_until_fix = True

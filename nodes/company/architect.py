@@ -7,24 +7,19 @@ from typing import Any
 from langgraph.runtime import Runtime
 
 from sopgraph.nodes.company import coverage
-from sopgraph.nodes.company.common import Role, design_brief, latest, prd_brief
+from sopgraph.nodes.company.common import Role, design_brief, idea_of, latest, prd_brief
 from sopgraph.nodes.company.repository import write_docs
 from sopgraph.state.company import (
     EXISTING_DESIGN,
     PRD,
-    USER_REQUIREMENT,
     WRITE_DESIGN,
     WRITE_PRD,
     CompanyState,
     SystemDesign,
-    UserRequirement,
 )
 from sopgraph.state.context import Context
-from sopgraph.state.pool import Message, Pool, Subscription
+from sopgraph.state.pool import Message, Subscription
 from sopgraph.tools import program
-
-IDEA = Subscription(kinds=frozenset({USER_REQUIREMENT}))
-"""Read only to check the design against the idea's own words, never shown in its prompt."""
 
 ROLE = Role(
     name="architect",
@@ -58,8 +53,7 @@ def architect(state: CompanyState, runtime: Runtime[Context]) -> dict[str, Any]:
         max_files=max_files,
     )
     llm = ROLE.gateway(state, runtime)
-    request = latest(Pool(state.get("pool")).view(ROLE.name, IDEA), UserRequirement, [USER_REQUIREMENT])
-    idea = request.text if request else ""
+    idea = idea_of(state, ROLE.name)  # only to check the design against the idea's words, never in its prompt
     design, missing = coverage.structured_covering(llm, SystemDesign, prompt, ROLE.system, idea, "design")
     warnings = [f"design: {problem}" for problem in design.rejected]
     design, notes = runnable_files(design)

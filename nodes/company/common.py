@@ -17,7 +17,16 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langgraph.types import Send
 
 from sopgraph.nodes.llm import ModelGateway
-from sopgraph.state.company import PRD, CodeFile, FileJob, JobInput, SystemDesign, TaskPlan
+from sopgraph.state.company import (
+    PRD,
+    USER_REQUIREMENT,
+    CodeFile,
+    FileJob,
+    JobInput,
+    SystemDesign,
+    TaskPlan,
+    UserRequirement,
+)
 from sopgraph.state.context import Context
 from sopgraph.state.limits import MAX_GENERATED_CHARS
 from sopgraph.state.pool import Document, Message, Pool, Subscription
@@ -120,6 +129,16 @@ def latest(messages: Iterable[Message], cls: type[D], kinds: Sequence[str] | Non
         if isinstance(message.payload, cls) and (kinds is None or message.kind in kinds):
             found = message.payload
     return found
+
+
+IDEA = Subscription(kinds=frozenset({USER_REQUIREMENT}))
+"""The user's own words, which roles read beside their subscription (a small model's documents lose them)."""
+
+
+def idea_of(state: Any, reader: str) -> str:
+    """The newest user requirement's text, as `reader` sees it in the pool ("" when there is none)."""
+    request = latest(Pool(state.get("pool")).view(reader, IDEA), UserRequirement, [USER_REQUIREMENT])
+    return request.text if request else ""
 
 
 def every(messages: Iterable[Message], cls: type[D], kinds: Sequence[str] | None = None) -> list[D]:

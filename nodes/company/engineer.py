@@ -27,6 +27,7 @@ from sopgraph.nodes.company.common import (
     fence,
     file_worker,
     generate_file,
+    idea_of,
     latest,
     latest_files,
 )
@@ -39,7 +40,6 @@ from sopgraph.state.company import (
     EXISTING_TASKS,
     REVIEW_CODE,
     RUN_TESTS,
-    USER_REQUIREMENT,
     WRITE_CODE,
     WRITE_DESIGN,
     WRITE_TASKS,
@@ -52,10 +52,9 @@ from sopgraph.state.company import (
     QAReport,
     SystemDesign,
     TaskPlan,
-    UserRequirement,
 )
 from sopgraph.state.context import Context
-from sopgraph.state.pool import Message, Pool, Subscription
+from sopgraph.state.pool import Message, Subscription
 from sopgraph.tools import program, sandbox
 from sopgraph.tools.workspace import Workspace
 
@@ -85,8 +84,6 @@ REQUEST = (
     "The user's request, word for word (this module starts the program: its commands, arguments and "
     "output must be exactly these):\n{idea}\n"
 )
-IDEA = Subscription(kinds=frozenset({USER_REQUIREMENT}))
-"""The entry module's prompt quotes the idea: documents written by a small model often lose its commands."""
 REWRITE = (
     "{context}\nCurrent code:\n{code}\n\nCode review of {path} (LBTM):\n{comments}\n\n"
     "Rewrite {path} fixing these points. Reply with the complete code of {path} in one ```python block."
@@ -127,8 +124,7 @@ def engineer(state: CompanyState, runtime: Runtime[Context]) -> Command[Literal[
     reviews = {(r.path, r.version): r for m in seen if isinstance((r := m.payload), CodeReview)}
     max_rounds = int(state.get("max_review_rounds", 1))
     context = _design_context(design, plan)
-    request = latest(Pool(state.get("pool")).view(ROLE.name, IDEA), UserRequirement, [USER_REQUIREMENT])
-    idea = request.text if request else ""
+    idea = idea_of(state, ROLE.name)
     jobs: list[FileJob] = []
 
     missing = [f for f in plan.task_list if f not in code]

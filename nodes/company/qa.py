@@ -21,6 +21,7 @@ from sopgraph.nodes.company.common import (
     clip,
     fence,
     file_worker,
+    idea_of,
     latest,
     latest_files,
     prd_brief,
@@ -59,8 +60,9 @@ ROLE = Role(
     profile="Heidi, a QA engineer",
     goal="write small pytest tests that check what the PRD asks, through the interface the design declares",
     constraints=(
-        "pytest and the standard library only; import the module under test by its module name; use only the "
-        "names of its interface; expected values come from the PRD, never from what the code happens to do; no "
+        "pytest and the standard library only; import the module under test by its module name and use only the "
+        "names of its interface, or, for command-line tests, run the program through the cli fixture; expected "
+        "values come from the PRD or the request, never from what the code happens to do; no "
         "input(), network, sleeping, or files outside pytest's tmp_path; reply with the test file only, in one "
         "```python block"
     ),
@@ -79,6 +81,56 @@ WRITE_TESTS = (
     "```python block."
 )
 CURRENT = "Current tests (update them):\n{tests}\n\n"
+CLI_TESTS = (
+    "The user's request, word for word (the tests check exactly this):\n{idea}\n\n{current}"
+    "Write {test_path}: 3 to 6 small pytest test functions that use the program the way this request says, "
+    'through the `cli` fixture that tests/conftest.py provides: `cli("add", "buy milk")` runs '
+    '`python {entry} add "buy milk"` in a fresh folder that the whole test shares, and returns the finished '
+    'process (.returncode, .stdout, .stderr); `cli(input="...")` feeds stdin. Each test function takes '
+    "`cli` as its argument and checks one thing the request asks, with the expected output worked out from "
+    "the request. Do not import the program. Reply with the complete test file in one ```python block."
+)
+COMMAND_LINE = re.compile(r"\bpython3?\s+(\S+\.py)\b")
+"""A request that spells its command line (`python main.py add TEXT`) gets tests that run that command."""
+CLI_FIXTURE = f"{TESTS_DIR}/conftest.py"
+CONFTEST = '''"""Written by sopgraph: the `cli` fixture runs the program the way its user does."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PROGRAM = Path(__file__).resolve().parent.parent / {entry!r}
+
+
+@pytest.fixture
+def cli(tmp_path):
+    """cli("add", "milk") runs `python {entry} add milk` in tmp_path (one folder for the whole test) and
+    returns the finished process: .returncode, .stdout, .stderr. cli(input="...") feeds stdin."""
+
+    def run(*args, input=None):
+        return subprocess.run(
+            [sys.executable, str(PROGRAM), *map(str, args)],
+            cwd=tmp_path,
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
+
+    return run
+'''
+
+
+def command_line_entry(idea: str, paths: list[str]) -> str | None:
+    """The entry module whose command line the request spells out (`python main.py ...`), if it is one of
+    the project's entry modules; None otherwise (tests then go through the modules' interfaces)."""
+    for match in COMMAND_LINE.finditer(idea):
+        named = match.group(1).lstrip("./")
+        if named in paths and stem(named) in ENTRY_STEMS:
+            return named
+    return None
 
 
 def path_of_tests(path: str) -> str:
@@ -103,9 +155,15 @@ def qa(state: CompanyState, runtime: Runtime[Context]) -> Command[Literal["write
     existing = latest_files(seen, [EXISTING_CODE])
     jobs: list[FileJob] = []
     kept: list[Message] = []
-    for path in modules_to_test([p for p in design.file_list if p in code]):
+    built = [p for p in design.file_list if p in code]
+    entry = command_line_entry(idea_of(state, ROLE.name), built)
+    if entry is not None:
+        job, fixture = _cli_tests(state, entry, written, existing)
+        jobs += job
+        kept += fixture
+    for path in modules_to_test(built):
         test_path = path_of_tests(path)
-        if test_path in written:
+        if test_path in written or path == entry:
             continue
         current = existing.get(test_path)
         if current is not None and code[path].note == UNTOUCHED:  # its module is unchanged: so are its tests
@@ -139,6 +197,31 @@ def qa(state: CompanyState, runtime: Runtime[Context]) -> Command[Literal["write
 
 
 write_test = file_worker(ROLE, WRITE_TEST)
+
+
+def _cli_tests(
+    state: CompanyState, entry: str, written: dict[str, CodeFile], existing: dict[str, CodeFile]
+) -> tuple[list[FileJob], list[Message]]:
+    """Tests of the command line the request spells out, in the entry module's test file (so a failure points
+    at it), and the `cli` fixture they use, written by us, never by the model. No subject module: these tests
+    must not import the program, so none of its names are completed as imports."""
+    fixture: list[Message] = []
+    if CLI_FIXTURE not in written:
+        doc = CodeFile(path=CLI_FIXTURE, content=CONFTEST.format(entry=entry), version=1, note="the cli fixture")
+        fixture.append(Message(sender=ROLE.name, kind=WRITE_TEST, content=f"{CLI_FIXTURE} v1", payload=doc))
+    test_path = path_of_tests(entry)
+    if test_path in written:
+        return [], fixture
+    current = existing.get(test_path)
+    prompt = CLI_TESTS.format(
+        idea=clip(idea_of(state, ROLE.name), 1500),
+        current=CURRENT.format(tests=fence(test_path, current.content, 2500)) if current else "",
+        test_path=test_path,
+        entry=entry,
+    )
+    note = "update of the existing tests" if current else "first version: the command line"
+    job = FileJob(path=test_path, out_dir=state["out_dir"], prompt=prompt, note=note)
+    return [job], fixture
 
 
 def _task_of(seen: list[Message], path: str) -> str:
@@ -282,21 +365,27 @@ def suspects(result: sandbox.TestReport, code_paths: list[str], test_paths: list
     if broken:
         return list(dict.fromkeys(broken))  # nothing runs until these parse
     patterns = {p: _path_pattern(p) for p in modules}
+
+    def named(text: str) -> list[str]:
+        return [p for p in modules if patterns[p].search(text) or re.search(rf"\b{re.escape(module_name(p))}\b", text)]
+
     found: list[str] = []
     project = {module_name(p).split(".")[0] for p in modules}
+    blamed: list[sandbox.TestCase] = []
     for case in bad:  # a test importing a module the project does not have is itself wrong
         wrong = re.findall(r"No module named '([\w.]+)'", f"{case.message}\n{case.details}")
         if case.file in test_paths and any(name.split(".")[0] not in project for name in wrong):
             found.append(case.file)
-    for path in modules:
-        if patterns[path].search(text) or re.search(rf"\b{re.escape(module_name(path))}\b", text):
-            found.append(path)
-    if not found:
-        for case in bad:
-            for path in modules:
-                test_module = path_of_tests(path).replace("/", ".").removesuffix(".py")
-                if case.name.startswith(test_module) or case.file == path_of_tests(path):
-                    found.append(path)
+            blamed.append(case)
+    if not result.report_found or not bad:
+        return list(dict.fromkeys([*found, *named(text)]))
+    for case in (c for c in bad if c not in blamed):  # the modules a failure names, else the one its test covers
+        found += named(f"{case.name}\n{case.message}\n{case.details}") or [
+            path
+            for path in modules
+            if case.name.startswith(path_of_tests(path).replace("/", ".").removesuffix(".py"))
+            or case.file == path_of_tests(path)
+        ]
     return list(dict.fromkeys(found))
 
 
