@@ -42,6 +42,14 @@ class LeaseHeld(PersistenceError):
     """Another live process executes the run."""
 
 
+SETUP_LOCK = 0x736F7067726170
+"""The PostgreSQL advisory lock held while the tables are created: LangGraph's `setup()` run by two processes
+at once on a fresh database fails on its migrations table (CLI runs or server workers starting together).
+Taken by polling SETUP_TRY: a session waiting on the lock holds a snapshot, and setup's CREATE INDEX CONCURRENTLY
+waits for every snapshot to go, a cycle PostgreSQL does not detect."""
+SETUP_TRY = "SELECT pg_try_advisory_lock(%s) AS locked"
+
+
 def checkpointer_url(setting: str | None = None) -> str:
     return setting or os.environ.get("SOPGRAPH_CHECKPOINTER") or str(DEFAULT_SQLITE)
 
@@ -147,9 +155,18 @@ def _postgres(url: str, serde: JsonPlusSerializer) -> Iterator[BaseCheckpointSav
         raise PersistenceError(f"cannot open a connection pool to {describe(url)}: {exc}") from exc
     try:
         saver = PostgresSaver(pool, serde=serde)  # type: ignore[arg-type]
-        saver.setup()
         leases = PostgresLeases(pool)
-        leases.setup()
+        with pool.connection() as lock:
+            while True:
+                row: Any = lock.execute(SETUP_TRY, (SETUP_LOCK,)).fetchone()
+                if row and row["locked"]:
+                    break
+                time.sleep(0.1)
+            try:
+                saver.setup()
+                leases.setup()
+            finally:
+                lock.execute("SELECT pg_advisory_unlock(%s)", (SETUP_LOCK,))
         _STORES[saver] = leases
         yield saver
     finally:
