@@ -21,6 +21,7 @@ decide the numbers, and a restart with different ones is refused rather than mix
 
 from __future__ import annotations
 
+import contextvars
 import json
 import os
 import random
@@ -32,6 +33,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Generic, Protocol, Self, TypeVar, cast
 
@@ -62,6 +64,8 @@ from sopgraph.nodes.repair import (
 )
 from sopgraph.state.context import Context
 from sopgraph.state.usage import UsageRecord
+from sopgraph.tools.cancel import Abandoned, cancel_on_interrupt, run_one
+from sopgraph.tools.cancel import current as current_cancel
 from sopgraph.tools.sandbox import SandboxLimits
 
 __all__ = [
@@ -378,7 +382,8 @@ def solve(problem: Problem, settings: EvalSettings, pool: ThreadPoolExecutor | N
     try:
         visible_future = pool.submit(_valid_visible, problem, settings.limits) if settings.feedback else None
         conversation = _EvalConversation(problem, settings)
-        reply = shared.sampler(first_records)(Proposal(conversation.fresh(), settings.temperature, settings.seed))
+        opening = Proposal(conversation.fresh(), settings.temperature, settings.seed)
+        reply = run_one(partial(shared.sampler(first_records), opening), name="first-answer")  # Ctrl-C abandons it
         first = assemble_solution(problem, reply)
         hidden(first)
         result = ItemResult(problem.task_id, settings.benchmark, settings.model, scored=True, generations=1)
@@ -749,6 +754,8 @@ def _attempt(
     try:
         result = solve(problem, settings, pool)
     except Exception as exc:  # noqa: BLE001 - recorded, retried on restart, and counted towards abort
+        if (token := current_cancel()) is not None and token.cancelled:
+            raise Abandoned(f"{problem.task_id}: interrupted") from exc  # the run stops: not recorded, redone
         result = ItemResult(
             problem.task_id,
             settings.benchmark,
@@ -770,7 +777,9 @@ def run_eval(
     """Score every selected problem not yet scored in out_dir, then write the summary.
 
     Up to `settings.concurrency` problems are in flight at once (the model server is the bottleneck; their
-    sandbox runs overlap). An interrupt (KeyboardInterrupt) or abort leaves every finished problem recorded.
+    sandbox runs overlap). An interrupt (KeyboardInterrupt) or abort leaves every finished problem recorded;
+    on Ctrl-C the problems in flight are abandoned at once (their model requests too, tools/cancel.py): they
+    are not recorded, and the next run does them again.
     """
     check_settings(out_dir, settings)
     store: ResultsFile[ItemResult] = ResultsFile(out_dir / "results.jsonl")
@@ -790,39 +799,43 @@ def run_eval(
             problem = next(pending, None)
             if problem is None:
                 return
-            inflight.add(items.submit(_attempt, problem, settings, sandbox_pool, store))
+            context = contextvars.copy_context()  # the run's Cancel reaches the item's model requests
+            inflight.add(items.submit(context.run, _attempt, problem, settings, sandbox_pool, store))
 
     finished = False
-    try:
-        if progress is not None:
-            progress(None, _tally(problems, records))
-        refill()
-        while inflight:
-            done, _ = wait(inflight, return_when=FIRST_COMPLETED)
-            inflight.difference_update(done)
-            for future in done:
-                result = future.result()  # re-raises KeyboardInterrupt from a worker
-                if result.scored:
-                    records[result.task_id] = result
-                    newly += 1
-                    consecutive_errors = 0
-                else:
-                    consecutive_errors += 1
-                if progress is not None:
-                    progress(result, _tally(problems, records))
-                if consecutive_errors >= settings.max_consecutive_errors:
-                    raise EvalAborted(
-                        f"{consecutive_errors} problems in a row could not be scored; last error: {result.error}"
-                    )
+    with cancel_on_interrupt() as interrupted:
+        try:
+            if progress is not None:
+                progress(None, _tally(problems, records))
             refill()
-        finished = True
-    finally:
-        # On an interrupt, return at once: problems still in flight record themselves when their model call
-        # returns (the interpreter waits for them at exit; a second Ctrl-C stops that wait).
-        items.shutdown(wait=finished, cancel_futures=True)
-        sandbox_pool.shutdown(wait=False, cancel_futures=True)
-        summary = summarize(settings, problems, records, time.perf_counter() - start)
-        report = write_report(summary, out_dir)
+            while inflight:
+                done, _ = wait(inflight, return_when=FIRST_COMPLETED)
+                inflight.difference_update(done)
+                for future in done:
+                    result = future.result()  # re-raises KeyboardInterrupt from a worker
+                    if result.scored:
+                        records[result.task_id] = result
+                        newly += 1
+                        consecutive_errors = 0
+                    else:
+                        consecutive_errors += 1
+                    if progress is not None:
+                        progress(result, _tally(problems, records))
+                    if consecutive_errors >= settings.max_consecutive_errors:
+                        raise EvalAborted(
+                            f"{consecutive_errors} problems in a row could not be scored; last error: {result.error}"
+                        )
+                refill()
+            finished = True
+        finally:
+            # On an interrupt (or an abort) return at once: the problems in flight are abandoned, their model
+            # requests too, and nothing waits for them; they are not recorded, so the next run does them again.
+            if not finished:
+                interrupted.cancel()
+            items.shutdown(wait=finished, cancel_futures=True)
+            sandbox_pool.shutdown(wait=False, cancel_futures=True)
+            summary = summarize(settings, problems, records, time.perf_counter() - start)
+            report = write_report(summary, out_dir)
     return RunOutcome(summary, out_dir, report, newly)
 
 

@@ -27,6 +27,7 @@ from sopgraph.state import checkpoint_types
 from sopgraph.state.context import Context
 from sopgraph.state.usage import UsageRecord
 from sopgraph.tools import persistence
+from sopgraph.tools.cancel import cancel_on_interrupt
 from sopgraph.tools.persistence import Holder, Lease, run_lease, store_error_line, store_errors
 
 GRAPH_KEY = "sopgraph_graph"
@@ -122,6 +123,7 @@ def execute(
     with (
         console.status(f"[bold]{graph.name}[/] {thread_id}: starting", spinner="dots") as status,
         stopping_on_store_failure(graph, thread_id),
+        cancel_on_interrupt(),  # Ctrl-C abandons the model requests in flight (repair's k candidates among them)
     ):
         stream: Any = graph.stream
         modes = ["updates", "custom"]

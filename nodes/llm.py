@@ -316,10 +316,7 @@ def _openai_model(
         # OpenAI-compatible servers) silently ignore: a rambling reply then runs on to the context limit.
         # Those servers read `max_tokens`; OpenAI itself reads the new name.
         extra["extra_body"] = {"max_tokens": ctx.max_output_tokens}
-    if loopback:  # never send the embedded server's traffic through an HTTP(S)_PROXY from the environment
-        import httpx
-
-        extra["http_client"] = httpx.Client(trust_env=False, timeout=ctx.request_timeout_s)
+        extra["http_client"] = _abandonable_client(ctx, loopback)
     return ChatOpenAI(
         **extra,
         model=model,
@@ -331,6 +328,25 @@ def _openai_model(
         max_retries=2,
         seed=ctx.seed,
         stream_usage=True,
+    )
+
+
+def _abandonable_client(ctx: Context, loopback: bool) -> Any:
+    """The HTTP client for an OpenAI-compatible server: a request that Ctrl-C abandons mid-reply gets its
+    connection shut down (tools/cancel.py), which is how llama.cpp's server learns to stop generating. So
+    no connection is kept alive: each request opens its own (on loopback that costs well under a millisecond)
+    and the hook learns its socket. The embedded server's traffic never goes through an HTTP(S)_PROXY from
+    the environment."""
+    import httpx
+
+    from sopgraph.tools.cancel import track_http_request
+
+    return httpx.Client(
+        trust_env=not loopback,
+        timeout=ctx.request_timeout_s,
+        limits=httpx.Limits(max_keepalive_connections=0),
+        follow_redirects=True,
+        event_hooks={"request": [track_http_request]},
     )
 
 

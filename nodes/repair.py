@@ -5,7 +5,9 @@ A small model rarely repairs its own code from a prompt alone; diversity plus se
 caller's `judge`; this module never runs code), and the best by tests passed is kept:
 
 - k candidates per round, requested at once (one request each, on k threads, so a server with parallel
-  slots decodes them together), at a temperature above the first answer's, each with its own seed;
+  slots decodes them together), at a temperature above the first answer's, each with its own seed; Ctrl-C
+  abandons a round's requests in flight (their connections shut, so the server stops generating; see
+  tools/cancel.py) and the round is redone when the run resumes;
 - a candidate replaces the incumbent only if it passes *more* visible tests; ties stay with the earlier
   code, and within a round go to the shorter program, then the lower index: never a regression, and the
   choice does not depend on which request came back first;
@@ -20,17 +22,17 @@ Strategies are named (`STRATEGIES`) so one run can compare them on the same firs
 
 from __future__ import annotations
 
-import contextvars
 import dataclasses
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Protocol
 
 from langchain_core.messages import BaseMessage
 
 from sopgraph.nodes.llm import ModelGateway
+from sopgraph.tools.cancel import run_all
 
 __all__ = [
     "DEFAULT_STRATEGY",
@@ -199,20 +201,15 @@ class GatewaySampler:
                 self.gateway.records.extend(sibling.records)
 
 
-def sample_all(sampler: Sampler, proposals: Sequence[Proposal]) -> list[str | BaseException]:
-    """Every proposal at once, one thread each (each with a copy of the caller's context variables, so
-    LangGraph's run config reaches the calls); replies in proposal order, failures as exceptions."""
-    if not proposals:
-        return []
-    with ThreadPoolExecutor(max_workers=len(proposals), thread_name_prefix="repair-sample") as pool:
-        futures = [pool.submit(contextvars.copy_context().run, sampler, p) for p in proposals]
-        results: list[str | BaseException] = []
-        for future in futures:
-            try:
-                results.append(future.result())
-            except Exception as exc:  # noqa: BLE001 - one failed request must not lose the others
-                results.append(exc)
-        return results
+def sample_all(sampler: Sampler, proposals: Sequence[Proposal]) -> list[str | Exception]:
+    """Every proposal at once, one daemon thread each (each with a copy of the caller's context variables,
+    so LangGraph's run config reaches the calls); replies in proposal order, failed requests as exceptions.
+
+    Ctrl-C (a KeyboardInterrupt in the waiting thread, or the context's Cancel firing: tools/cancel.py)
+    abandons the requests still in flight, shutting their connections, and raises: a round is never half
+    kept, and nothing waits for those replies, not even the interpreter's exit.
+    """
+    return run_all([partial(sampler, p) for p in proposals], name="repair-sample")
 
 
 # ------------------------------------------------------------------------------------------ the loop
@@ -305,7 +302,7 @@ def repair(
         new: list[tuple[int, str, str]] = []
         drawn: list[Drawn] = []
         for index, ((proposal, fresh), reply) in enumerate(zip(proposals, replies, strict=True)):
-            if isinstance(reply, BaseException):
+            if isinstance(reply, Exception):
                 outcome.errors += 1
                 error = f"{type(reply).__name__}: {' '.join(str(reply).split())[:200]}"
                 drawn.append(Drawn(round_, index, proposal.seed, fresh, error=error))
@@ -321,7 +318,7 @@ def repair(
             new.append((index, reply, code))
         if round_ == 1 and drawn and all(d.error for d in drawn) and len(drawn) == len(proposals):
             # Every request of the first round failed: the model is unreachable; say so rather than guess.
-            raise next(r for r in replies if isinstance(r, BaseException))
+            raise next(r for r in replies if isinstance(r, Exception))
         verdicts = judge_many([code for _, _, code in new])
         candidates = []
         for (index, reply, code), verdict in zip(new, verdicts, strict=True):

@@ -131,8 +131,8 @@ def _run(problems: list[Problem], settings: EvalSettings, out_dir: Path, as_json
         except KeyboardInterrupt:
             bar.stop()
             raise fail(
-                f"interrupted; finished problems are kept in {out_dir} (problems still waiting on the model are "
-                "recorded when it answers; Ctrl-C again to stop now): run the same command to resume",
+                f"interrupted; finished problems are kept in {out_dir} (those in flight were abandoned and will be "
+                "redone): run the same command to resume",
                 130,
             ) from None
         except harness.EvalAborted as exc:
