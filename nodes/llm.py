@@ -32,6 +32,7 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, System
 from langgraph.errors import GraphBubbleUp
 from pydantic import BaseModel, ValidationError
 
+from sopgraph.nodes.progress import reporter
 from sopgraph.state.context import INSTANCE_PREFIX, Context, ModelSpec, model_name
 from sopgraph.state.usage import UsageRecord, UsageTotals
 
@@ -507,17 +508,10 @@ class ModelGateway:
             interrupt({"reason": "budget", "message": reason, "role": self.role})
 
     # -- calls --------------------------------------------------------------------------------------
-    def progress(self, message: str) -> None:
-        """A custom stream event naming the node, for whoever watches a long call (stream_mode="custom");
-        nothing outside a graph run."""
-        from langgraph.config import get_config, get_stream_writer
-
-        try:
-            node = get_config().get("metadata", {}).get("langgraph_node", self.role)
-            write = get_stream_writer()
-        except (RuntimeError, KeyError):  # not inside a graph run (a plain runnable, an eval, a test)
-            return
-        write({"node": node, "role": self.role, "message": message})
+    def progress(self, schema: str | None = None) -> None:
+        """A `model` stream event naming the node a call waits in (nodes/progress.py)."""
+        message = f"{self.role} waits for {self.model_name}" + (f" ({schema})" if schema else "")
+        reporter(self.role)("model", message, role=self.role, model=self.model_name, schema=schema)
 
     def _model(self) -> BaseChatModel:
         return resolve_model(self.model, self.ctx)
@@ -565,7 +559,7 @@ class ModelGateway:
     def text(self, prompt: str | Sequence[BaseMessage], *, system: str | None = None) -> str:
         messages = as_messages(prompt, system)
         self.check_budget(messages)
-        self.progress(f"{self.role} waits for {self.model_name}")
+        self.progress()
         start = time.perf_counter()
         reply = self._invoke(lambda model: model, messages)
         tin, tout = _usage_of(reply)
@@ -589,7 +583,7 @@ class ModelGateway:
         messages = as_messages(prompt, system)
         self.check_budget(messages)
         target: Any = schema_format(schema) if local else schema
-        self.progress(f"{self.role} waits for {self.model_name} ({schema.__name__})")
+        self.progress(schema.__name__)
 
         def build(model: BaseChatModel) -> Any:
             try:

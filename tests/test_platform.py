@@ -153,6 +153,12 @@ def test_model_calls_send_custom_stream_events_naming_the_node() -> None:
     events = list(graph.stream(demo_input(max_revisions=0), context=Context(model="scripted"), stream_mode="custom"))
     assert [e["node"] for e in events] == ["writer", "critic"]
     assert events[0]["message"] == "writer waits for scripted (Pitch)"
+    assert {k: events[0][k] for k in ("event", "role", "model", "schema")} == {
+        "event": "model",
+        "role": "writer",
+        "model": "scripted",
+        "schema": "Pitch",
+    }
 
 
 def test_the_cli_spinner_names_the_node_a_model_call_waits_in() -> None:

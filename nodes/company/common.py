@@ -17,6 +17,7 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langgraph.types import Send
 
 from sopgraph.nodes.llm import ModelGateway
+from sopgraph.nodes.progress import emit
 from sopgraph.state.company import (
     PRD,
     USER_REQUIREMENT,
@@ -273,6 +274,8 @@ def file_worker(role: Role, kind: str) -> Any:
 
     def worker(state: JobInput, runtime: Any) -> dict[str, Any]:
         job = state["job"]
+        action = "write" if job.version == 1 else "rewrite"
+        announce_file(role.name, job.path, action, job.version, job.note, job.subject)
         llm = role.worker_gateway(runtime, job)
         code, warnings = generate_file(llm, job.prompt, job.path, role.system)
         if job.subject and syntax_problem(job.path, code) is None:
@@ -286,6 +289,15 @@ def file_worker(role: Role, kind: str) -> Any:
     worker.__name__ = f"{role.name}_{kind}"
     worker.__doc__ = f"{role.name}: {kind} for one file (a Send worker)."
     return worker
+
+
+def announce_file(role: str, path: str, action: str, version: int, note: str = "", subject: str = "") -> None:
+    """A `file` stream event: which file a role writes (action write), rewrites after review (rewrite) or
+    fixes after a test run (fix), and its version."""
+    verb = {"write": "writes", "rewrite": "rewrites", "fix": "fixes"}[action]
+    what = f"{verb} {path} v{version}" + (f" (tests of {subject})" if subject else f" ({note})" if note else "")
+    fields: dict[str, Any] = {"role": role, "file": path, "action": action, "version": version}
+    emit("file", f"{role} {what}", **fields, **({"tests_of": subject} if subject else {}))
 
 
 def _top_level_names(tree: ast.Module) -> set[str]:

@@ -21,6 +21,7 @@ from sopgraph.nodes.company.common import (
     ENGINEER,
     UNTOUCHED,
     Role,
+    announce_file,
     clip,
     design_brief,
     every,
@@ -33,6 +34,7 @@ from sopgraph.nodes.company.common import (
 )
 from sopgraph.nodes.company.fixing import repair_code_file
 from sopgraph.nodes.company.repository import render, write_docs
+from sopgraph.nodes.progress import Reporter, reporter
 from sopgraph.nodes.repair import Verdict
 from sopgraph.nodes.routing import edge_labels
 from sopgraph.state.company import (
@@ -236,11 +238,22 @@ def debug(state: CompanyState, runtime: Runtime[Context]) -> dict[str, Any]:
     messages: list[Message] = [ruling] if ruling is not None else []
     warnings: list[str] = []
     verdict = run_verdict(report)
+    progress = reporter("debug")
+    progress(
+        "debug",
+        f"debug round {report.attempt} of {state.get('max_debug', 3)}: fixing {', '.join(targets)}",
+        phase="start",
+        round=report.attempt,
+        max_rounds=int(state.get("max_debug", 3)),
+        files=targets,
+    )
     files = render(state)  # the repository QA's test run saw; candidates are tested in copies of it
     timeout = float(state.get("test_timeout_s", 60.0))
     limits = sandbox.SandboxLimits.for_tests(timeout)
     # Code first: its candidates are judged against the tests the report's counts came from.
     for path in sorted(targets, key=lambda p: p in tests):
+        version = (tests[path] if path in tests else code[path]).version + 1
+        announce_file(ROLE.name, path, "fix", version, f"after test run {report.attempt}")
         if path in tests:
             # A test file is rewritten once, not selected by tests passed (dropping a failing test would win).
             current, kind = tests[path], WRITE_TEST
@@ -283,7 +296,21 @@ def debug(state: CompanyState, runtime: Runtime[Context]) -> dict[str, Any]:
                 fix_prompt=fix_prompt,
                 limits=limits,
                 seed=report.attempt,
-                judge=(judge := RunJudge(files, path, list(code), list(tests), report.attempt, timeout)),
+                judge=(judge := RunJudge(files, path, list(code), list(tests), report.attempt, timeout, progress)),
+            )
+            kept = judge.reports.get(found.code, report) if found.changed else report
+            progress(
+                "debug",
+                f"{path}: {len(found.outcome.drawn)} candidates drawn, {len(judge.reports)} judged; "
+                + (f"the best passes {kept.passed} of {_tests(kept)} tests" if found.changed else "none is better"),
+                phase="judged",
+                round=report.attempt,
+                file=path,
+                candidates=len(found.outcome.drawn),
+                judged=len(judge.reports),
+                passed=kept.passed,
+                total=_tests(kept),
+                changed=found.changed,
             )
             if not found.changed:
                 tried = len(found.outcome.drawn)
@@ -323,11 +350,19 @@ class RunJudge:
     unjudged: it must never be written over the program."""
 
     def __init__(
-        self, files: dict[str, str], path: str, code: list[str], tests: list[str], attempt: int, timeout: float
+        self,
+        files: dict[str, str],
+        path: str,
+        code: list[str],
+        tests: list[str],
+        attempt: int,
+        timeout: float,
+        progress: Reporter | None = None,
     ) -> None:
         self.files, self.path, self.code, self.tests = files, path, code, tests
         self.attempt, self.timeout = attempt, timeout
         self.reports: dict[str, QAReport] = {}
+        self.progress = progress or Reporter("", None)
 
     def __call__(self, candidate: str) -> Verdict:
         total = max([r.passed + r.failed + r.errors for r in self.reports.values()] or [0]) + 1
@@ -338,7 +373,23 @@ class RunJudge:
             Workspace(scratch).sync({**self.files, self.path: candidate})
             checked = qa.examine(Path(scratch), self.code, self.tests, self.attempt, self.timeout)
         self.reports[candidate] = checked
+        self.progress(
+            "debug",
+            f"{self.path}: a candidate passes {checked.passed} of {_tests(checked)} tests"
+            + ("" if checked.program_ok else ", the program fails its checks"),
+            phase="candidate",
+            round=self.attempt,
+            file=self.path,
+            judged=len(self.reports),
+            passed=checked.passed,
+            total=_tests(checked),
+            starts=checked.program_ok,
+        )
         return run_verdict(checked)
+
+
+def _tests(report: QAReport) -> int:
+    return report.passed + report.failed + report.errors
 
 
 def _mentions(test_code: str, path: str) -> bool:

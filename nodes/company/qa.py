@@ -27,6 +27,7 @@ from sopgraph.nodes.company.common import (
     prd_brief,
 )
 from sopgraph.nodes.company.repository import materialize, target_dir
+from sopgraph.nodes.progress import Reporter, reporter
 from sopgraph.nodes.routing import edge_labels
 from sopgraph.state.company import (
     ARBITRATE,
@@ -280,13 +281,27 @@ def run_tests(state: CompanyState, runtime: Runtime[Context]) -> dict[str, Any]:
     attempt = 1 + sum(1 for m in seen if isinstance(m.payload, QAReport))
     ws = Workspace(target_dir(state, runtime))
     materialize(state, str(ws.root))
-    report = examine(ws.root, list(code), list(tests), attempt, float(state.get("test_timeout_s", 60.0)))
+    progress = reporter("run_tests")
+    progress("tests", f"test run {attempt}: checking the program", phase="start", attempt=attempt)
+    timeout = float(state.get("test_timeout_s", 60.0))
+    report = examine(ws.root, list(code), list(tests), attempt, timeout, progress=progress)
     if report.all_passed:
         status = "passed"
     elif report.problems or report.starts is False:
         status = f"{len(report.problems)} problems" + ("" if report.starts is not False else ", does not start")
     else:
         status = report.note or f"{report.failed} failed, {report.errors} errors"
+    counts = {"passed": report.passed, "failed": report.failed, "errors": report.errors}
+    progress(
+        "tests",
+        f"test run {attempt} done: {report.passed} passed, {report.failed} failed, {report.errors} errors"
+        + (f" ({status})" if report.problems or report.starts is False or report.note else ""),
+        phase="done",
+        attempt=attempt,
+        **counts,
+        starts=report.starts,
+        all_passed=report.all_passed,
+    )
     message = ROLE.say(RUN_TESTS, f"test run {attempt}: {report.passed} passed; {status}", report, [ENGINEER])
     return {"pool": [message]}
 
@@ -294,14 +309,29 @@ def run_tests(state: CompanyState, runtime: Runtime[Context]) -> dict[str, Any]:
 START_TIMEOUT_S = 5.0
 
 
-def examine(root: Path, code: list[str], tests: list[str], attempt: int, timeout: float) -> QAReport:
+def examine(
+    root: Path, code: list[str], tests: list[str], attempt: int, timeout: float, *, progress: Reporter | None = None
+) -> QAReport:
     """The test run's report on the project at `root`: program checks (static guards, imports, start) and
-    pytest on tests/, both in the sandbox. Also judges a debug candidate (in a scratch copy)."""
+    pytest on tests/, both in the sandbox. Also judges a debug candidate (in a scratch copy). `progress`
+    hears the start check's result before the tests run (a `tests` event, phase "checked")."""
     ws = Workspace(root)
     check = program.check_program(ws.root, timeout=START_TIMEOUT_S)
     facts = check.summary()
     head = f"The program itself fails before its tests:\n{facts}\n\n" if facts else ""
     test_files = [p for p in ws.files(TESTS_DIR) if p.rsplit("/", 1)[-1].startswith("test_") and p.endswith(".py")]
+    if progress is not None:
+        started = "starts" if check.starts else "does not start"
+        found = f", {len(check.problems)} problems" if check.problems else ""
+        progress(
+            "tests",
+            f"test run {attempt}: the program {started}{found}; running {len(test_files)} test files",
+            phase="checked",
+            attempt=attempt,
+            starts=check.starts,
+            problems=len(check.problems),
+            test_files=len(test_files),
+        )
     program_fields: dict[str, Any] = {"problems": check.problems, "starts": check.starts, "start": check.start}
     if not test_files:
         return QAReport(

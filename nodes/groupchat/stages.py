@@ -18,6 +18,7 @@ from langgraph.types import Send
 from sopgraph.nodes.groupchat import actions, hygiene, prompts
 from sopgraph.nodes.groupchat.asking import Player, Where, usage
 from sopgraph.nodes.groupchat.rules import ONE_ON_ONE, acting_order, decide, stage_enabled
+from sopgraph.nodes.progress import emit
 from sopgraph.state.context import Context
 from sopgraph.state.groupchat import (
     Ablations,
@@ -203,6 +204,7 @@ def setup(state: GroupChatState) -> dict[str, Any]:
         content=f"{scenario.title}. {scenario.rules.strip()} Cast: {cast}.",
         stage=Stage.SETUP.value,
     )
+    announce(scenario, 1, Stage.UPDATE)
     return {
         "scenario": scenario,
         "ablations": ablations_of(state),
@@ -237,8 +239,25 @@ def _enter(state: GroupChatState, stages: Sequence[Stage]) -> dict[str, Any]:
     return {"stage": Stage.SETTLEMENT, "chat": None}
 
 
+def announce(scenario: Scenario, round_: int, stage: Stage, sub_round: int = 0) -> None:
+    """A `stage` stream event as a stage (or a group-chat sub-round) starts."""
+    where = f"round {round_} of {scenario.settings.rounds}: {stage.value.replace('_', ' ')}"
+    if stage == Stage.GROUP_CHAT:
+        where += f", sub-round {sub_round} of {scenario.settings.group_subrounds}"
+    fields = {"stage": stage.value, "round": round_, "rounds": scenario.settings.rounds, "sub_round": sub_round}
+    emit("stage", where, **fields)
+
+
 def advance(state: GroupChatState) -> dict[str, Any]:
     """A unit of work is done (an update, a conversation, a group chat): decide what comes next."""
+    update = _next(state)
+    stage, round_ = update.get("stage", state["stage"]), update.get("round", state["round"])
+    if stage != state["stage"] or round_ != state["round"]:
+        announce(scenario_of(state), round_, Stage(stage), update.get("sub_round", 0))
+    return update
+
+
+def _next(state: GroupChatState) -> dict[str, Any]:
     stage = state["stage"]
     if stage == Stage.UPDATE:
         return _enter(state, STAGE_ORDER)
@@ -375,6 +394,15 @@ def chat_turn(stage: Stage) -> Any:
         )
         player = Player(scenario.character(speaker), context_of(runtime), spent(state))
         where = Where(round_, stage.value, speaker, at=f"conversation {chat.index} line {chat.turn}")
+        emit(
+            "speaker",
+            f"{scenario.name_of(speaker)} speaks to {scenario.name_of(listener)} (round {round_}, "
+            f"{prompts.WHAT[stage]}, line {chat.turn + 1} of {chat.lines})",
+            **_speaker(scenario, speaker, round_, stage, chat.index),
+            to=listener,
+            line=chat.turn + 1,
+            lines=chat.lines,
+        )
         pool: list[Message] = []
         thought = ""
         warnings: actions.Warnings = []
@@ -418,6 +446,12 @@ def chat_turn(stage: Stage) -> Any:
 
     node.__name__ = TURN_NODE[stage]
     return node
+
+
+def _speaker(scenario: Scenario, cid: str, round_: int, stage: Stage, sub_round: int) -> dict[str, Any]:
+    """The fields of a `speaker` stream event (who speaks, where)."""
+    who = {"character": cid, "name": scenario.name_of(cid)}
+    return {**who, "stage": stage.value, "round": round_, "sub_round": sub_round}
 
 
 def route_turn(state: GroupChatState) -> TurnNode | list[Send]:
@@ -501,6 +535,11 @@ def speak(task: SpeakTask, runtime: Runtime[Context]) -> dict[str, Any]:
     )
     player = Player(scenario.character(cid), context_of(runtime), task.spent)
     where = Where(round_, stage.value, cid, at=f"sub-round {task.sub_round}")
+    emit(
+        "speaker",
+        f"{scenario.name_of(cid)} speaks (round {round_}, group chat, sub-round {task.sub_round})",
+        **_speaker(scenario, cid, round_, stage, task.sub_round),
+    )
     pool: list[Message] = []
     thought = ""
     warnings: actions.Warnings = []
@@ -541,6 +580,8 @@ def speak(task: SpeakTask, runtime: Runtime[Context]) -> dict[str, Any]:
 def close(state: GroupChatState) -> dict[str, Any]:
     """The join after a sub-round's speeches: they become visible to everyone."""
     marker = close_subround(state["round"], Stage.GROUP_CHAT.value, state["sub_round"])
+    if state["sub_round"] < scenario_of(state).settings.group_subrounds:
+        announce(scenario_of(state), state["round"], Stage.GROUP_CHAT, state["sub_round"] + 1)
     return {
         "pool": [marker.model_copy(update={"id": key(state["round"], Stage.GROUP_CHAT, state["sub_round"], "closed")})],
         "sub_round": state["sub_round"] + 1,
