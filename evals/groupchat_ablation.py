@@ -411,7 +411,7 @@ def render_markdown(
                 "T2",
                 f"final scores toward {observed}",
                 "probe accuracy / constant / random",
-                "echo / leak / refusal / self-repeat",
+                "echo / leak / refusal / self-repeat / silence",
                 "distinct-2",
                 "H₂ words (bits / nats)",
                 "H₂ chars (bits / nats)",
@@ -428,7 +428,9 @@ def render_markdown(
                     _yes(r.t2),
                     ", ".join(f"{c} {s}" for c, s in r.final.items()) or "n/a",
                     _against(r.probe_accuracy, r.probe_constant_baseline, r.probe_random_baseline),
-                    " / ".join(pct(v) for v in (r.echo_rate, r.leak_rate, r.refusal_rate, r.self_repeat_rate)),
+                    " / ".join(
+                        pct(v) for v in (r.echo_rate, r.leak_rate, r.refusal_rate, r.self_repeat_rate, r.silence_rate)
+                    ),
                     "n/a" if r.distinct_2 is None else f"{r.distinct_2:.3f}",
                     f"{r.entropy.get('word_bits', 0):.3f} / {r.entropy.get('word_nats', 0):.3f}",
                     f"{r.entropy.get('char_bits', 0):.3f} / {r.entropy.get('char_nats', 0):.3f}",

@@ -37,7 +37,7 @@ def heard(**kw: Any) -> hygiene.Heard:
     [
         ("Four neighbours argue about the river and whether the mill stays. I say it stays.", hygiene.ECHO),
         ("Ann, at most 60 words. The mill must stay.", hygiene.LEAK),
-        ("What does Ann say to the whole group now? The mill must stay.", hygiene.LEAK),
+        ("What does Ann say to the whole group now, to get what Ann wants? The mill must stay.", hygiene.LEAK),
         ("Ann, I'm sorry, but I can't assist with that request.", hygiene.REFUSAL),
         ("As I said before, the mill must stay open for the whole valley.", hygiene.SELF_REPEAT),
         ("Honestly the river is dirty because of the tannery upstream, everyone knows.", hygiene.COPY),
@@ -127,6 +127,30 @@ def test_a_defective_line_is_reasked_naming_the_defect(scripted, first, defect, 
     assert len(reasks) == 4 and all(named in p for p in reasks)
     rates = hygiene_of(out["pool"])
     assert rates.first_defects[defect] == 4 and rates.rates()[f"{defect}_rate"] == 0.0
+
+
+def test_saying_aloud_what_one_just_thought_is_not_an_echo(scripted) -> None:  # type: ignore[no-untyped-def]
+    """The 0.5B model's line often says its thought, or its aim, in the same words. A thought is the character's
+    own, so saying it is no echo; and no speaking prompt quotes the aim (seen on the 0.5B: a quoted aim came back
+    as the line, hygiene called it an echo, and 95% of a story's turns ended as silence)."""
+    thoughts = {c: f"The mill feeds {n} families and I will say so tonight, plainly." for n, c in enumerate("abc", 3)}
+
+    def thought(request: ScriptedRequest, cid: str) -> dict[str, str]:
+        return {"thought": thoughts.get(cid[0], f"The mill feeds many families and {cid} will say so tonight.")}
+
+    def speech(request: ScriptedRequest, cid: str) -> dict[str, str]:
+        said = thoughts.get(cid[0], f"The mill feeds many families and {cid} will say so tonight.")
+        return {"speech": f"{said} {tag(request)}"}
+
+    book = Playbook().on("Thought", thought).on("Speech", speech)
+    out, book = run(scripted, story(rounds=1, group_subrounds=1), book, ablate=["meeting", "private_chat"])
+    lines = messages(out, "group_chat")
+    assert len(lines) == 4 and all("The mill feeds" in m.content for m in lines)
+    assert not any(REASKED in c.prompt for c in book.of("Speech"))
+    objectives = [c.objective.strip() for c in story().characters]
+    for call in book.of("Speech") + book.of("Thought"):
+        instruction = call.prompt.strip().splitlines()[-1]
+        assert not any(o in instruction for o in objectives), instruction
 
 
 def test_a_speaker_repeating_itself_is_reasked_then_cleaned_to_silence(scripted) -> None:  # type: ignore[no-untyped-def]

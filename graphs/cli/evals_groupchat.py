@@ -38,7 +38,9 @@ def _print_summary(outcome: EvalOutcome, as_json: bool) -> None:
 
     from sopgraph.evals.harness import pct
 
-    table = Table("switch", "T1", "T2", "affinity", "probes (const.)", "echo+leak/refusal", "distinct-2", box=None)
+    table = Table(
+        "switch", "T1", "T2", "affinity", "probes (const.)", "echo+leak/refusal/silence", "distinct-2", box=None
+    )
     for r in outcome.records:
         table.add_row(
             r.switch,
@@ -46,7 +48,7 @@ def _print_summary(outcome: EvalOutcome, as_json: bool) -> None:
             _verdict(r.t2),
             " → ".join(f"{a:.1f}" for _, a in r.affinity) or "n/a",
             f"{pct(r.probe_accuracy)} ({pct(r.probe_constant_baseline)})",
-            f"{pct(r.echo_leak_rate)}/{pct(r.refusal_rate)}",
+            f"{pct(r.echo_leak_rate)}/{pct(r.refusal_rate)}/{pct(r.silence_rate)}",
             "n/a" if r.distinct_2 is None else f"{r.distinct_2:.3f}",
         )
     (err if as_json else stdout).print(table)

@@ -116,7 +116,7 @@ def think(player: Player, scenario: Scenario, persona: Persona, situation: str, 
     if player.human:
         return "", []
     name = scenario.name_of(persona.id)
-    task = prompts.THINK.format(name=name, objective=scenario.character(persona.id).objective.strip())
+    task = prompts.THINK.format(name=name)
     reply, warnings = ask(
         player,
         Thought,

@@ -53,13 +53,15 @@ LINES = "{title}:\n{lines}"
 
 # The speaking actions name no word limit and no stage direction a small model could echo back ("Lina Park,
 # at most 60 words. ..."): lengths are cut afterwards, and the line's own schema says "one to three
-# sentences". Each ends on the character's aim, the last thing a small model reads before it answers.
+# sentences". They point at the character's aim without quoting it: the 0.5B model repeated an aim quoted
+# last in the prompt word for word as its line ("I want to persuade the others that machines can be
+# minds"), an echo that hygiene then turned into silence in most turns of a story.
 PERCEIVE = "A new round begins. {name} wants: {objective} What does {name} make of the situation, and what is the plan?"
 CHOOSE = "Choose one person for a {what}. partner: their id, one of: {ids}."
-THINK = "What does {name} privately think now, before speaking? {name} wants: {objective}"
-SPEAK_ONE = "{partner_name} is listening. What does {name} say to {partner_name} now? {name} wants: {objective}"
-REPLY_ONE = "{partner_name} just spoke to {name}. What does {name} answer? {name} wants: {objective}"
-SPEAK_GROUP = "What does {name} say to the whole group now? {name} wants: {objective}"
+THINK = "What does {name} privately think now, before speaking: what to say next, and why?"
+SPEAK_ONE = "{partner_name} is listening. What does {name} say to {partner_name} now, to get what {name} wants?"
+REPLY_ONE = "{partner_name} just spoke to {name}. What does {name} answer, to get what {name} wants?"
+SPEAK_GROUP = "What does {name} say to the whole group now, to get what {name} wants?"
 THOUGHT = "{name} thinks: {thought}"
 SUMMARIZE = "What did {name} learn in this {what}, and about whom? {name}'s private note."
 BOUNDS = "Feelings move at most {rstep} and beliefs at most {bstep} points per round"

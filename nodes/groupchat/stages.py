@@ -143,8 +143,9 @@ def spoken(seen: Sequence[Message]) -> list[Message]:
 
 
 def heard(scenario: Scenario, seen: Sequence[Message], cid: str, system: str, card: str, task: str) -> hygiene.Heard:
-    """What `cid`'s next line is checked against: its prompt (card and task, not the dialogue), its own
-    earlier lines, and the others' lines it heard."""
+    """What `cid`'s next line is checked against: its prompt (card and instruction; not the dialogue, nor
+    the thought it just had, which a line may well say aloud), its own earlier lines, and the others' lines
+    it heard."""
     lines = spoken(seen)[-HEARD_LINES:]
     return hygiene.Heard(
         name=scenario.name_of(cid),
@@ -412,16 +413,13 @@ def chat_turn(stage: Stage) -> Any:
                 note = private_note(speaker, THINK, thought, round_, stage, sub_round=chat.index)
                 pool.append(note.model_copy(update={"id": f"{note.id}:{chat.turn}"}))
         name, partner = scenario.name_of(speaker), scenario.name_of(listener)
-        objective = scenario.character(speaker).objective.strip()
         template = prompts.REPLY_ONE if convo else prompts.SPEAK_ONE
-        task = prompts.join(
-            prompts.THOUGHT.format(name=name, thought=thought) if thought else "",
-            template.format(name=name, partner_name=partner, objective=objective),
-        )
+        instruction = template.format(name=name, partner_name=partner)
+        task = prompts.join(prompts.THOUGHT.format(name=name, thought=thought) if thought else "", instruction)
         system = prompts.system_prompt(scenario, speaker, "Speech")
         card = _situation(scenario, persona, seen, round_, stage, chat.index)
         text, check, warned = actions.speak(
-            player, scenario, persona, situation, task, where, heard(scenario, seen, speaker, system, card, task)
+            player, scenario, persona, situation, task, where, heard(scenario, seen, speaker, system, card, instruction)
         )
         pool.append(
             Message(
@@ -548,10 +546,8 @@ def speak(task: SpeakTask, runtime: Runtime[Context]) -> dict[str, Any]:
         if thought:
             pool.append(private_note(cid, THINK, thought, round_, stage, sub_round=task.sub_round))
     name = scenario.name_of(cid)
-    ask = prompts.join(
-        prompts.THOUGHT.format(name=name, thought=thought) if thought else "",
-        prompts.SPEAK_GROUP.format(name=name, objective=scenario.character(cid).objective.strip()),
-    )
+    instruction = prompts.SPEAK_GROUP.format(name=name)
+    ask = prompts.join(prompts.THOUGHT.format(name=name, thought=thought) if thought else "", instruction)
     system = prompts.system_prompt(scenario, cid, "Speech")
     card = prompts.join(
         prompts.header(scenario, round_, stage, task.sub_round),
@@ -559,7 +555,7 @@ def speak(task: SpeakTask, runtime: Runtime[Context]) -> dict[str, Any]:
         prompts.round_context(task.notes, task.facts),
     )
     text, check, warned = actions.speak(
-        player, scenario, persona, situation, ask, where, heard(scenario, task.earlier, cid, system, card, ask)
+        player, scenario, persona, situation, ask, where, heard(scenario, task.earlier, cid, system, card, instruction)
     )
     pool.append(
         Message(
