@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import resource
@@ -666,6 +668,73 @@ def test_memory_is_limited_per_run_not_per_process(mode: str, monkeypatch: pytes
     assert "ALLOCATED 1200 MB" not in r.stdout
     if mode == "cgroup":
         assert not list(memory.cgroup_base()[1].glob(f"sopgraph-{os.getpid()}-*")), "a run's cgroup was left behind"
+
+
+OTHER_FRAMEWORK = """
+import subprocess, sys
+from pathlib import Path
+from sopgraph.tools.sandbox import memory
+
+with memory.memory_cgroup(64) as group:
+    print(group.path, flush=True)
+    sys.stdin.readline()  # the test sweeps now, as another framework's first sandbox run does
+    child = subprocess.Popen(["sleep", "60"])
+    Path(group.procs).write_text(str(child.pid))  # the rest of its setup: the run joins its cgroup
+    print("joined", flush=True)
+"""
+
+
+def test_the_cgroup_sweep_keeps_live_runs_cgroups_and_removes_dead_ones(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A process's sandbox run sweeps the cgroups of frameworks that died. It must leave alone the empty
+    cgroup another live process has just made for its run (whose setup then failed with "cgroup.procs: No
+    such file or directory"), a cgroup whose creator's pid lives, and one its owner holds locked; it removes
+    a cgroup whose creator is gone and which nobody holds."""
+    monkeypatch.setattr(memory, "_cgroup_base_cache", [])
+    monkeypatch.setenv("SOPGRAPH_SANDBOX_CGROUP", "1")
+    base = memory.cgroup_base()
+    if base is None:
+        pytest.skip("no memory cgroup we may create children in (needs root and a memory controller)")
+    parent_dir = base[1]
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    alive = subprocess.Popen(["sleep", "60"])
+    tag = uuid.uuid4().hex[:6]
+    dead = parent_dir / f"sopgraph-{gone.pid}-{tag}1"  # its framework was killed
+    locked = parent_dir / f"sopgraph-{gone.pid}-{tag}2"  # pid not ours to see (another pid namespace), lock held
+    unlocked_live = parent_dir / f"sopgraph-{alive.pid}-{tag}3"  # made, not yet locked (or by an older sopgraph)
+    old = time.time() - 3600
+    lock_fd = -1
+    other = subprocess.Popen(
+        [sys.executable, "-c", OTHER_FRAMEWORK], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        for path in (dead, locked, unlocked_live):
+            path.mkdir()
+            os.utime(path, (old, old))  # long past the grace period of a fresh directory
+        lock_fd = os.open(locked, os.O_RDONLY | os.O_DIRECTORY)
+        fcntl.flock(lock_fd, fcntl.LOCK_EX)
+        assert other.stdout is not None and other.stdin is not None
+        theirs = Path(other.stdout.readline().strip())
+        assert theirs.is_dir() and theirs.parent == parent_dir, theirs
+        monkeypatch.setattr(memory, "_cgroup_base_cache", [])  # our process's first sandbox run
+        with memory.memory_cgroup(64) as ours:  # sweeps before it makes its own cgroup
+            assert ours is not None and ours.path.is_dir()
+        assert theirs.is_dir(), "another live process's fresh cgroup was swept"
+        assert locked.is_dir() and unlocked_live.is_dir()
+        assert not dead.exists(), "a dead framework's cgroup was left"
+        said, _ = other.communicate("go\n", timeout=60)
+        assert other.returncode == 0 and said.strip() == "joined"
+        assert not theirs.exists()  # its owner removed it at the end of its run
+    finally:
+        other.kill()
+        other.communicate()
+        alive.kill()
+        alive.wait()
+        if lock_fd >= 0:
+            os.close(lock_fd)
+        for path in (dead, locked, unlocked_live):
+            with contextlib.suppress(OSError):
+                path.rmdir()
 
 
 @needs_private_root

@@ -38,7 +38,9 @@ the slot is released.
 
 Memory: ``memory_mb`` bounds each process's address space and the resident memory of the whole run: a
 memory cgroup per run where we may create one (root; cgroup v1 memory controller, or v2 with memory
-delegated), else the parent sums the run's resident memory five times a second and kills it when over.
+delegated), else the parent sums the run's resident memory five times a second and kills it when over. A run's
+cgroup (``sopgraph-<pid>-<n>``) is flock-ed by its framework while the run lives; a run starting sweeps only
+those whose creating pid is gone and whose lock nobody holds, as with run directories below.
 
 Run directories go under ``SOPGRAPH_SANDBOX_TMP`` (default: ``sopgraph-sbx-<uid>`` in the system temp dir),
 each flock-ed while its run lives; a run starting sweeps the directories of runs whose framework died. The

@@ -4,6 +4,7 @@ the run's resident memory (see ``tree_rss_bytes``)."""
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import signal
 import time
@@ -79,12 +80,53 @@ def cgroup_base() -> tuple[int, Path] | None:
                     if "memory" in (base / "cgroup.subtree_control").read_text().split() and os.access(base, os.W_OK):
                         found = (2, base)
                         break
-    if found:
-        for stale in found[1].glob("sopgraph-*"):  # left by a framework that was killed
-            with contextlib.suppress(OSError):
-                stale.rmdir()
     _cgroup_base_cache.append(found)
     return found
+
+
+PREFIX = "sopgraph-"
+"""A run's cgroup is `sopgraph-<pid of the framework that made it>-<n>`, flock-ed by it for as long as it lives."""
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: it exists
+        return True
+    return True
+
+
+def sweep_stale_cgroups(parent: Path, min_age_s: float = 10.0) -> None:
+    """Delete run cgroups whose framework died (a killed framework cannot clean up), as run directories are
+    swept: only a cgroup whose creating pid is gone *and* whose lock nobody holds. Another live process's
+    cgroup is never touched, even in the moment between its mkdir and its flock (its pid is alive; for a
+    process of another pid namespace the age check covers that moment)."""
+    now = time.time()
+    try:
+        entries = list(os.scandir(parent))
+    except OSError:
+        return
+    for entry in entries:
+        if not entry.name.startswith(PREFIX):
+            continue
+        pid_text = entry.name[len(PREFIX) :].split("-", 1)[0]
+        if pid_text.isdigit() and _pid_alive(int(pid_text)):
+            continue
+        try:
+            if not entry.is_dir(follow_symlinks=False) or now - entry.stat(follow_symlinks=False).st_mtime < min_age_s:
+                continue
+            fd = os.open(entry.path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os.rmdir(entry.path)  # fails while processes are left in it: then it stays for a later sweep
+        except OSError:  # BlockingIOError: its owner lives
+            pass
+        finally:
+            os.close(fd)
 
 
 @contextlib.contextmanager
@@ -94,9 +136,13 @@ def memory_cgroup(limit_mb: int) -> Iterator[Cgroup | None]:
         yield None
         return
     version, parent = base
-    group = Cgroup(parent / f"sopgraph-{os.getpid()}-{next(_cgroup_seq)}", version)
+    sweep_stale_cgroups(parent)
+    group = Cgroup(parent / f"{PREFIX}{os.getpid()}-{next(_cgroup_seq)}", version)
+    lock = -1
     try:
         group.path.mkdir()
+        lock = os.open(group.path, os.O_RDONLY | os.O_DIRECTORY)
+        fcntl.flock(lock, fcntl.LOCK_EX)
         limit = str(limit_mb * 1024 * 1024)
         if version == 1:
             (group.path / "memory.limit_in_bytes").write_text(limit)
@@ -107,11 +153,16 @@ def memory_cgroup(limit_mb: int) -> Iterator[Cgroup | None]:
     except OSError as exc:
         with contextlib.suppress(OSError):
             group.path.rmdir()
+        if lock >= 0:
+            os.close(lock)
         raise SandboxError(f"cannot set up the run's memory cgroup: {exc}") from exc
     try:
         yield group
     finally:
-        group.remove()
+        try:
+            group.remove()
+        finally:
+            os.close(lock)
 
 
 def tree_rss_bytes(uid: int | None, root_pid: int) -> int:
