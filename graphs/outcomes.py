@@ -7,6 +7,7 @@
 | usage      | 2         | bad command-line usage or option                                           |
 | gave up    | 3         | the run finished without success (company: tests still failing)            |
 | paused     | 4         | the run waits: for an answer (human review) or a larger budget             |
+| interrupted| 130       | Ctrl-C stopped it; the closing line names the `sopgraph resume` command    |
 | incomplete | 1         | (evals only) some items could not be scored: the same command retries them |
 | running    | -         | (in `runs` only) a live process executes it (it holds the run's lease)     |
 | stopped    | -         | (in `runs` only) not finished, not waiting, nobody running it: resume it   |
@@ -31,6 +32,8 @@ DONE, GAVE_UP, PAUSED, STOPPED, RUNNING = "done", "gave up", "paused", "stopped"
 INCOMPLETE = "incomplete"
 EXIT_CODES = {DONE: 0, GAVE_UP: 3, PAUSED: 4, STOPPED: 1, RUNNING: 1, INCOMPLETE: 1}
 ERROR_EXIT, USAGE_EXIT = 1, 2
+INTERRUPTED_EXIT = 130
+"""Ctrl-C (128 + SIGINT, as shells report it): runs and evals alike."""
 
 
 def result_of(status: str, values: dict[str, Any]) -> str:

@@ -98,7 +98,7 @@ def test_runs_tells_a_stopped_run_from_a_running_one(tmp_path: Path, cli, script
 
 def test_the_readme_states_the_exit_codes() -> None:
     """The README's exit-code sentence says what graphs/outcomes.py returns."""
-    from sopgraph.graphs.outcomes import DONE, ERROR_EXIT, GAVE_UP, INCOMPLETE, PAUSED, USAGE_EXIT
+    from sopgraph.graphs.outcomes import DONE, ERROR_EXIT, GAVE_UP, INCOMPLETE, INTERRUPTED_EXIT, PAUSED, USAGE_EXIT
 
     text = " ".join((Path(__file__).resolve().parents[1] / "README.md").read_text().split())
     said = text[text.index("Exit codes:") :]
@@ -108,6 +108,7 @@ def test_the_readme_states_the_exit_codes() -> None:
         ("bad usage", USAGE_EXIT),
         (GAVE_UP, EXIT_CODES[GAVE_UP]),
         (PAUSED, EXIT_CODES[PAUSED]),
+        ("interrupted", INTERRUPTED_EXIT),
     ]:
         assert f"{code} {words}" in said, words
     assert f"result `done` or `{INCOMPLETE}`" in said and f"{EXIT_CODES[INCOMPLETE]} when some could not be" in said

@@ -27,6 +27,7 @@ from sopgraph.graphs.cli.common import (
     options,
     out,
     report,
+    stopping_on_ctrl_c,
     usage_error,
 )
 from sopgraph.graphs.registry import GRAPHS, builder_for
@@ -59,8 +60,8 @@ def demo(
     except ValueError as exc:
         raise usage_error(exc) from None
     ctx = make_context(opts)
-    with open_checkpointer(opts.db) as saver:
-        thread_id = runner.new_thread_id("demo")
+    thread_id = runner.new_thread_id("demo")
+    with open_checkpointer(opts.db) as saver, stopping_on_ctrl_c(thread_id, opts.db, saver):
         where = describe(checkpointer_url(opts.db))
         err.print(f"run [bold]{thread_id}[/] (model {ctx.model}, checkpoints in {where})")
         outcome = runner.start_run("demo", dict(payload), saver, ctx, thread_id=thread_id)
@@ -150,7 +151,7 @@ def resume(
 ) -> None:
     """Continue a run after a crash, a spent budget or a question to a human."""
     overrides = {"model": opts.model, "budget_tokens": opts.budget_tokens, "budget_usd": opts.budget_usd}
-    with open_checkpointer(opts.db) as saver:
+    with open_checkpointer(opts.db) as saver, stopping_on_ctrl_c(run, opts.db, saver):
         name, _ = runner.run_metadata(saver, run)
         outcome = runner.resume_run(saver, run, answer=_parse_answer(answer), overrides=overrides, wait=opts.wait)
     report(outcome)
@@ -166,7 +167,7 @@ def replay(
     opts: Options,
 ) -> None:
     """Re-run a run from one of its checkpoints."""
-    with open_checkpointer(opts.db) as saver:
+    with open_checkpointer(opts.db) as saver, stopping_on_ctrl_c(run, opts.db, saver):
         name, _ = runner.run_metadata(saver, run)
         outcome = runner.replay_run(saver, run, checkpoint, wait=opts.wait)
     report(outcome)
@@ -194,7 +195,7 @@ def fork(
     opts: Options,
 ) -> None:
     """Fork a run at a checkpoint with edited state and continue the new branch ("what if")."""
-    with open_checkpointer(opts.db) as saver:
+    with open_checkpointer(opts.db) as saver, stopping_on_ctrl_c(run, opts.db, saver):
         name, _ = runner.run_metadata(saver, run)
         outcome = runner.fork_run(saver, run, checkpoint, _parse_set(set_), run=not no_run, wait=opts.wait)
     err.print(f"forked {run} at {checkpoint} → checkpoint {outcome.checkpoint_id}")

@@ -3,9 +3,11 @@ they make, and the closing lines and exit code of a run (the exit codes are in g
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
-from collections.abc import Callable
+import shlex
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields
 from typing import Annotated, Any, TypeVar
 
@@ -168,6 +170,36 @@ def report(outcome: runner.RunOutcome) -> None:
             err.print(f"  continue with: sopgraph resume {outcome.thread_id} {flag}")
         else:
             err.print(f"  continue with: sopgraph resume {outcome.thread_id} --answer JSON")
+
+
+@contextlib.contextmanager
+def stopping_on_ctrl_c(thread_id: str, db: str | None, saver: Any = None) -> Iterator[None]:
+    """Ctrl-C during a run (tools/cancel.py stops it at once): one line naming the run and the command that
+    continues it, and exit code 130, instead of the CLI library's own "Aborted!" and 1. `saver`, when given,
+    tells a run that stored nothing yet (nothing to resume) from one that did."""
+    from sopgraph.tools.persistence import checkpointer_url, describe
+
+    try:
+        yield
+    except KeyboardInterrupt:
+        url = checkpointer_url(db)
+        if url == "memory":
+            line = f"interrupted: run {thread_id} was kept in memory only and is gone (--db keeps runs to resume)"
+        elif saver is not None and not _stored(saver, thread_id):
+            line = f"interrupted before run {thread_id} stored a checkpoint; nothing to resume"
+        else:
+            line = (
+                f"interrupted: run {thread_id} stopped; continue with: "
+                f"sopgraph resume {thread_id} --db {shlex.quote(describe(url))}"
+            )
+        raise fail(line, outcomes.INTERRUPTED_EXIT) from None
+
+
+def _stored(saver: Any, thread_id: str) -> bool:
+    try:
+        return saver.get_tuple(runner.run_config(thread_id)) is not None
+    except Exception:  # the store cannot say now: name the command anyway
+        return True
 
 
 def emit(data: Any) -> None:

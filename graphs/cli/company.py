@@ -7,7 +7,17 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from sopgraph.graphs.cli.common import RUN_OPTIONS, Options, err, finish, make_context, options, report, usage_error
+from sopgraph.graphs.cli.common import (
+    RUN_OPTIONS,
+    Options,
+    err,
+    finish,
+    make_context,
+    options,
+    report,
+    stopping_on_ctrl_c,
+    usage_error,
+)
 from sopgraph.state.company import RUN_TESTS, WRITE_CODE, WRITE_TEST, CodeFile, Delivery, QAReport
 from sopgraph.state.usage import UsageTotals
 
@@ -143,7 +153,7 @@ def register(app: typer.Typer) -> None:
         except ValueError as exc:
             raise usage_error(exc) from exc
         ctx = make_context(opts)
-        with open_checkpointer(opts.db) as saver:
+        with open_checkpointer(opts.db) as saver, stopping_on_ctrl_c(thread_id, opts.db, saver):
             where = describe(checkpointer_url(opts.db))
             err.print(f"run [bold]{thread_id}[/] (model {ctx.model}, checkpoints in {where})")
             err.print(f"repository {out_dir} ({'update of the existing project' if incremental else 'new'})")

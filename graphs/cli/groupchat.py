@@ -17,11 +17,22 @@ import typer
 from langgraph.types import Command
 from rich.console import Console
 
-from sopgraph.graphs.cli.common import RUN_OPTIONS, Options, err, fail, finish, make_context, options, usage_error
+from sopgraph.graphs.cli.common import (
+    RUN_OPTIONS,
+    Options,
+    err,
+    fail,
+    finish,
+    make_context,
+    options,
+    stopping_on_ctrl_c,
+    usage_error,
+)
 from sopgraph.graphs.cli.common import report as print_summary
 from sopgraph.scenarios import ScenarioError, packaged_scenarios
 from sopgraph.state.context import Context
 from sopgraph.state.groupchat import HUMAN, Ablations, Scenario, Stage
+from sopgraph.tools.cancel import cancel_on_interrupt
 
 GRAPH = "groupchat"
 REPORTS = Path(".sopgraph") / "reports"
@@ -131,7 +142,11 @@ def run_story(
     progress = Progress(input_state["scenario"], console)
     start = time.perf_counter()
     payload: Any = input_state
-    with runner.holding(saver, thread_id, console=console), runner.stopping_on_store_failure(graph, thread_id):
+    with (
+        runner.holding(saver, thread_id, console=console),
+        runner.stopping_on_store_failure(graph, thread_id),
+        cancel_on_interrupt(),  # Ctrl-C abandons the model requests in flight, as in runner.execute
+    ):
         while True:
             stream_run(graph, payload, config, context, progress)
             snapshot = graph.get_state(runner.run_config(thread_id))
@@ -200,8 +215,8 @@ def register(app: typer.Typer) -> None:
         for character in story.characters:
             if character.model and character.model != HUMAN:
                 resolve_model(character.model, ctx)
-        with open_checkpointer(opts.db) as saver:
-            thread_id = runner.new_thread_id(GRAPH)
+        thread_id = runner.new_thread_id(GRAPH)
+        with open_checkpointer(opts.db) as saver, stopping_on_ctrl_c(thread_id, opts.db, saver):
             off = ", ".join(state["ablations"].names()) or "none"
             err.print(
                 f"run [bold]{thread_id}[/]: {story.title} — {story.settings.rounds} rounds, model {ctx.model}, "
