@@ -157,13 +157,17 @@ def test_server_command_and_environment(monkeypatch: pytest.MonkeyPatch) -> None
     assert (runner_args.ctx, runner_args.parallel, runner_args.threads, runner_args.port) == (8192, 2, 3, 4321)
     for var in ("LLAMA_ARG_PORT", "llama_arg_threads"):
         monkeypatch.setenv(var, "x")
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
     env = lms._child_env()
     assert not {"LLAMA_ARG_PORT", "llama_arg_threads"} & set(env) and env["PATH"] == os.environ["PATH"]
+    assert env["OMP_WAIT_POLICY"] == "passive"  # OpenMP threads sleep while waiting: no stalls under load
+    monkeypatch.setenv("OMP_WAIT_POLICY", "active")
+    assert lms._child_env()["OMP_WAIT_POLICY"] == "active"  # a user's own choice stands
 
 
-def test_default_threads_leave_a_core_free(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_default_threads_one_per_core(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(lms.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
-    assert lms.default_threads() == 3
+    assert lms.default_threads() == 4
     monkeypatch.setattr(lms.os, "sched_getaffinity", lambda pid: {0})
     assert lms.default_threads() == 1
     assert lm.server_settings()["threads"] == 1 and lm.server_settings()["ctx"] == lm.DEFAULT_CTX * lm.DEFAULT_PARALLEL
