@@ -3,7 +3,12 @@ the error for a sandbox that cannot be set up, and the fixed places and names of
 
 from __future__ import annotations
 
+import fcntl
+import os
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 # With a private root the run directory appears here, so no random host path reaches the program (or a prompt).
@@ -85,3 +90,32 @@ class SandboxResult:
     def stopped_by(self) -> Limit | None:
         """The limit that ended the run: the one it hit, else the wall clock when it timed out."""
         return self.limit_hit or (WALL if self.timed_out else None)
+
+
+def sweep_unlocked(
+    root: Path, prefix: str, remove: Callable[[str], None], min_age_s: float, keep: Callable[[str], bool]
+) -> None:
+    """Remove the entries of `root` named `prefix...` that a dead owner left: nobody holds their flock (a
+    live owner holds it for the entry's life), they are older than `min_age_s` (an owner may not have locked a
+    fresh one yet) and `keep(name)` does not spare them. Run directories and run cgroups are swept this way."""
+    now = time.time()
+    try:
+        entries = list(os.scandir(root))
+    except OSError:
+        return
+    for entry in entries:
+        if not entry.name.startswith(prefix) or keep(entry.name):
+            continue
+        try:
+            if not entry.is_dir(follow_symlinks=False) or now - entry.stat(follow_symlinks=False).st_mtime < min_age_s:
+                continue
+            fd = os.open(entry.path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            remove(entry.path)
+        except OSError:  # BlockingIOError: its owner lives; or the removal failed: a later sweep retries
+            pass
+        finally:
+            os.close(fd)

@@ -11,13 +11,12 @@ import shutil
 import stat
 import sys
 import tempfile
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .base import COPY_IGNORE, INSIDE, SandboxError, SandboxLimits
+from .base import COPY_IGNORE, INSIDE, SandboxError, SandboxLimits, sweep_unlocked
 
 # World-writable places the program gets as private, size- and inode-capped tmpfs.
 PRIVATE_TMP_DIRS = ("/tmp", "/var/tmp", "/dev/shm")
@@ -64,23 +63,7 @@ def new_run_dir() -> Iterator[Path]:
 def sweep_stale_runs(root: Path, min_age_s: float = 10.0) -> None:
     """Delete run directories whose owner died (a killed framework cannot clean up): nobody holds their lock.
     The age check leaves alone a directory another process has just made and not yet locked."""
-    now = time.time()
-    for entry in os.scandir(root):
-        if not entry.name.startswith("run-"):
-            continue
-        try:
-            if not entry.is_dir(follow_symlinks=False) or now - entry.stat(follow_symlinks=False).st_mtime < min_age_s:
-                continue
-            fd = os.open(entry.path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
-        except OSError:
-            continue
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            shutil.rmtree(entry.path, ignore_errors=True)
-        except BlockingIOError:
-            pass
-        finally:
-            os.close(fd)
+    sweep_unlocked(root, "run-", lambda path: shutil.rmtree(path, ignore_errors=True), min_age_s, lambda name: False)
 
 
 def _can_search(st: os.stat_result, uid: int, gid: int) -> bool:

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from .base import SandboxError
+from .base import SandboxError, sweep_unlocked
 from .launcher import descendants
 from .uids import pids_of_uid
 
@@ -103,30 +103,12 @@ def sweep_stale_cgroups(parent: Path, min_age_s: float = 10.0) -> None:
     swept: only a cgroup whose creating pid is gone *and* whose lock nobody holds. Another live process's
     cgroup is never touched, even in the moment between its mkdir and its flock (its pid is alive; for a
     process of another pid namespace the age check covers that moment)."""
-    now = time.time()
-    try:
-        entries = list(os.scandir(parent))
-    except OSError:
-        return
-    for entry in entries:
-        if not entry.name.startswith(PREFIX):
-            continue
-        pid_text = entry.name[len(PREFIX) :].split("-", 1)[0]
-        if pid_text.isdigit() and _pid_alive(int(pid_text)):
-            continue
-        try:
-            if not entry.is_dir(follow_symlinks=False) or now - entry.stat(follow_symlinks=False).st_mtime < min_age_s:
-                continue
-            fd = os.open(entry.path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
-        except OSError:
-            continue
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            os.rmdir(entry.path)  # fails while processes are left in it: then it stays for a later sweep
-        except OSError:  # BlockingIOError: its owner lives
-            pass
-        finally:
-            os.close(fd)
+
+    def alive(name: str) -> bool:
+        pid = name[len(PREFIX) :].split("-", 1)[0]
+        return pid.isdigit() and _pid_alive(int(pid))
+
+    sweep_unlocked(parent, PREFIX, os.rmdir, min_age_s, alive)  # rmdir fails while processes are left in it
 
 
 @contextlib.contextmanager
