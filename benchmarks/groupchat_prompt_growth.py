@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from sopgraph.nodes.llm import register_model, unregister_model
 from sopgraph.nodes.scripted import ScriptedChatModel, ScriptedRequest
 from sopgraph.scenarios import load_scenario
 from sopgraph.state.context import Context
+from sopgraph.state.groupchat import Scenario
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
@@ -53,16 +55,21 @@ def verbose(speech_words: int, reflection_words: int) -> Playbook:
     )
 
 
-def run(scenario_name: str, rounds: int) -> dict[str, list[int]]:
-    scenario = load_scenario(scenario_name)
-    book = verbose(scenario.settings.speech_words, scenario.settings.reflection_words)
+def play(scenario: Scenario, rounds: int, script: Callable[[ScriptedRequest], Any]) -> None:
+    """One story on a scripted model that answers with `script`."""
     name = "scripted:prompt-growth"
-    register_model(name, ScriptedChatModel(script=book))
+    register_model(name, ScriptedChatModel(script=script))
     try:
         graph = build_groupchat_graph().compile()
         graph.invoke(groupchat_input(scenario, rounds=rounds), context=Context(model=name))
     finally:
         unregister_model(name)
+
+
+def run(scenario_name: str, rounds: int) -> dict[str, list[int]]:
+    scenario = load_scenario(scenario_name)
+    book = verbose(scenario.settings.speech_words, scenario.settings.reflection_words)
+    play(scenario, rounds, book)
     by_round: dict[str, list[int]] = defaultdict(list)
     for call in book.calls:
         key = "settle" if call.settling else str(call.round)

@@ -419,6 +419,16 @@ def as_messages(prompt: str | Sequence[BaseMessage], system: str | None = None) 
     return msgs
 
 
+def local_messages(
+    schema: type[BaseModel], prompt: str | Sequence[BaseMessage], system: str | None = None
+) -> list[BaseMessage]:
+    """A structured request to the embedded server: its grammar constrains the syntax, the schema in words goes
+    with the system prompt, a prefix the server's prompt cache keeps (benchmarks/groupchat_prompt_cache.py
+    replays requests composed here)."""
+    instruction = schema_instruction(schema)
+    return as_messages(prompt, f"{system}\n\n{instruction}" if system else instruction)
+
+
 def _json_prompted(model: BaseChatModel, schema: type[BaseModel]) -> Any:
     """Structured output for a model without tool calling or a JSON mode LangChain knows: the schema goes
     into the request, the reply's first JSON object is validated (and re-asked by the caller on failure)."""
@@ -578,9 +588,7 @@ class ModelGateway:
         `metadata` tags the request for callbacks and traces (who asks, where in the run)."""
         method = self.provider.structured_method()
         local = self.provider.name == "local"
-        if local:  # the schema goes with the system prompt, a prefix the server's prompt cache keeps
-            system = f"{system}\n\n{schema_instruction(schema)}" if system else schema_instruction(schema)
-        messages = as_messages(prompt, system)
+        messages = local_messages(schema, prompt, system) if local else as_messages(prompt, system)
         self.check_budget(messages)
         target: Any = schema_format(schema) if local else schema
         self.progress(schema.__name__)
