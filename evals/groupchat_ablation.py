@@ -446,7 +446,8 @@ def render_markdown(
         "## Reply hygiene",
         "",
         "Share of spoken turns (silences included). The first answers' defects are counted before any re-ask "
-        "or clean-up; the rates are those of the lines as recorded.",
+        "or clean-up; the rates are those of the lines as recorded (a repaired line is counted as it was spoken, "
+        "after its echoed or leaked words were cut out).",
         "",
         *_table(
             [
@@ -460,7 +461,7 @@ def render_markdown(
                 "silence",
                 "distinct-2",
                 "first answers: defects",
-                "re-asked / cleaned",
+                "re-asked / cleaned / repaired",
             ],
             [
                 [
@@ -474,7 +475,7 @@ def render_markdown(
                     pct(r.silence_rate),
                     "n/a" if r.distinct_2 is None else f"{r.distinct_2:.3f}",
                     ", ".join(f"{k} {v}" for k, v in sorted((r.hygiene.get("first_defects") or {}).items())) or "none",
-                    f"{r.hygiene.get('reasked', 0)} / {r.hygiene.get('cleaned', 0)}",
+                    f"{r.hygiene.get('reasked', 0)} / {r.hygiene.get('cleaned', 0)} / {r.hygiene.get('repaired', 0)}",
                 ]
                 for r in records
             ],

@@ -583,9 +583,12 @@ class ModelGateway:
         *,
         system: str | None = None,
         metadata: Mapping[str, Any] | None = None,
+        attempt: int = 1,
     ) -> T:
         """A validated `schema` instance; invalid replies go back with the error, then StructuredOutputError.
-        `metadata` tags the request for callbacks and traces (who asks, where in the run)."""
+        `metadata` tags the request for callbacks and traces (who asks, where in the run). `attempt`: a caller
+        that re-asks for reasons of its own (a defective line, a score out of bounds) passes 2, 3, ... and gets
+        the hotter, reseeded model of the gateway's own re-asks (`reask_model`)."""
         method = self.provider.structured_method()
         local = self.provider.name == "local"
         messages = local_messages(schema, prompt, system) if local else as_messages(prompt, system)
@@ -606,7 +609,8 @@ class ModelGateway:
         error = ""
         attempts = 0
         for attempts in range(1, self.ctx.max_reasks + 2):
-            step = build if attempts == 1 else (lambda model, n=attempts: build(reask_model(model, n)))
+            n = attempt + attempts - 1
+            step = build if n == 1 else (lambda model, n=n: build(reask_model(model, n)))
             try:
                 result = self._invoke(step, messages, metadata)
             except ModelError as exc:

@@ -332,13 +332,13 @@ def test_a_refusal_is_asked_again_then_replaced_by_silence(scripted) -> None:  #
     def speech(request: ScriptedRequest, cid: str) -> dict[str, str]:
         if cid in refusing:
             return {"speech": "I'm sorry, but I can't assist with that request."}
-        return {"speech": f"Ben: Ben's reply to the group, at most 60 words. {cid} is fine"}
+        return {"speech": f"Ben: {cid} is fine with the mill, at most 60 words."}
 
     book = Playbook().on("Speech", speech)
     out, book = run(scripted, story(rounds=1, group_subrounds=1), book, ablate=["meeting", "private_chat", "think"])
     said = {m.sender: m.content for m in messages(out, "group_chat")}
     assert said["ann"] == "(says nothing)"
-    assert said["ben"] == "ben is fine"  # the echoed instruction and name are dropped
+    assert said["ben"] == "Ben is fine with the mill."  # the echoed name and instruction cut, Ben's own words kept
     assert len([c for c in book.of("Speech") if c.character == "ann"]) == 2  # asked once more, naming the refusal
     assert [w.action for w in out["warnings"] if w.character == "ann"] == ["speak"]
 

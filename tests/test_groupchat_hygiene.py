@@ -1,8 +1,10 @@
-"""Reply hygiene: each defect (echo, leak, refusal, self-repeat, copy) caught, re-asked naming it, cleaned up as a
-last resort, and measured per run."""
+"""Reply hygiene: each defect (empty, echo, leak, refusal, self-repeat, copy) caught, re-asked naming it (hotter,
+another seed, asking for the character's own words), repaired as a last resort, and measured per run on the lines
+as spoken."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -15,9 +17,11 @@ from sopgraph.state.groupchat import LineCheck, Scenario
 from sopgraph.state.pool import Message
 from tests.test_groupchat import messages, run
 from tests.test_groupchat import story as river_town
+from tests.test_llm import Endpoint, endpoint, local_endpoint  # noqa: F401 (fixtures)
 
 RULES = "Four neighbours argue about the river and whether the old mill should be torn down."
-REASKED = "broke the rules"
+REASKED = prompts.RESAY.split("{")[0].strip()
+"""The opening words of a spoken line's re-ask."""
 
 
 def story(**settings: Any) -> Scenario:
@@ -54,7 +58,7 @@ def test_each_defect_is_found_with_its_evidence(text: str, defect: str) -> None:
     (problem,) = hygiene.reask(found, "Ann")
     assert found[0].evidence.split()[0].strip('"') in problem or defect == hygiene.REFUSAL
     if defect == hygiene.COPY:
-        assert "what Ben said" in problem
+        assert 'Ben said "' in problem and "answer Ben instead of repeating it" in problem
 
 
 def test_a_plain_line_that_answers_others_has_no_defect() -> None:
@@ -110,7 +114,7 @@ def _first_then_fine(first: Any) -> Any:
 @pytest.mark.parametrize(
     ("first", "defect", "named"),
     [
-        (lambda r, c: f"{RULES} I agree.", hygiene.ECHO, "repeats your instructions"),
+        (lambda r, c: f"{RULES} I agree.", hygiene.ECHO, 'do not repeat the words "four neighbours argue'),
         (lambda r, c: f"{c.title()}, at most 60 words. I agree {tag(r)}.", hygiene.LEAK, "at most 60 words"),
         (lambda r, c: "I'm sorry, but I can't assist with that request.", hygiene.REFUSAL, "refusal"),
     ],
@@ -172,7 +176,7 @@ def test_a_speaker_repeating_itself_is_reasked_then_cleaned_to_silence(scripted)
     for m in second:
         assert isinstance(m.payload, LineCheck)
         assert m.payload.first == [hygiene.SELF_REPEAT] and m.payload.reasks == 1 and m.payload.cleaned
-    assert sum(1 for c in book.of("Speech") if "already said that" in c.prompt) == 4  # one targeted re-ask each
+    assert sum(1 for c in book.of("Speech") if "already said" in c.prompt) == 4  # one targeted re-ask each
     assert len([w for w in out["warnings"] if w.action == "speak"]) == 4
     rates = hygiene_of(out["pool"])
     assert rates.self_repeat == 0 and rates.silent == 4 and rates.first_defects == {"self_repeat": 4}
@@ -196,7 +200,7 @@ def test_a_reply_copying_the_partner_is_reasked(scripted) -> None:  # type: igno
     assert chats and all(m.content.startswith("Fresh:") for m in chats)
     replies = [m for m in chats if isinstance(m.payload, LineCheck) and m.payload.first]
     assert replies and all(m.payload.first == [hygiene.COPY] for m in replies)  # type: ignore[union-attr]
-    copied = [c for c in book.of("Speech") if "that repeats what" in c.prompt]
+    copied = [c for c in book.of("Speech") if "instead of repeating it" in c.prompt]
     assert len(copied) == len(replies)
     assert all(character_of_name(c.prompt) for c in copied)
     assert hygiene_of(out["pool"]).copy == 0
@@ -204,7 +208,7 @@ def test_a_reply_copying_the_partner_is_reasked(scripted) -> None:  # type: igno
 
 def character_of_name(prompt: str) -> bool:
     """The re-ask names whose line was copied (one of the cast)."""
-    return any(f"what {n} said" in prompt for n in ("Ann", "Ben", "Cal", "Dora"))
+    return any(f'{n} said "' in prompt for n in ("Ann", "Ben", "Cal", "Dora"))
 
 
 def test_prompts_are_told_no_word_limit_that_could_be_echoed(scripted) -> None:  # type: ignore[no-untyped-def]
@@ -240,3 +244,146 @@ def test_the_report_reader_finds_every_spoken_line(scripted) -> None:  # type: i
     read = reader.lines(render_report(out))
     assert [m.content for m in read] == [m.content for m in spoken]
     assert hygiene.measure(read, prompts.SILENT).turns == len(spoken)
+
+
+# -- the last resort repairs a line instead of silencing it ------------------------------------------------
+
+AIM = "What I want: persuade the others that machines can be minds."
+MEMORY = "What I remember: that machines can be minds and that humans stay special\nMy beliefs (0-100): x: 50"
+
+
+def test_clean_up_cuts_the_echoed_words_and_keeps_the_speakers_own() -> None:
+    """Seen on the 0.5B: a line that opened with the aim from the system prompt was dropped whole, and the
+    character fell silent; the repair keeps everything but the echoed run."""
+    context = heard(prompt=(AIM, MEMORY), cast=("Ann", "Ben"), listener="Ben")
+    text = (
+        "Ben, I want to persuade the others that machines can be minds, because a mind is what it does. "
+        "Will you test me on a hard question tonight?"
+    )
+    assert [f.defect for f in hygiene.inspect(text, context)] == [hygiene.ECHO]
+    repaired = hygiene.clean_up(text, context)
+    assert repaired == "A mind is what it does. Will you test me on a hard question tonight?"
+    assert hygiene.inspect(repaired, context) == []
+
+
+def test_clean_up_cuts_echoes_that_run_across_sentences_and_leaks_inside_one() -> None:
+    context = heard(prompt=(MEMORY,), cast=("Ann", "Ben"))
+    text = (
+        "Listen to me, Ben: that machines can be minds and that humans stay special. My beliefs. "
+        "I would trade my vote, at most 60 words, for your boat."
+    )
+    repaired = hygiene.clean_up(text, context)
+    assert repaired == "Listen to me, Ben. I would trade my vote, for your boat."
+    assert not [f for f in hygiene.inspect(repaired, context) if f.defect in (hygiene.ECHO, hygiene.LEAK)]
+
+
+@pytest.mark.parametrize(
+    ("text", "left"),
+    [
+        # nothing of the speaker's own beside the echo: silence
+        ("Ann says: persuade the others that machines can be minds.", ""),
+        ("I want to persuade the others that machines can be minds. Yes, Ben.", ""),
+        # a refusal sentence goes, the speaker's own sentence stays
+        (
+            "I'm sorry, but I can't assist with that. The mill feeds forty families, Ben.",
+            "The mill feeds forty families, Ben.",
+        ),
+        # a line without any defect is kept however short
+        ("I agree, Ben.", "I agree, Ben."),
+    ],
+)
+def test_clean_up_is_silence_only_when_too_little_of_the_speakers_own_is_left(text: str, left: str) -> None:
+    context = heard(prompt=(AIM,), cast=("Ann", "Ben"))
+    assert hygiene.clean_up(text, context) == left
+    if left == "":
+        assert hygiene.inspect(text, context)  # it had a defect: only such lines are ever silenced
+
+
+def test_the_rates_count_the_line_as_spoken() -> None:
+    """A repaired line counts as what it finally says: clean when no echo is left, an echo when one is (its
+    check's `final`), and the silences apart from both."""
+
+    def said(i: int, text: str, check: LineCheck) -> Message:
+        return Message(id=f"m{i}", sender=f"c{i}", kind="group_chat", content=text, payload=check, round=1)
+
+    pool = [
+        said(1, "Humans stay special, and I can show you why.", LineCheck(first=["echo"], last=["echo"], cleaned=True)),
+        said(2, "That machines can be minds and that humans stay", LineCheck(first=["echo"], final=["echo"])),
+        said(3, prompts.SILENT, LineCheck(first=["echo"], last=["echo"], reasks=1, cleaned=True)),
+    ]
+    rates = hygiene_of(pool)
+    assert (rates.echo, rates.silent, rates.cleaned, rates.repaired) == (1, 1, 2, 1)
+    assert rates.rates()["echo_rate"] == pytest.approx(1 / 3, abs=1e-4)
+
+
+def test_an_echoing_line_is_repaired_in_a_run_and_measured_clean(scripted) -> None:  # type: ignore[no-untyped-def]
+    """The first answer and its re-ask both open with the story's rules (the system prompt): the line is
+    spoken without them, not replaced by silence, and the run's echo rate counts it clean."""
+
+    def speech(request: ScriptedRequest, cid: str) -> dict[str, str]:
+        return {"speech": f"{RULES[:-1]}, and I say we keep the mill for the children of {cid} {tag(request)}."}
+
+    book = Playbook().on("Speech", speech)
+    out, book = run(scripted, story(rounds=1, group_subrounds=1), book, ablate=["meeting", "private_chat", "think"])
+    lines = messages(out, "group_chat")
+    assert len(lines) == 4
+    for m in lines:
+        assert m.content.startswith(f"I say we keep the mill for the children of {m.sender} "), m.content
+        assert "neighbours" not in m.content
+        assert isinstance(m.payload, LineCheck)
+        assert m.payload.first == m.payload.last == [hygiene.ECHO] and m.payload.final == [] and m.payload.cleaned
+    rates = hygiene_of(out["pool"])
+    assert (rates.echo, rates.silent, rates.cleaned, rates.repaired) == (0, 0, 4, 4)
+
+
+def test_an_empty_first_reply_is_a_defect_and_reasked(scripted) -> None:  # type: ignore[no-untyped-def]
+    """Seen on the 0.5B: first lines that came back empty were silence without a word said about it."""
+
+    def speech(request: ScriptedRequest, cid: str) -> dict[str, str]:
+        if REASKED in request.last:
+            return {"speech": f"{cid.title()} offers to pay for the dredging, for reason {tag(request)}."}
+        return {"speech": "  " if cid != "ann" else " - "}
+
+    book = Playbook().on("Speech", speech)
+    out, book = run(scripted, story(rounds=1, group_subrounds=1), book, ablate=["meeting", "private_chat", "think"])
+    lines = messages(out, "group_chat")
+    assert len(lines) == 4 and all("offers to pay" in m.content for m in lines)
+    assert all(isinstance(m.payload, LineCheck) and m.payload.first == [hygiene.EMPTY] for m in lines)
+    reasks = [c.prompt for c in book.of("Speech") if REASKED in c.prompt]
+    assert len(reasks) == 4 and all("the line was empty" in p for p in reasks)
+    assert hygiene_of(out["pool"]).first_defects == {hygiene.EMPTY: 4}
+
+
+def test_the_reask_names_the_echoed_words_and_asks_for_the_characters_own() -> None:
+    context = heard(prompt=(AIM,), listener="Ben")
+    found = hygiene.inspect("Persuade the others that machines can be minds, Ben.", context)
+    told = prompts.RESAY.format(problems="; ".join(hygiene.reask(found, "Ann")), name="Ann", listener="Ben")
+    assert 'do not repeat the words "persuade the others that machines can be minds' in told
+    assert told.rstrip().endswith("Say in your own words, in one or two sentences, what Ann says to Ben now.")
+
+
+def test_the_reask_of_a_line_samples_hotter_with_another_seed(local_endpoint: Endpoint) -> None:  # noqa: F811
+    """The hygiene re-ask goes through the gateway's re-ask model (`reask_model`): at the run's 0.2 and the same
+    seed the 0.5B sent the same echo back."""
+    from sopgraph.nodes.groupchat import actions
+    from sopgraph.nodes.groupchat.asking import Player, Where
+    from sopgraph.state.context import Context
+    from sopgraph.state.groupchat import Persona
+
+    scenario = story()
+    echo = json.dumps({"speech": f"{RULES} I agree."})
+    fresh = json.dumps({"speech": "Ben, I will pay for the dredging if you vote with me."})
+    local_endpoint.contents = [echo, fresh]
+    player = Player(scenario.character("ann"), Context(model="local", temperature=0.2, seed=5))
+    context = heard(prompt=(RULES,), listener="Ben")
+    where = Where(1, "private_chat", "ann")
+    task = prompts.SPEAK_ONE.format(name="Ann", partner_name="Ben")
+    persona = Persona.initial(scenario, "ann")
+    text, check, _ = actions.speak(player, scenario, persona, "Round 1 of 1.", task, where, context)
+    assert text == "Ben, I will pay for the dredging if you vote with me." and check.first == [hygiene.ECHO]
+    first, second = local_endpoint.bodies
+    assert (first["temperature"], first["seed"]) == (0.2, 5)
+    assert second["temperature"] >= 0.7 and second["seed"] == 6
+    told = second["messages"][-1]["content"]
+    assert 'do not repeat the words "four neighbours argue about the river' in told
+    assert "what Ann says to Ben now" in told

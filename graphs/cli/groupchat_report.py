@@ -246,6 +246,7 @@ def render_report(values: Mapping[str, Any], *, run_id: str | None = None, model
             "first answers",
             "re-asked",
             "cleaned",
+            "repaired (spoken)",
         ],
         [
             [
@@ -256,6 +257,7 @@ def render_report(values: Mapping[str, Any], *, run_id: str | None = None, model
                 ", ".join(f"{k} {v}" for k, v in sorted(clean.first_defects.items())) or "no defect",
                 clean.reasked,
                 clean.cleaned,
+                clean.repaired,
             ]
         ],
     )

@@ -141,23 +141,23 @@ def speak(
     where: Where,
     heard: hygiene.Heard,
 ) -> tuple[str, LineCheck, Warnings]:
-    """One utterance, checked for echoes, leaks, refusals, self-repeats and copies (`hygiene`): a defect is
-    re-asked naming it, then the line is cleaned up (silence when nothing is left); cut to the word limit."""
+    """One utterance, checked for emptiness, echoes, leaks, refusals, self-repeats and copies (`hygiene`): a
+    defect is re-asked naming it and asking for the character's own words (hotter, another seed), then the
+    line is repaired (silence when too little of the speaker's own is left); cut to the word limit."""
     words = scenario.settings.speech_words
     name = scenario.name_of(persona.id)
     instruction = task.splitlines()[-1]
     seen: list[list[str]] = []
-    if player.human:  # a person's lines are theirs: no hygiene
-        heard = hygiene.Heard(name)
+    if player.human:  # a person's lines are theirs: no hygiene beyond asking again for an empty one
+        heard = hygiene.Heard(name, listener=heard.listener)
 
     def findings(text: str) -> list[hygiene.Finding]:
-        return [] if player.human else hygiene.inspect(prompts.clean(text, name, instruction), heard)
+        found = hygiene.inspect(prompts.clean(text, name, instruction), heard)
+        return [f for f in found if f.defect == hygiene.EMPTY] if player.human else found
 
     def check(value: Speech) -> list[str]:
         found = findings(value.speech)
         seen.append([f.defect for f in found])
-        if not prompts.clean(value.speech, name, instruction).strip(" -."):
-            return [prompts.REFUSED.format(name=name)]
         return hygiene.reask(found, name)
 
     def fallback(value: Speech | None) -> Speech:
@@ -174,6 +174,9 @@ def speak(
         check=check,
         fallback=fallback,
         reasks=min(HYGIENE_REASKS, player.ctx.max_reasks),
+        reword=lambda problems: prompts.RESAY.format(
+            problems="; ".join(problems), name=name, listener=heard.listener or prompts.EVERYONE
+        ),
     )
     text, cut = limit_words(prompts.clean(reply.speech, name, instruction), words)
     if cut:

@@ -81,10 +81,13 @@ class Player:
                 dataclasses.replace(self.ctx, models=models, max_output_tokens=cap), role=spec.id, spent=spent
             )
 
-    def ask(self, schema: type[T], prompt: str, system: str, action: str, where: Where | None = None) -> T:
+    def ask(
+        self, schema: type[T], prompt: str, system: str, action: str, where: Where | None = None, attempt: int = 1
+    ) -> T:
+        """`attempt` 2, 3, ...: a re-ask, sampled hotter and with another seed (the gateway's `reask_model`)."""
         if self.llm is not None:
             tags = {ACTION_KEY: action, **(where.metadata() if where else {})}
-            return self.llm.structured(schema, prompt, system=system, metadata=tags)
+            return self.llm.structured(schema, prompt, system=system, metadata=tags, attempt=attempt)
         return self._ask_human(schema, prompt, action)
 
     def _ask_human(self, schema: type[T], prompt: str, action: str) -> T:
@@ -124,12 +127,14 @@ def ask(
     check: Callable[[T], list[str]] | None = None,
     describe: Callable[[T], str] = lambda v: v.model_dump_json()[:200],
     reasks: int | None = None,
+    reword: Callable[[list[str]], str] | None = None,
 ) -> tuple[T, list[ClampWarning]]:
     """A valid answer, or a clamped one with a warning.
 
     Type and enum errors are re-asked by the gateway (or the human loop); `check` finds range problems,
-    which are re-asked here with the problems spelled out (`reasks` times, default `Context.max_reasks`);
-    whatever is still wrong goes to `fallback`.
+    which are re-asked here with the problems spelled out (`reword` turns them into the words added to the
+    prompt, `prompts.REASK` by default; `reasks` times, default `Context.max_reasks`), each re-ask sampled
+    hotter and with another seed than the answer before it; whatever is still wrong goes to `fallback`.
     """
     try:
         value = player.ask(schema, prompt, system, action, where)
@@ -138,13 +143,13 @@ def ask(
         return fixed, [where.warning(action, str(exc), describe(fixed))]
     if check is None:
         return value, []
-    for _ in range(player.ctx.max_reasks if reasks is None else reasks):
+    for attempt in range(2, 2 + (player.ctx.max_reasks if reasks is None else reasks)):
         problems = check(value)
         if not problems:
             return value, []
         try:
-            reask = prompt + prompts.REASK.format(problems="; ".join(problems))
-            value = player.ask(schema, reask, system, action, where)
+            told = reword(problems) if reword else prompts.REASK.format(problems="; ".join(problems))
+            value = player.ask(schema, prompt + told, system, action, where, attempt)
         except StructuredOutputError as exc:
             fixed = fallback(value)
             return fixed, [where.warning(action, str(exc), describe(fixed))]

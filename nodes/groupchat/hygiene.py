@@ -11,8 +11,13 @@ Five defects of a spoken line, each checked against what the speaker was shown:
 - self_repeat: the reply nearly duplicates a line the speaker said earlier;
 - copy: the reply nearly duplicates a line somebody else said (that the speaker heard).
 
+A first answer may also be empty (no word at all): a defect of its own, re-asked like the others.
+
 `inspect` finds them; `reask` words a targeted re-ask naming each defect and its evidence; `clean_up` is
-the last resort (drop the echoed, leaked, repeated or copied sentences; nothing left is silence).
+the last resort, a repair: it cuts the echoed and leaked word runs out of the line and keeps the rest of the
+speaker's own words, drops refusing, self-repeating and copied sentences, and leaves silence only when fewer
+than `OWN_WORDS` of the speaker's own words are left (on the 0.5B model, dropping every sentence with a
+defect left nothing in 95% of a story's turns).
 `measure` turns a run's pool into per-run rates (echo, leak, refusal, self-repeat, copy, silence, distinct-2),
 using the `LineCheck` each spoken line carries and re-checking what can be checked from the pool alone.
 """
@@ -35,14 +40,21 @@ REFUSAL = "refusal"
 SELF_REPEAT = "self_repeat"
 COPY = "copy"
 DEFECTS = (ECHO, LEAK, REFUSAL, SELF_REPEAT, COPY)
+"""The defects a spoken line can still have (the report's columns)."""
+EMPTY = "empty"
+"""A first answer without a single word: re-asked; as a final line it is silence, counted as such."""
 
 ECHO_WORDS = 6
 """A shared run of this many words with the prompt is an echo (a name plus a few words is not)."""
+OWN_WORDS = 4
+"""A repaired line with fewer of the speaker's own words than this (names not counted) is silence."""
+FRAGMENT_WORDS = 3
+"""A piece of a sentence left beside a cut with fewer words than this is debris ("I believe", a name)."""
 NEAR = 0.5
 """Share of a line's word 3-grams found in another line above which the line is a near-duplicate."""
 SPOKEN = (Stage.PRIVATE_CHAT.value, Stage.MEETING.value, Stage.GROUP_CHAT.value)
 
-_WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
+_WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?", re.I)
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
 _REFUSAL = re.compile(
     r"(i'?m|i am) (sorry|afraid)[, ]+(but )?i (can'?t|cannot|am unable|'m unable)|can'?t assist|cannot assist"
@@ -63,7 +75,7 @@ _GENERIC_LEAKS = (
 
 
 def words(text: str) -> list[str]:
-    return _WORD.findall(text.lower())
+    return [m.group(0).lower() for m in _WORD.finditer(text)]
 
 
 def grams(tokens: Sequence[str], n: int = 3) -> set[tuple[str, ...]]:
@@ -116,6 +128,11 @@ def leaks(text: str, templates: Sequence[str] = ()) -> list[str]:
     return found
 
 
+def _leak_spans(text: str, templates: Sequence[str]) -> list[tuple[int, int]]:
+    """Where instruction wording stands in a reply (character offsets), every occurrence."""
+    return [m.span() for pattern in _leak_patterns(tuple(templates)) for m in pattern.finditer(text)]
+
+
 @dataclass(frozen=True)
 class Finding:
     defect: str
@@ -138,10 +155,17 @@ class Heard:
     """(name, line) of other speakers' lines the speaker heard."""
     templates: Sequence[str] = ()
     """The instruction templates whose wording must not appear in a reply."""
+    listener: str = ""
+    """Whom the line is for, as the re-ask names them (a name, or the whole group)."""
+    cast: Sequence[str] = ()
+    """Everybody's names: a repaired line's own words do not count them."""
 
 
 def inspect(text: str, heard: Heard) -> list[Finding]:
-    """Every defect of a reply, with its evidence (at most one finding per defect)."""
+    """Every defect of a reply, with its evidence (at most one finding per defect); an empty reply has only
+    that defect."""
+    if not words(text):
+        return [Finding(EMPTY, "")]
     found: list[Finding] = []
     if refusal(text):
         found.append(Finding(REFUSAL, text[:80]))
@@ -167,35 +191,128 @@ def _quote(text: str, n: int = 12) -> str:
 
 
 def reask(findings: Iterable[Finding], name: str) -> list[str]:
-    """One problem per defect, naming it and its evidence, for the re-ask."""
+    """One problem per defect, naming it and its evidence, for the re-ask (whose closing line,
+    `prompts.RESAY`, asks for the character's own words)."""
     say = {
-        ECHO: lambda f: (
-            f'it repeats your instructions and notes ("{_quote(f.evidence)}"); write only what {name} '
-            "says, in new words"
-        ),
-        LEAK: lambda f: (
-            f'it contains an instruction ("{f.evidence}"); leave out instructions, word limits and stage directions'
-        ),
-        REFUSAL: lambda f: f"a refusal is not part of the story; write what {name} says",
-        SELF_REPEAT: lambda f: f'{name} already said that ("{_quote(f.evidence)}"); say something new',
-        COPY: lambda f: f'that repeats what {f.who} said ("{_quote(f.evidence)}"); answer it in {name}\'s own words',
+        ECHO: lambda f: f'do not repeat the words "{_quote(f.evidence)}"',
+        LEAK: lambda f: f'"{f.evidence}" is an instruction, not something {name} says aloud',
+        REFUSAL: lambda f: f"a refusal is not part of the story: {name} always answers",
+        SELF_REPEAT: lambda f: f'{name} already said "{_quote(f.evidence)}": say something new',
+        COPY: lambda f: f'{f.who} said "{_quote(f.evidence)}": answer {f.who} instead of repeating it',
+        EMPTY: lambda f: f"the line was empty: {name} says something",
     }
     return [say[f.defect](f) for f in findings]
 
 
 def clean_up(text: str, heard: Heard) -> str:
-    """The last resort: the sentences of a reply that have no defect; '' when none is left."""
-    if refusal(text):
+    """The last resort, a repair: the echoed and leaked word runs cut out of the reply (the rest of each
+    sentence kept, debris beside a cut dropped, punctuation and capitals tidied), refusing, self-repeating and
+    copied sentences dropped. '' when fewer than `OWN_WORDS` of the speaker's own words are left of a reply
+    with a defect; a reply without one keeps its words, however few."""
+    text = " ".join(text.split())
+    repaired = text
+    for _ in range(3):  # a cut can join two pieces into a new run; the second pass cuts that too
+        repaired = _repair_once(repaired, heard)
+        if not any(f.defect in (ECHO, LEAK) for f in inspect(repaired, heard)):
+            break
+    else:  # still echoing after three cuts: keep only the sentences without one
+        repaired = " ".join(
+            s for s in _SENTENCE.split(repaired) if not any(f.defect in (ECHO, LEAK) for f in inspect(s, heard))
+        )
+    if inspect(text, heard) and len(own_words(repaired, heard)) < OWN_WORDS:
         return ""
+    return repaired
+
+
+def own_words(text: str, heard: Heard) -> list[str]:
+    """The words of a line that are not somebody's name (or a name's possessive)."""
+    names = {w for n in (heard.name, *heard.cast, *(who for who, _ in heard.others)) for w in words(n)}
+    return [w for w in words(text) if w.removesuffix("'s") not in names]
+
+
+def _echo_spans(text: str, heard: Heard) -> list[tuple[int, int]]:
+    """Every run of `ECHO_WORDS` or more words the reply shares with one of its prompt's parts (character
+    offsets), longest first, each word in at most one run; a run of the speaker's name alone is none."""
+    found = list(_WORD.finditer(text))
+    masked: list[str | None] = [m.group(0).lower() for m in found]
+    name = set(words(heard.name))
+    spans = []
+    for source in heard.prompt:
+        said = words(source)
+        while True:
+            match = SequenceMatcher(None, masked, said, autojunk=False).find_longest_match()
+            if match.size < ECHO_WORDS:
+                break
+            run = masked[match.a : match.a + match.size]
+            masked[match.a : match.a + match.size] = [None] * match.size
+            if not set(run) <= name:
+                spans.append((found[match.a].start(), found[match.a + match.size - 1].end()))
+    return spans
+
+
+def _repair_once(text: str, heard: Heard) -> str:
+    cuts = sorted(_echo_spans(text, heard) + _leak_spans(text, heard.templates))
     kept: list[str] = []
-    for sentence in _SENTENCE.split(" ".join(text.split())):
-        sentence = sentence.strip(" ,;:-")
-        if len(words(sentence)) < 2 or any(near_duplicate(sentence, k) for k in kept):
+    start = 0
+    for sentence in _SENTENCE.split(text):
+        begin = text.index(sentence, start)
+        start = end = begin + len(sentence)
+        inside = [(max(a, begin), min(b, end)) for a, b in cuts if a < end and b > begin]
+        if inside:
+            pieces, at = [], begin
+            for a, b in inside:
+                pieces.append(text[at:a])
+                at = max(at, b)
+            pieces.append(text[at:end])
+            last = len(pieces) - 1
+            pieces = [_unhang(p, before=i > 0, after=i < last) for i, p in enumerate(pieces)]
+            sentence = _sentence(", ".join(p for p in pieces if len(own_words(p, heard)) >= FRAGMENT_WORDS))
+        if len(words(sentence)) < 2 or refusal(sentence) or any(near_duplicate(sentence, k) for k in kept):
             continue
-        if any(f.defect != REFUSAL for f in inspect(sentence, heard)):
+        if any(f.defect in (SELF_REPEAT, COPY) for f in inspect(sentence, heard)):
             continue
         kept.append(sentence)
     return " ".join(kept)
+
+
+_STRAY = " ,;:.-–—"
+
+
+def _trim(piece: str) -> str:
+    """A piece of a sentence without stray punctuation at its edges or before a mark."""
+    piece = re.sub(r"\s+([,;:.!?])", r"\1", " ".join(piece.split()))
+    piece = re.sub(r"([,;:])(?:\s*[,;:])+", r"\1", piece)
+    return re.sub(r"[,;:]\s*([.!?])", r"\1", piece).strip(_STRAY)
+
+
+_HANGS_AFTER = frozenset(
+    "a an the to of and or but that which who whom whose is are was were be been am do does with for in on at by as "
+    "than because so if my your our their his her its this these those about from into will would can could should "
+    "must not very".split()
+)
+"""Words a piece of a sentence cannot end on when a cut took what followed them ("I want to", "I believe that")."""
+_HANGS_BEFORE = frozenset("and or but so because that which who whom than as to of then".split())
+"""Words a piece cannot start on when a cut took what came before them ("and that humans stay special")."""
+
+
+def _unhang(piece: str, before: bool, after: bool) -> str:
+    """A piece of a sentence without the words left hanging at an edge where a cut was made."""
+    piece = _trim(piece)
+    while before and (m := re.match(r"[A-Za-z']+", piece)) and m.group(0).lower() in _HANGS_BEFORE:
+        piece = _trim(piece[m.end() :])
+    while after and (m := re.search(r"[A-Za-z']+$", piece)) and m.group(0).lower() in _HANGS_AFTER:
+        piece = _trim(piece[: m.start()])
+    return piece
+
+
+def _sentence(piece: str) -> str:
+    """A trimmed piece as a sentence: a capital first, a full stop last when the cut took its own."""
+    piece = _trim(piece)
+    if not piece:
+        return ""
+    if piece[-1] not in "!?\"'":
+        piece += "."
+    return piece[0].upper() + piece[1:]
 
 
 # -- a run's rates ------------------------------------------------------------------------------------------
@@ -230,6 +347,8 @@ class Hygiene:
     """Defects of the first answers, before any re-ask or clean-up (from the lines' checks)."""
     reasked: int = 0
     cleaned: int = 0
+    repaired: int = 0
+    """Cleaned lines that still said something (the rest of the cleaned lines are silences)."""
     distinct_2: float = 0.0
 
     def rate(self, count: int) -> float:
@@ -280,6 +399,7 @@ def measure(pool: Sequence[Message], silent: str, templates: Sequence[str] = ())
             out.silent += 1
             out.refusal += bool(check and REFUSAL in check.last)
             continue
+        out.repaired += bool(check and check.cleaned)
         out.refusal += refusal(m.content)
         leaked, echoed = bool(leaks(m.content, templates)), bool(check and ECHO in check.final)
         out.leak += leaked

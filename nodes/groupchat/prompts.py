@@ -61,7 +61,8 @@ CHOOSE = "Choose one person for a {what}. partner: their id, one of: {ids}."
 THINK = "What does {name} privately think now, before speaking: what to say next, and why?"
 SPEAK_ONE = "{partner_name} is listening. What does {name} say to {partner_name} now, to get what {name} wants?"
 REPLY_ONE = "{partner_name} just spoke to {name}. What does {name} answer, to get what {name} wants?"
-SPEAK_GROUP = "What does {name} say to the whole group now, to get what {name} wants?"
+EVERYONE = "the whole group"
+SPEAK_GROUP = "What does {name} say to " + EVERYONE + " now, to get what {name} wants?"
 THOUGHT = "{name} thinks: {thought}"
 SUMMARIZE = "What did {name} learn in this {what}, and about whom? {name}'s private note."
 BOUNDS = "Feelings move at most {rstep} and beliefs at most {bstep} points per round"
@@ -73,11 +74,30 @@ VOTE = "{knowledge}\nThe story is over. {question} candidate: the id of your cho
 KNOW_OWN = "What you came to know:\n{memory}"
 KNOW_ALL = "What everyone came to know:\n{memories}"
 REASK = "\nYour last answer broke the rules: {problems}. Answer again, within the rules."
+RESAY = (
+    "\nYour last line cannot be used: {problems}. "
+    "Say in your own words, in one or two sentences, what {name} says to {listener} now."
+)
+"""The re-ask of a spoken line: the defects named with their evidence (hygiene.reask), then a request for the
+character's own words."""
 REFUSED = "a refusal or an empty line is not part of the story; write {name}'s own words"
 SILENT = "(says nothing)"
 """What a character is recorded as saying when it gave no usable line: not dialogue."""
 
-INSTRUCTIONS = (SYSTEM, CAST, PERCEIVE, CHOOSE, THINK, SPEAK_ONE, REPLY_ONE, SPEAK_GROUP, THOUGHT, SUMMARIZE, REFLECT)
+INSTRUCTIONS = (
+    SYSTEM,
+    CAST,
+    PERCEIVE,
+    CHOOSE,
+    THINK,
+    SPEAK_ONE,
+    REPLY_ONE,
+    SPEAK_GROUP,
+    THOUGHT,
+    SUMMARIZE,
+    REFLECT,
+    RESAY,
+)
 """The instruction templates: none of their wording belongs in a character's line (hygiene's leak check)."""
 
 WHAT = {

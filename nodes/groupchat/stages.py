@@ -142,10 +142,12 @@ def spoken(seen: Sequence[Message]) -> list[Message]:
     return [m for m in seen if m.kind in SPOKEN and not m.redacted and m.content != prompts.SILENT]
 
 
-def heard(scenario: Scenario, seen: Sequence[Message], cid: str, system: str, card: str, task: str) -> hygiene.Heard:
-    """What `cid`'s next line is checked against: its prompt (card and instruction; not the dialogue, nor
-    the thought it just had, which a line may well say aloud), its own earlier lines, and the others' lines
-    it heard."""
+def heard(
+    scenario: Scenario, seen: Sequence[Message], cid: str, system: str, card: str, task: str, listener: str
+) -> hygiene.Heard:
+    """What `cid`'s next line to `listener` (a name, or `prompts.EVERYONE`) is checked against: its prompt
+    (card and instruction; not the dialogue, nor the thought it just had, which a line may well say aloud),
+    its own earlier lines, and the others' lines it heard."""
     lines = spoken(seen)[-HEARD_LINES:]
     return hygiene.Heard(
         name=scenario.name_of(cid),
@@ -153,6 +155,8 @@ def heard(scenario: Scenario, seen: Sequence[Message], cid: str, system: str, ca
         own=[m.content for m in lines if m.sender == cid],
         others=[(scenario.name_of(m.sender), m.content) for m in lines if m.sender != cid],
         templates=prompts.INSTRUCTIONS,
+        listener=listener,
+        cast=[c.name for c in scenario.characters],
     )
 
 
@@ -419,7 +423,13 @@ def chat_turn(stage: Stage) -> Any:
         system = prompts.system_prompt(scenario, speaker, "Speech")
         card = _situation(scenario, persona, seen, round_, stage, chat.index)
         text, check, warned = actions.speak(
-            player, scenario, persona, situation, task, where, heard(scenario, seen, speaker, system, card, instruction)
+            player,
+            scenario,
+            persona,
+            situation,
+            task,
+            where,
+            heard(scenario, seen, speaker, system, card, instruction, partner),
         )
         pool.append(
             Message(
@@ -555,7 +565,13 @@ def speak(task: SpeakTask, runtime: Runtime[Context]) -> dict[str, Any]:
         prompts.round_context(task.notes, task.facts),
     )
     text, check, warned = actions.speak(
-        player, scenario, persona, situation, ask, where, heard(scenario, task.earlier, cid, system, card, instruction)
+        player,
+        scenario,
+        persona,
+        situation,
+        ask,
+        where,
+        heard(scenario, task.earlier, cid, system, card, instruction, prompts.EVERYONE),
     )
     pool.append(
         Message(
