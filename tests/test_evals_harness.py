@@ -374,6 +374,14 @@ def test_cli_humaneval_on_canonical_solutions(scripted: Scripted, tmp_path: Path
     assert all(r["passed_without_feedback"] and r["passed_with_feedback"] for r in records)
     assert all(r["visible_tests"] >= 1 and r["attempts_used"] == 0 for r in records)
     assert "100.0%" in stdout and model.calls == 2
+    assert json.loads((out / "run.json").read_text())["prompt_style"] == "chat"  # not the embedded model
+
+
+def test_the_default_prompt_style_is_the_qwen_protocol_only_for_the_embedded_model() -> None:
+    from sopgraph.evals.harness import default_prompt_style
+
+    assert default_prompt_style("local") == default_prompt_style("local:1.5b") == "qwen"
+    assert default_prompt_style("openai:gpt-4o-mini") == default_prompt_style("scripted") == "chat"
 
 
 def test_cli_errors_are_one_line(scripted: Scripted, tmp_path: Path, cli) -> None:

@@ -52,10 +52,11 @@ Candidates = Annotated[
     typer.Option("--k", min=1, help="Candidates per repair round, sent at once (default: the strategy's)."),
 ]
 PromptStyle = Annotated[
-    str,
+    str | None,
     typer.Option(
         "--prompt-style",
-        help="chat (our prompt, chat API) or qwen (the Qwen2.5-Coder team's protocol: ChatML, pre-filled fence).",
+        help="chat (our prompt, chat API) or qwen (the Qwen2.5-Coder team's protocol: ChatML, pre-filled fence); "
+        "default: qwen for the local model, chat for others.",
     ),
 ]
 Concurrency = Annotated[
@@ -196,20 +197,26 @@ def _settings(
     strategy: str | None,
     compare: str,
     k: int | None,
-    prompt_style: str,
+    prompt_style: str | None,
 ) -> EvalSettings:
     from dataclasses import replace
 
     from sopgraph.evals import prefill
     from sopgraph.evals.codegen import DEFAULT_LIMITS
-    from sopgraph.evals.harness import EvalSettings
+    from sopgraph.evals.harness import EvalSettings, default_prompt_style
+    from sopgraph.nodes.llm import ModelError
     from sopgraph.nodes.repair import DEFAULT_STRATEGY
     from sopgraph.state.context import Context, model_name
 
+    model = model or model_name(Context().model)
+    try:
+        prompt_style = prompt_style or default_prompt_style(model)
+    except ModelError as exc:
+        raise fail(exc) from exc
     try:
         return EvalSettings(
             benchmark=benchmark,
-            model=model or model_name(Context().model),
+            model=model,
             attempts=attempts,
             feedback=not no_feedback,
             seed=seed,
@@ -250,7 +257,7 @@ def humaneval(
     strategy: Strategy = None,
     compare: Compare = "",
     k: Candidates = None,
-    prompt_style: PromptStyle = "chat",
+    prompt_style: PromptStyle = None,
     *,
     opts: Options,
 ) -> None:
@@ -274,7 +281,7 @@ def humaneval(
         prompt_style=prompt_style,
     )
     try:
-        problems = harness.select_problems(humaneval.load_problems(style=prompt_style), limit, seed, first)
+        problems = harness.select_problems(humaneval.load_problems(style=settings.prompt_style), limit, seed, first)
     except humaneval.HumanEvalDataError as exc:
         raise fail(exc) from exc
     _run(problems, settings, out or default_out("humaneval", settings.model), opts.as_json)
@@ -312,7 +319,7 @@ def mbpp(
     strategy: Strategy = None,
     compare: Compare = "",
     k: Candidates = None,
-    prompt_style: PromptStyle = "chat",
+    prompt_style: PromptStyle = None,
     *,
     opts: Options,
 ) -> None:
@@ -340,7 +347,7 @@ def mbpp(
     try:
         path = bench.resolve_data(data, announce=lambda msg: err.print(msg, highlight=False, soft_wrap=True))
         problems = harness.select_problems(
-            bench.load_problems(path, split, visible_tests, prompt_style), limit, seed, first
+            bench.load_problems(path, split, visible_tests, settings.prompt_style), limit, seed, first
         )
     except bench.MbppDataError as exc:
         raise fail(exc) from exc
