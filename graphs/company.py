@@ -54,6 +54,11 @@ class CompanyInput(BaseModel):
     review: list[ReviewPoint] = Field(default_factory=list, description="Pause for a human after: prd, design.")
     max_debug: int = Field(default=3, ge=0, le=50, description="Fix rounds allowed after a failing test run.")
     max_files: int = Field(default=5, ge=1, le=24, description="Cap on the design's file list.")
+    one_file: bool | None = Field(
+        default=None,
+        description="The whole program in one file (the entry module): true, false, or unset for a small idea "
+        "(one that spells its command line, python main.py ..., in at most 120 words).",
+    )
     max_review_rounds: int = Field(default=1, ge=0, le=10, description="Times code review may send a file back.")
     parallel: bool = Field(default=True, description="Write independent files (and reviews, tests) in parallel.")
     incremental: bool | None = Field(
@@ -117,6 +122,7 @@ def company_input(
     review: Iterable[str] = (),
     max_debug: int = 3,
     max_files: int = 5,
+    one_file: bool | None = None,
     max_review_rounds: int = 1,
     parallel: bool = True,
     incremental: bool | None = None,
@@ -138,6 +144,7 @@ def company_input(
             "review": stages,
             "max_debug": max_debug,
             "max_files": max_files,
+            "one_file": one_file,
             "max_review_rounds": max_review_rounds,
             "parallel": parallel,
             "incremental": incremental,

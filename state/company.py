@@ -382,6 +382,9 @@ class QAReport(Document):
     """Whether the entry point starts in the sandbox (`--help`, then no arguments, stdin closed)."""
     start: str = ""
     """What the start check saw."""
+    test_problems: list[str] = Field(default_factory=list)
+    """What is wrong with the tests themselves before they run (a name imported from the program that it
+    does not define, a module that does not exist): QA fixes these, the program is not blamed."""
 
     @property
     def ran_tests(self) -> bool:
@@ -467,6 +470,9 @@ class CompanyState(TypedDict, total=False):
     """Engineer fix rounds allowed after a failing test run (test runs <= max_debug + 1)."""
     max_files: int
     """Cap on the design's file list."""
+    one_file: bool | None
+    """One file (the entry module) holds the whole program: True always, False never, None (unset) for a
+    small idea, one that spells its command line (nodes/company/request.py, the architect's rule)."""
     max_review_rounds: int
     """How many times code review may send a file back (0: no review)."""
     parallel: bool

@@ -321,7 +321,8 @@ def test_a_request_that_spells_its_command_line_gets_tests_that_run_it(company, 
     name, script = company
     script.buggy_until_fix = True
     idea = "a command-line calculator: python main.py A B prints = and the sum of A and B"
-    values = invoke(compiled(), company_input(idea, out_dir=tmp_path, max_debug=2), config(), name)
+    payload = company_input(idea, out_dir=tmp_path, max_debug=2, one_file=False)  # the design's three files
+    values = invoke(compiled(), payload, config(), name)
     (cli_prompt,) = [p for p in script.prompts["qa"] if "Write tests/test_main.py" in p]
     assert idea in cli_prompt and "`cli` fixture" in cli_prompt and "Do not import the program" in cli_prompt
     assert not any("Interface of module `main`" in p for p in script.prompts["qa"])
@@ -379,6 +380,8 @@ def test_a_test_the_prd_does_not_support_is_arbitrated_and_the_test_is_fixed(com
     assert "User stories:" in prompt and "add two numbers" in prompt and "== 6" in prompt  # PRD vs the test
     fixes = [(d.path, d.version) for d in docs(values, CodeFile) if d.note.startswith("debug")]
     assert fixes == [("tests/test_calc.py", 2)]  # the code the PRD supports is left alone
+    assert [p for p in script.prompts["qa"] if "The test file" in p]  # QA's role fixes its tests
+    assert not [p for p in script.prompts["engineer"] if "The test file" in p]
     assert (tmp_path / "tests/test_calc.py").read_text() == TEST_CALC and (
         tmp_path / "calc.py"
     ).read_text() == GOOD_CALC
@@ -391,7 +394,8 @@ def test_code_the_prd_does_not_support_is_arbitrated_and_the_code_is_fixed(compa
     (ruling,) = docs(values, Arbitration)
     assert ruling.wrong == "code"
     fixes = [(d.path, d.version) for d in docs(values, CodeFile) if d.note.startswith("debug")]
-    assert fixes == [("calc.py", 2)] and not any("The test file" in p for p in script.prompts["engineer"])
+    assert fixes == [("calc.py", 2)]
+    assert not any("The test file" in p for p in [*script.prompts["engineer"], *script.prompts["qa"]])
     assert delivery(values).passed_on_attempt == 2
 
 

@@ -70,3 +70,24 @@ def test_budget_and_review_parsing() -> None:
     with pytest.raises(SystemExit):
         parse_budget("lots")
     assert parse_review("prd, design") == ["prd", "design"] and parse_review(None) == []
+
+
+@pytest.mark.parametrize(
+    ("flag", "files"), [("--one-file", ["main.py"]), ("--split-files", ["calc.py", "fmt.py", "main.py"])]
+)
+def test_one_file_or_the_designs_files_from_the_cli(scripted, tmp_path: Path, cli, flag: str, files: list[str]) -> None:  # type: ignore[no-untyped-def]
+    from sopgraph.graphs import runner
+    from sopgraph.graphs.runner import open_checkpointer
+    from sopgraph.state.company import SystemDesign
+
+    name, model = scripted
+    model.script = Company()
+    db = str(tmp_path / "cli.sqlite")
+    idea = "a calculator: python main.py A B prints the sum"  # a small idea: one file unless --split-files
+    args = ["--model", name, "--out", str(tmp_path / "repo"), "--db", db, "--review", "design", flag]
+    code, _, err = cli("company", idea, *args)
+    assert code == 4 and "review the SystemDesign" in err, err
+    with open_checkpointer(db) as saver:
+        values = runner.compile_graph("company", saver).get_state(runner.run_config(_thread(err))).values
+    (design,) = [m.payload for m in values["pool"] if isinstance(m.payload, SystemDesign)]
+    assert design.file_list == files and values["one_file"] is (flag == "--one-file")

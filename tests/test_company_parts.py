@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from sopgraph.nodes.company.architect import runnable_files
+from sopgraph.nodes.company.architect import one_file, runnable_files
 from sopgraph.nodes.company.common import complete_imports, extract_code, generate_file, syntax_problem
 from sopgraph.nodes.company.diagrams import call_flow, class_diagram, is_empty
 from sopgraph.nodes.company.human import parse_answer
@@ -127,6 +127,29 @@ def test_the_design_builds_python_modules_with_an_entry_point() -> None:
     assert any("todo_list.json" in n for n in notes) and any("added main.py" in n for n in notes)
     kept = SystemDesign(implementation_approach="x", file_list=["calc.py", "cli.py"])
     assert runnable_files(kept) == (kept, [])  # an entry module of another name, order untouched
+
+
+def test_a_small_idea_is_one_file_unless_the_run_says_otherwise() -> None:
+    """The one-file rule: the 0.5B engineer, given todo_list.py as context for main.py, copied it (make demo)."""
+    small = "a todo list: python main.py add TEXT adds an item, list prints them"
+    assert one_file(small, None) == "main.py"
+    assert one_file(small.replace("main.py", "app.py"), None) == "app.py"  # the entry module the request names
+    assert one_file(small, False) is None  # --split-files, or --set one_file=false on a fork
+    assert one_file("a todo list library", None) is None  # no command line spelled: the design's files
+    assert one_file("a todo list library", True) == "main.py"  # --one-file
+    assert one_file(small + " and more" * 60, None) is None  # over 120 words is not small
+    several = SystemDesign(implementation_approach="x", file_list=["todo.py", "main.py"])
+    assert one_file(small, None, several) is None  # a change to a project of several files keeps them
+    assert one_file(small, None, several.model_copy(update={"file_list": ["main.py"]})) == "main.py"
+
+    design = SystemDesign(implementation_approach="x", file_list=["todo_list.py", "todo.json", "main.py"])
+    fixed, notes = runnable_files(design, "main.py")
+    assert fixed.file_list == ["main.py"] and fixed.implementation_approach == "x"
+    assert notes == [
+        "design: one file, main.py, holds the whole program (a small idea; the design named "
+        "todo_list.py, todo.json, main.py)"
+    ]
+    assert runnable_files(fixed, "main.py") == (fixed, [])
 
 
 def test_review_verdict_and_task_plan_accept_loose_shapes() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from sopgraph.tools.program import is_test_code, static_problems
 
 TODO = "class Todo:\n    pass\n\n\ndef add(items, text):\n    items.append(text)\n"
@@ -43,3 +45,87 @@ def test_idea_terms_and_what_a_document_leaves_out() -> None:
     prd = "Users add todos, listing them; finished todos are marked done."
     assert missing_terms(idea_terms(idea), prd) == ["remove"]
     assert missing_terms(["remove"], "def remove_todo(index): ...") == []  # identifiers count as words
+
+
+# -- the request's commands and the test files' guards (#12) ----------------------------------------------
+
+MAKEFILE_IDEA = next(
+    line.split("?=", 1)[1].strip()
+    for line in (Path(__file__).resolve().parent.parent / "Makefile").read_text().splitlines()
+    if line.startswith("IDEA ?=")
+)
+
+
+def test_the_commands_a_request_names() -> None:
+    from sopgraph.nodes.company.request import command_words, is_small, spelled_entries
+
+    assert command_words(MAKEFILE_IDEA) == ["add", "list", "done", "remove"]
+    backticked = (
+        "A todo list: `python main.py add TEXT` adds an item, `list` prints the items, `done N` marks item N "
+        "done and `remove N` deletes it. Keep it small and start it with `python main.py`."
+    )
+    assert command_words(backticked) == ["add", "list", "done", "remove"]
+    for names_none in (
+        "a command-line calculator: python main.py A B prints = and the sum of A and B",
+        "`python main.py --length N` with optional `--digits` and `--symbols` prints a password, strong with "
+        "digits and symbols",
+        "`python main.py FILE.json` reads a document; list items use their index as the key",
+        "a command-line calculator",
+    ):
+        assert command_words(names_none) == [], names_none
+    assert spelled_entries("run ./app.py or `python main.py`; python todo.py is not an entry") == ["main.py"]
+    assert spelled_entries("python app.py serve, then python main.py list") == ["app.py", "main.py"]
+    assert is_small(MAKEFILE_IDEA) and not is_small("a command-line calculator")
+    assert not is_small(MAKEFILE_IDEA + " and more" * 60)  # over 120 words: not a small idea
+
+
+def test_an_entry_module_that_handles_no_command_is_told_from_one_that_does() -> None:
+    from sopgraph.tools.program import missing_commands
+
+    commands = ["add", "list", "done", "remove"]
+    copied = (  # what the 0.5B wrote as main.py: the library's class again, the commands as methods only
+        '"""Add, list, done and remove todos."""\n\n\nclass TodoList:\n    def add(self, text):\n        pass\n\n'
+        "    def list(self):\n        pass\n\n    def done(self, n):\n        pass\n\n    def remove(self, n):\n"
+        "        pass\n"
+    )
+    assert missing_commands(copied, commands) == commands
+    dispatch = (
+        "import sys\ncommand = sys.argv[1]\nif command == 'add':\n    pass\nelif command in ('list', 'ls'):\n    pass\n"
+    )
+    assert missing_commands(dispatch, commands) == ["done", "remove"]
+    parser = (
+        "import argparse\nsub = argparse.ArgumentParser().add_subparsers(dest='cmd')\n"
+        "for name in ('add', 'list'):\n    sub.add_parser(name)\nsub.add_parser('done')\n"
+        "match 1:\n    case 'remove':\n        pass\n"
+    )
+    assert missing_commands(parser, commands) == []
+    assert missing_commands("import argparse\np = argparse.ArgumentParser()\np.add_argument('--add')\n", ["add"]) == []
+    assert missing_commands("def f(:\n", commands) == []  # a parse failure is its own problem
+
+
+def test_a_test_files_own_cli_fixture_is_removed_and_its_wrong_imports_are_named() -> None:
+    from sopgraph.nodes.company import qa
+    from sopgraph.tools.program import fixture_names, problems_in_tests, without_definitions
+
+    assert qa.PROVIDED == fixture_names(qa.CONFTEST.format(entry="main.py")) == frozenset({"cli"})
+    test = (
+        "import subprocess\n\nimport pytest\nfrom main import main\n\n\n@pytest.fixture\ndef cli():\n"
+        "    return lambda *a: subprocess.run(['python', 'main.py', *a])\n\n\ncli_name = 'x'\n\n\n"
+        "def test_add(cli):\n    assert cli('add', 'milk').returncode == 0\n"
+    )
+    cleaned, removed = without_definitions(test, frozenset({"cli"}))
+    assert removed == ["cli"] and "def cli" not in cleaned and "@pytest.fixture" not in cleaned
+    assert "def test_add(cli):" in cleaned and "cli_name = 'x'" in cleaned and "from main import main" in cleaned
+    assert without_definitions(cleaned, frozenset({"cli"})) == (cleaned, [])
+
+    program = "import sys\n\n\ndef run(argv):\n    return 0\n"
+    problems = problems_in_tests(
+        {"main.py": program, "tests/test_main.py": cleaned, "tests/conftest.py": "import pytest\n"}
+    )
+    assert problems == ["tests/test_main.py imports main from main.py (line 4), which main.py does not define"]
+    other = "import todo_list\nfrom conftest import cli\nfrom main import run\n\n\ndef test_x():\n    pass\n"
+    problems = problems_in_tests({"main.py": program, "tests/test_x.py": other, "tests/conftest.py": ""})
+    assert problems == [
+        "tests/test_x.py imports `todo_list` (line 1), which is neither a module of this project nor in the "
+        "standard library"
+    ]

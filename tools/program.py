@@ -33,6 +33,8 @@ LET_THROUGH = frozenset({"EOFError", "SystemExit"})
 """Exceptions that end a program rather than show a missing piece."""
 MISSING = frozenset({"ImportError", "ModuleNotFoundError"})
 STDLIB = frozenset(sys.stdlib_module_names) | {"__future__"}
+TEST_PACKAGES = frozenset({"pytest", "_pytest"})
+"""What tests may import beside the project and the standard library."""
 
 # Our own code, run inside the sandbox: compile one module, import it, report how that went as JSON.
 IMPORT_PROBE = f"""
@@ -106,51 +108,143 @@ def is_test_code(code: str) -> str | None:
     return None
 
 
-def static_problems(files: dict[str, str]) -> list[str]:
-    """One line per structural problem of the program modules (tests/ are not judged here)."""
-    code = {p: c for p, c in files.items() if p.endswith(".py") and not is_test_path(p)}
-    modules = {module_name(p): p for p in code}
-    tops = {m.split(".")[0] for m in modules} | {p.split("/")[0] for p in code if "/" in p}
+def _parsed(files: dict[str, str], problems: list[str]) -> dict[str, ast.Module]:
     trees: dict[str, ast.Module] = {}
-    problems: list[str] = []
-    for path, text in code.items():
+    for path, text in files.items():
         try:
             trees[path] = ast.parse(text, filename=path)
         except SyntaxError as exc:
             problems.append(f"{path} does not parse: {exc.msg} (line {exc.lineno})")
         except (ValueError, RecursionError, MemoryError) as exc:
             problems.append(f"{path} does not parse: {type(exc).__name__}")
+    return trees
+
+
+def _import_problems(
+    path: str, tree: ast.Module, program: list[str], trees: dict[str, ast.Module], allowed: frozenset[str] = frozenset()
+) -> list[str]:
+    """What `path` imports that is not there: itself, a module neither of the project (`program`, parsed in
+    `trees`) nor of the standard library (nor `allowed`), a name its project module does not define."""
+    modules = {module_name(p): p for p in program}
+    tops = {m.split(".")[0] for m in modules} | {p.split("/")[0] for p in program if "/" in p}
+    own = module_name(path)
+    problems: list[str] = []
+    for node in ast.walk(tree):
+        targets: list[tuple[str, list[str] | None]]
+        if isinstance(node, ast.Import):
+            targets = [(a.name, None) for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            targets = [(node.module, [a.name for a in node.names])]
+        else:
+            continue
+        for target, names in targets:
+            top = target.split(".")[0]
+            if target == own or (own.endswith(".__init__") and target == own.removesuffix(".__init__")):
+                problems.append(f"{path} imports itself (line {node.lineno}): `{target}` is this very module")
+            elif top not in tops and top not in STDLIB and top not in allowed:
+                problems.append(
+                    f"{path} imports `{target}` (line {node.lineno}), which is neither a module of this project "
+                    "nor in the standard library"
+                )
+            elif names and target in modules and modules[target] in trees:
+                other = modules[target]
+                missing = [n for n in names if n != "*" and n not in _defined_names(trees[other])]
+                if missing:
+                    problems.append(
+                        f"{path} imports {', '.join(missing)} from {other} (line {node.lineno}), "
+                        f"which {other} does not define"
+                    )
+    return problems
+
+
+def static_problems(files: dict[str, str]) -> list[str]:
+    """One line per structural problem of the program modules (tests/ are not judged here)."""
+    code = {p: c for p, c in files.items() if p.endswith(".py") and not is_test_path(p)}
+    problems: list[str] = []
+    trees = _parsed(code, problems)
     for path, tree in trees.items():
         why = is_test_code(code[path])
         if why:
             problems.append(f"{path} is test code, not the program: it {why}; tests belong in tests/")
-        own = module_name(path)
-        for node in ast.walk(tree):
-            targets: list[tuple[str, list[str] | None]]
-            if isinstance(node, ast.Import):
-                targets = [(a.name, None) for a in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                targets = [(node.module, [a.name for a in node.names])]
-            else:
-                continue
-            for target, names in targets:
-                top = target.split(".")[0]
-                if target == own or (own.endswith(".__init__") and target == own.removesuffix(".__init__")):
-                    problems.append(f"{path} imports itself (line {node.lineno}): `{target}` is this very module")
-                elif top not in tops and top not in STDLIB:
-                    problems.append(
-                        f"{path} imports `{target}` (line {node.lineno}), which is neither a module of this project "
-                        "nor in the standard library"
-                    )
-                elif names and target in modules and modules[target] in trees:
-                    other = modules[target]
-                    missing = [n for n in names if n != "*" and n not in _defined_names(trees[other])]
-                    if missing:
-                        problems.append(
-                            f"{path} imports {', '.join(missing)} from {other} (line {node.lineno}), "
-                            f"which {other} does not define"
-                        )
+        problems += _import_problems(path, tree, list(code), trees)
     return list(dict.fromkeys(problems))
+
+
+def problems_in_tests(files: dict[str, str]) -> list[str]:
+    """One line per structural problem of the test files among `files` (the program modules there are what
+    they test): a name imported from a program module that does not define it, a module neither of the
+    project nor of the standard library (pytest aside). Each line starts with the test file's path."""
+    program = [p for p in files if p.endswith(".py") and not is_test_path(p)]
+    trees = _parsed({p: files[p] for p in program}, [])
+    problems: list[str] = []
+    tests = _parsed({p: c for p, c in files.items() if p.endswith(".py") and is_test_path(p)}, problems)
+    # pytest puts the tests' folder on the path (import conftest); a package of tests imports as tests.x
+    helpers = frozenset(stem(p) for p in tests) | {p.split("/")[0] for p in tests if "/" in p}
+    for path, tree in tests.items():
+        problems += _import_problems(path, tree, program, trees, allowed=TEST_PACKAGES | helpers)
+    return list(dict.fromkeys(problems))
+
+
+def fixture_names(code: str) -> frozenset[str]:
+    """The pytest fixtures a module (a conftest.py) defines: functions decorated with `pytest.fixture`."""
+    try:
+        tree = ast.parse(code)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return frozenset()
+    return frozenset(
+        node.name
+        for node in tree.body
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+        and any("fixture" in ast.unparse(d) for d in node.decorator_list)
+    )
+
+
+def without_definitions(code: str, names: frozenset[str]) -> tuple[str, list[str]]:
+    """`code` without its top-level definitions (functions with their decorators, assignments) of `names`,
+    and the names removed. A test file that defines its own `cli` hides the fixture our conftest provides."""
+    try:
+        tree = ast.parse(code)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return code, []
+    spans: list[tuple[int, int]] = []
+    removed: list[str] = []
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node.name in names:
+            first = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+            removed.append(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            bound = [t.id for t in targets if isinstance(t, ast.Name)]
+            if not bound or not set(bound) <= names:
+                continue
+            first = node.lineno
+            removed += bound
+        else:
+            continue
+        spans.append((first, node.end_lineno or node.lineno))
+    if not spans:
+        return code, []
+    lines = code.splitlines()
+    keep = [line for number, line in enumerate(lines, 1) if not any(a <= number <= b for a, b in spans)]
+    text = re.sub(r"\n{4,}", "\n\n\n", "\n".join(keep)).strip("\n") + "\n"
+    return text, list(dict.fromkeys(removed))
+
+
+def missing_commands(code: str, commands: list[str]) -> list[str]:
+    """The commands an entry module never compares or registers: no string literal of it equals the command
+    (`"add"`, `--add`, `add_parser("add")`, `case "add":`). A module with the request's commands as
+    methods only (a copy of a library class) handles none of them. Code that does not parse: [] (the parse
+    failure is its problem)."""
+    try:
+        tree = ast.parse(code)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return []
+    literals = {
+        node.value.strip().lstrip("-").lower()
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant) and isinstance(node.value, str)
+    }
+    return [c for c in commands if c.lower() not in literals]
 
 
 def interface(code: str) -> str:

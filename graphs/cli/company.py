@@ -105,6 +105,14 @@ def register(app: typer.Typer) -> None:
         ] = None,
         max_debug: Annotated[int, typer.Option("--max-debug", help="Fix rounds allowed after failing tests.")] = 3,
         max_files: Annotated[int, typer.Option("--max-files", help="Cap on the number of code files.")] = 5,
+        one_file: Annotated[
+            bool | None,
+            typer.Option(
+                "--one-file/--split-files",
+                help="The whole program in main.py, or the design's files (default: one file for a small idea, "
+                "one that spells its command line).",
+            ),
+        ] = None,
         review_rounds: Annotated[
             int, typer.Option("--review-rounds", help="Times code review may send a file back (0: no review).")
         ] = 1,
@@ -146,6 +154,7 @@ def register(app: typer.Typer) -> None:
                 review=stages,
                 max_debug=max_debug,
                 max_files=max_files,
+                one_file=one_file,
                 max_review_rounds=review_rounds,
                 parallel=not sequential,
                 test_timeout_s=test_timeout,

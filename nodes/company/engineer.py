@@ -34,6 +34,7 @@ from sopgraph.nodes.company.common import (
 )
 from sopgraph.nodes.company.fixing import repair_code_file
 from sopgraph.nodes.company.repository import render, write_docs
+from sopgraph.nodes.company.request import command_line_entry, command_words
 from sopgraph.nodes.progress import Reporter, reporter
 from sopgraph.nodes.repair import Verdict
 from sopgraph.nodes.routing import edge_labels
@@ -86,6 +87,11 @@ REQUEST = (
     "The user's request, word for word (this module starts the program: its commands, arguments and "
     "output must be exactly these):\n{idea}\n"
 )
+COMMANDS = (
+    "{path} handles the commands itself: it reads its command line (argparse subcommands, or a dispatch on "
+    "sys.argv[1]) and runs the code of each command: {commands}.\n"
+)
+ONLY_FILE = "{path} is the program's only file: define everything it uses in it (there is no other module to import).\n"
 REWRITE = (
     "{context}\nCurrent code:\n{code}\n\nCode review of {path} (LBTM):\n{comments}\n\n"
     "Rewrite {path} fixing these points. Reply with the complete code of {path} in one ```python block."
@@ -98,6 +104,21 @@ FIX_TEST = (
     "{context}\nThe tests fail:\n{failure}\n\nCurrent test file:\n{code}\n\n"
     "The test file {path} itself is broken. Reply with the complete corrected test file in one ```python block."
 )
+
+
+def entry_brief(idea: str, path: str, files: list[str]) -> str:
+    """What the entry module's prompt adds: the request word for word, the commands it names (to be handled
+    in this module, not only defined as methods), and, when the plan has no other file, that everything
+    goes in it. "" for any other module."""
+    if not idea or program.stem(path) not in program.ENTRY_STEMS:
+        return ""
+    text = REQUEST.format(idea=clip(idea, 1500))
+    commands = command_words(idea)
+    if commands and command_line_entry(idea, [path]) == path:
+        text += COMMANDS.format(path=path, commands=", ".join(commands))
+    if files == [path]:
+        text += ONLY_FILE.format(path=path)
+    return text
 
 
 def _design_context(design: SystemDesign, plan: TaskPlan) -> str:
@@ -142,7 +163,7 @@ def engineer(state: CompanyState, runtime: Runtime[Context]) -> Command[Literal[
             current = existing.get(path)
             prompt = WRITE.format(
                 context=context
-                + (REQUEST.format(idea=clip(idea, 1500)) if idea and program.stem(path) in program.ENTRY_STEMS else "")
+                + entry_brief(idea, path, plan.task_list)
                 + _files_block("Files it imports:", deps, code, CONTEXT_CHARS // 2),
                 current=CURRENT.format(path=path, code=fence(path, current.content, 3000)) if current else "",
                 path=path,
@@ -225,6 +246,8 @@ def debug(state: CompanyState, runtime: Runtime[Context]) -> dict[str, Any]:
     reports = every(seen, QAReport, [RUN_TESTS])
     llm = ROLE.gateway(state, runtime)
     llm.check_budget()  # here, once: the candidates below are requested in parallel and never pause
+    tester = qa.ROLE.gateway(state, runtime)  # test files are QA's to fix
+    commands = qa.entry_commands(state, list(code))
     # A test and the code disagree: the PRD decides which one is fixed (spec-first QA).
     ruling, ruling_usage = qa.arbitrate(state, runtime)
     decision = ruling.payload if ruling is not None and isinstance(ruling.payload, Arbitration) else None
@@ -253,18 +276,30 @@ def debug(state: CompanyState, runtime: Runtime[Context]) -> dict[str, Any]:
     # Code first: its candidates are judged against the tests the report's counts came from.
     for path in sorted(targets, key=lambda p: p in tests):
         version = (tests[path] if path in tests else code[path]).version + 1
-        announce_file(ROLE.name, path, "fix", version, f"after test run {report.attempt}")
+        role = qa.ROLE.name if path in tests else ROLE.name
+        announce_file(role, path, "fix", version, f"after test run {report.attempt}")
         if path in tests:
-            # A test file is rewritten once, not selected by tests passed (dropping a failing test would win).
-            current, kind = tests[path], WRITE_TEST
-            prompt = FIX_TEST.format(
-                context=context, failure=failure, code=fence(path, current.content, CONTEXT_CHARS // 2), path=path
+            # A test file goes back to QA, rewritten once, not selected by tests passed (dropping a failing
+            # test would win), and guarded as QA's first version was.
+            current, kind, sender = tests[path], WRITE_TEST, qa.ROLE.name
+            used = [m for m in code if _mentions(current.content, m)]
+            stubs = "".join(
+                f"Interface of {m} (signatures only):\n{fence(m, program.interface(code[m].content), 1500)}\n"
+                for m in used
             )
-            fixed, problems = generate_file(llm, prompt, path, ROLE.system)
-            warnings += problems
+            prompt = FIX_TEST.format(
+                context=context + stubs,
+                failure=failure,
+                code=fence(path, current.content, CONTEXT_CHARS // 2),
+                path=path,
+            )
+            fixed, problems = generate_file(tester, prompt, path, qa.ROLE.system)
+            fixtures = qa.PROVIDED if qa.CLI_FIXTURE in tests else frozenset()
+            fixed, notes, _ = qa.guard_tests(path, fixed, {p: f.content for p, f in code.items()}, fixtures)
+            warnings += problems + notes
             note = f"debug fix after test run {report.attempt}"
         else:
-            current, kind = code[path], WRITE_CODE
+            current, kind, sender = code[path], WRITE_CODE, ROLE.name
             related = [t for t in tests if _mentions(tests[t].content, path)] or list(tests)
             tests_block = _files_block("Tests:", related, tests, CONTEXT_CHARS // 3)
 
@@ -280,7 +315,9 @@ def debug(state: CompanyState, runtime: Runtime[Context]) -> dict[str, Any]:
             task = plan.task_for(path)
             deps = [d for d in (task.depends_on if task else []) if d != path]
             write_prompt = WRITE.format(
-                context=context + _files_block("Files it imports:", deps, code, CONTEXT_CHARS // 2),
+                context=context
+                + entry_brief(idea_of(state, ROLE.name), path, plan.task_list)
+                + _files_block("Files it imports:", deps, code, CONTEXT_CHARS // 2),
                 current="",
                 path=path,
                 task=(task.description if task and task.description else "as the design says") + ".",
@@ -296,7 +333,9 @@ def debug(state: CompanyState, runtime: Runtime[Context]) -> dict[str, Any]:
                 fix_prompt=fix_prompt,
                 limits=limits,
                 seed=report.attempt,
-                judge=(judge := RunJudge(files, path, list(code), list(tests), report.attempt, timeout, progress)),
+                judge=(
+                    judge := RunJudge(files, path, list(code), list(tests), report.attempt, timeout, progress, commands)
+                ),
             )
             kept = judge.reports.get(found.code, report) if found.changed else report
             progress(
@@ -328,12 +367,10 @@ def debug(state: CompanyState, runtime: Runtime[Context]) -> dict[str, Any]:
         version = current.version + 1
         doc = CodeFile(path=path, content=fixed, version=version, note=note)
         messages.append(
-            Message(
-                sender=ROLE.name, kind=kind, content=f"{path} v{version}: fix after run {report.attempt}", payload=doc
-            )
+            Message(sender=sender, kind=kind, content=f"{path} v{version}: fix after run {report.attempt}", payload=doc)
         )
     write_docs(state, runtime, messages)
-    usage = [*ruling_usage.get("usage", []), *llm.usage_update()["usage"]]
+    usage = [*ruling_usage.get("usage", []), *llm.usage_update()["usage"], *tester.usage_update()["usage"]]
     return {"pool": messages, "warnings": warnings, "usage": usage}
 
 
@@ -358,9 +395,10 @@ class RunJudge:
         attempt: int,
         timeout: float,
         progress: Reporter | None = None,
+        commands: tuple[str, list[str]] | None = None,
     ) -> None:
         self.files, self.path, self.code, self.tests = files, path, code, tests
-        self.attempt, self.timeout = attempt, timeout
+        self.attempt, self.timeout, self.commands = attempt, timeout, commands
         self.reports: dict[str, QAReport] = {}
         self.progress = progress or Reporter("", None)
 
@@ -371,7 +409,9 @@ class RunJudge:
             return Verdict(-1, total, f"rejected: the reply for {self.path} {why or 'held no code'}")
         with tempfile.TemporaryDirectory(prefix="sopgraph-candidate-") as scratch:
             Workspace(scratch).sync({**self.files, self.path: candidate})
-            checked = qa.examine(Path(scratch), self.code, self.tests, self.attempt, self.timeout)
+            checked = qa.examine(
+                Path(scratch), self.code, self.tests, self.attempt, self.timeout, commands=self.commands
+            )
         self.reports[candidate] = checked
         self.progress(
             "debug",

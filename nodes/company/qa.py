@@ -8,6 +8,7 @@ spent. Generated code only ever runs inside tools/sandbox/.
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,6 +20,7 @@ from sopgraph.nodes.company.common import (
     UNTOUCHED,
     Role,
     clip,
+    every,
     fence,
     file_worker,
     idea_of,
@@ -27,6 +29,7 @@ from sopgraph.nodes.company.common import (
     prd_brief,
 )
 from sopgraph.nodes.company.repository import materialize, target_dir
+from sopgraph.nodes.company.request import command_line_entry, command_words
 from sopgraph.nodes.progress import Reporter, reporter
 from sopgraph.nodes.routing import edge_labels
 from sopgraph.state.company import (
@@ -91,8 +94,6 @@ CLI_TESTS = (
     "`cli` as its argument and checks one thing the request asks, with the expected output worked out from "
     "the request. Do not import the program. Reply with the complete test file in one ```python block."
 )
-COMMAND_LINE = re.compile(r"\bpython3?\s+(\S+\.py)\b")
-"""A request that spells its command line (`python main.py add TEXT`) gets tests that run that command."""
 CLI_FIXTURE = f"{TESTS_DIR}/conftest.py"
 CONFTEST = '''"""Written by sopgraph: the `cli` fixture runs the program the way its user does."""
 
@@ -124,16 +125,6 @@ def cli(tmp_path):
 '''
 
 
-def command_line_entry(idea: str, paths: list[str]) -> str | None:
-    """The entry module whose command line the request spells out (`python main.py ...`), if it is one of
-    the project's entry modules; None otherwise (tests then go through the modules' interfaces)."""
-    for match in COMMAND_LINE.finditer(idea):
-        named = match.group(1).lstrip("./")
-        if named in paths and stem(named) in ENTRY_STEMS:
-            return named
-    return None
-
-
 def path_of_tests(path: str) -> str:
     return f"{TESTS_DIR}/test_{module_name(path).replace('.', '_')}.py"
 
@@ -145,8 +136,21 @@ def modules_to_test(paths: list[str]) -> list[str]:
     return libraries or modules
 
 
+PROVIDED = program.fixture_names(CONFTEST.format(entry="main.py"))
+"""The fixtures our conftest provides (cli): a test file must not define its own."""
+REASK = "re-asked: "
+"""The note of a test file QA was asked for again, with the reason (each file is re-asked once)."""
+REFUSED = (
+    "\n\nYour last version of {test_path}:\n{code}\nIt was refused: {reason}. Reply with the complete corrected "
+    "test file in one ```python block."
+)
+
+
 @edge_labels(write_test="next test", run_tests="tests written")
 def qa(state: CompanyState, runtime: Runtime[Context]) -> Command[Literal["write_test", "run_tests"]]:
+    """Hand out a job per test file still to write; when all are written, guard them before the test run:
+    a definition that hides our conftest's fixture is removed, a file importing what the program does not
+    have is asked for again once, with the reason."""
     seen = ROLE.view(state)
     design = latest(seen, SystemDesign, [WRITE_DESIGN])
     prd = latest(seen, PRD, [WRITE_PRD])
@@ -154,22 +158,25 @@ def qa(state: CompanyState, runtime: Runtime[Context]) -> Command[Literal["write
     code = latest_files(seen, [WRITE_CODE])
     written = latest_files(seen, [WRITE_TEST])
     existing = latest_files(seen, [EXISTING_CODE])
-    jobs: list[FileJob] = []
+    wanted: dict[str, FileJob] = {}
     kept: list[Message] = []
     built = [p for p in design.file_list if p in code]
-    entry = command_line_entry(idea_of(state, ROLE.name), built)
+    idea = idea_of(state, ROLE.name)
+    entry = command_line_entry(idea, built)
     if entry is not None:
-        job, fixture = _cli_tests(state, entry, written, existing)
-        jobs += job
-        kept += fixture
+        if CLI_FIXTURE not in written:
+            doc = CodeFile(path=CLI_FIXTURE, content=CONFTEST.format(entry=entry), version=1, note="the cli fixture")
+            kept.append(Message(sender=ROLE.name, kind=WRITE_TEST, content=f"{CLI_FIXTURE} v1", payload=doc))
+        wanted[path_of_tests(entry)] = _cli_tests(state, idea, entry, existing)
     for path in modules_to_test(built):
         test_path = path_of_tests(path)
-        if test_path in written or path == entry:
+        if path == entry:
             continue
         current = existing.get(test_path)
         if current is not None and code[path].note == UNTOUCHED:  # its module is unchanged: so are its tests
-            doc = CodeFile(path=test_path, content=current.content, version=1, note=UNTOUCHED)
-            kept.append(Message(sender=ROLE.name, kind=WRITE_TEST, content=f"{test_path} v1: {UNTOUCHED}", payload=doc))
+            if test_path not in written:
+                doc = CodeFile(path=test_path, content=current.content, version=1, note=UNTOUCHED)
+                kept.append(ROLE.say(WRITE_TEST, f"{test_path} v1: {UNTOUCHED}", doc))
             continue
         prompt = WRITE_TESTS.format(
             prd=clip(prd_brief(prd), 2000) if prd else "(none)",
@@ -181,48 +188,109 @@ def qa(state: CompanyState, runtime: Runtime[Context]) -> Command[Literal["write
             test_path=test_path,
         )
         note = "update of the existing tests" if current else "first version"
-        jobs.append(
-            FileJob(
-                path=test_path,
-                out_dir=state["out_dir"],
-                prompt=prompt,
-                note=note,
-                subject=path,
-                subject_code=code[path].content,
-            )
+        wanted[test_path] = FileJob(
+            path=test_path,
+            out_dir=state["out_dir"],
+            prompt=prompt,
+            note=note,
+            subject=path,
+            subject_code=code[path].content,
         )
-    update = {"pool": kept} if kept else None
+    jobs = [job for test_path, job in wanted.items() if test_path not in written]
+    warnings: list[str] = []
     if not jobs:
-        return Command(update=update, goto="run_tests")
-    return Command(update=update, goto=ROLE.dispatch(state, runtime, "write_test", jobs))
+        fixtures = PROVIDED if entry is not None else frozenset()
+        cleaned, jobs, warnings = _guard(seen, wanted, written, {p: f.content for p, f in code.items()}, fixtures)
+        kept += cleaned
+    update: dict[str, Any] = {"pool": kept, "warnings": warnings} if kept or warnings else {}
+    if not jobs:
+        return Command(update=update or None, goto="run_tests")
+    return Command(update=update or None, goto=ROLE.dispatch(state, runtime, "write_test", jobs))
 
 
 write_test = file_worker(ROLE, WRITE_TEST)
 
 
-def _cli_tests(
-    state: CompanyState, entry: str, written: dict[str, CodeFile], existing: dict[str, CodeFile]
-) -> tuple[list[FileJob], list[Message]]:
-    """Tests of the command line the request spells out, in the entry module's test file (so a failure points
-    at it), and the `cli` fixture they use, written by us, never by the model. No subject module: these tests
-    must not import the program, so none of its names are completed as imports."""
-    fixture: list[Message] = []
-    if CLI_FIXTURE not in written:
-        doc = CodeFile(path=CLI_FIXTURE, content=CONFTEST.format(entry=entry), version=1, note="the cli fixture")
-        fixture.append(Message(sender=ROLE.name, kind=WRITE_TEST, content=f"{CLI_FIXTURE} v1", payload=doc))
+def guard_tests(
+    path: str, text: str, code: dict[str, str], fixtures: frozenset[str]
+) -> tuple[str, list[str], list[str]]:
+    """A test file checked before it runs: (its text without the definitions that hide `fixtures`, the
+    conftest's; a warning per removal; its structural problems against the program `code`)."""
+    cleaned, removed = program.without_definitions(text, fixtures) if fixtures else (text, [])
+    notes = [f"{path}: removed its own {', '.join(removed)}, which hid the fixture of {CLI_FIXTURE}"] if removed else []
+    return cleaned, notes, program.problems_in_tests({**code, path: cleaned})
+
+
+def _guard(
+    seen: list[Message],
+    wanted: dict[str, FileJob],
+    written: dict[str, CodeFile],
+    code: dict[str, str],
+    fixtures: frozenset[str],
+) -> tuple[list[Message], list[FileJob], list[str]]:
+    """The written tests, guarded: (cleaned versions to publish, re-ask jobs, warnings)."""
+    messages: list[Message] = []
+    jobs: list[FileJob] = []
+    warnings: list[str] = []
+    versions = every(seen, CodeFile, [WRITE_TEST])
+    for test_path, job in wanted.items():
+        doc = written.get(test_path)
+        if doc is None or doc.note == UNTOUCHED:
+            continue
+        text, notes, problems = guard_tests(test_path, doc.content, code, fixtures)
+        version = doc.version
+        if text != doc.content:
+            version += 1
+            fixed = CodeFile(path=test_path, content=text, version=version, note="; ".join(notes))
+            messages.append(ROLE.say(WRITE_TEST, f"{test_path} v{version}: {fixed.note}", fixed))
+            warnings += notes
+        if problems and not any(d.path == test_path and d.note.startswith(REASK) for d in versions):
+            reason = clip("; ".join(problems), 600)
+            refused = REFUSED.format(test_path=test_path, code=fence(test_path, text, 2500), reason=reason)
+            again = {"prompt": job.prompt + refused, "version": version + 1, "note": REASK + reason}
+            jobs.append(job.model_copy(update=again))
+            warnings.append(f"{test_path}: asked for again: {reason}")
+    return messages, jobs, warnings
+
+
+def _cli_tests(state: CompanyState, idea: str, entry: str, existing: dict[str, CodeFile]) -> FileJob:
+    """The job of the command-line tests the request spells out, in the entry module's test file (so a
+    failure points at it); they use the `cli` fixture, which we write, never the model. No subject module:
+    these tests must not import the program, so none of its names are completed as imports."""
     test_path = path_of_tests(entry)
-    if test_path in written:
-        return [], fixture
     current = existing.get(test_path)
     prompt = CLI_TESTS.format(
-        idea=clip(idea_of(state, ROLE.name), 1500),
+        idea=clip(idea, 1500),
         current=CURRENT.format(tests=fence(test_path, current.content, 2500)) if current else "",
         test_path=test_path,
         entry=entry,
     )
     note = "update of the existing tests" if current else "first version: the command line"
-    job = FileJob(path=test_path, out_dir=state["out_dir"], prompt=prompt, note=note)
-    return [job], fixture
+    return FileJob(path=test_path, out_dir=state["out_dir"], prompt=prompt, note=note)
+
+
+def entry_commands(state: CompanyState, paths: list[str]) -> tuple[str, list[str]] | None:
+    """(the entry module, the commands the request names) when the request spells both; the test run
+    checks that module handles each command."""
+    idea = idea_of(state, ROLE.name)
+    entry = command_line_entry(idea, paths)
+    words = command_words(idea)
+    return (entry, words) if entry is not None and words else None
+
+
+def command_problem(entry: str, text: str, commands: list[str]) -> str | None:
+    """One line for a model when the entry module does not handle the request's commands, or None."""
+    missing = program.missing_commands(text, commands)
+    if not missing:
+        return None
+    if len(missing) == len(commands):
+        which = f"handles none of the request's commands ({', '.join(commands)})"
+    else:
+        which = f"does not handle the request's command{'s' if len(missing) > 1 else ''} {', '.join(missing)}"
+    return (
+        f"{entry} {which}: it must read the command from its own command line (argparse subcommands, or a "
+        f"dispatch on sys.argv[1]) and carry out each of {', '.join(commands)}"
+    )
 
 
 def _task_of(seen: list[Message], path: str) -> str:
@@ -256,6 +324,8 @@ def arbitrate(state: CompanyState, runtime: Runtime[Context]) -> tuple[Message |
     code = latest_files(seen, [WRITE_CODE])
     if report is None or prd is None or not report.program_ok or not report.failures or not report.failing_tests:
         return None, {}
+    if report.test_problems:  # a test importing what the program lacks is wrong on its face: no arbitration
+        return None, {}
     test_path = next((p for p in report.failing_tests if p in tests), None)
     subject = next((p for p in report.suspects if p in code), None)
     if test_path is None or subject is None:
@@ -284,7 +354,8 @@ def run_tests(state: CompanyState, runtime: Runtime[Context]) -> dict[str, Any]:
     progress = reporter("run_tests")
     progress("tests", f"test run {attempt}: checking the program", phase="start", attempt=attempt)
     timeout = float(state.get("test_timeout_s", 60.0))
-    report = examine(ws.root, list(code), list(tests), attempt, timeout, progress=progress)
+    commands = entry_commands(state, list(code))
+    report = examine(ws.root, list(code), list(tests), attempt, timeout, commands=commands, progress=progress)
     if report.all_passed:
         status = "passed"
     elif report.problems or report.starts is False:
@@ -310,16 +381,33 @@ START_TIMEOUT_S = 5.0
 
 
 def examine(
-    root: Path, code: list[str], tests: list[str], attempt: int, timeout: float, *, progress: Reporter | None = None
+    root: Path,
+    code: list[str],
+    tests: list[str],
+    attempt: int,
+    timeout: float,
+    *,
+    commands: tuple[str, list[str]] | None = None,
+    progress: Reporter | None = None,
 ) -> QAReport:
-    """The test run's report on the project at `root`: program checks (static guards, imports, start) and
-    pytest on tests/, both in the sandbox. Also judges a debug candidate (in a scratch copy). `progress`
-    hears the start check's result before the tests run (a `tests` event, phase "checked")."""
+    """The test run's report on the project at `root`: program checks (static guards, imports, start, and
+    that the entry module handles the request's `commands`), the tests' own structural guards, and pytest
+    on tests/, in the sandbox. Also judges a debug candidate (in a scratch copy). `progress` hears the start
+    check's result before the tests run (a `tests` event, phase "checked")."""
     ws = Workspace(root)
     check = program.check_program(ws.root, timeout=START_TIMEOUT_S)
+    if commands is not None:
+        entry, words = commands
+        text = ws.read(entry)
+        problem = command_problem(entry, text, words) if text is not None else None
+        check.problems += [problem] if problem else []
     facts = check.summary()
     head = f"The program itself fails before its tests:\n{facts}\n\n" if facts else ""
+    wrong = program.problems_in_tests(program.survey(ws.root).text)
+    if wrong:
+        head += "The tests themselves are wrong before they run:\n" + "\n".join(f"- {p}" for p in wrong) + "\n\n"
     test_files = [p for p in ws.files(TESTS_DIR) if p.rsplit("/", 1)[-1].startswith("test_") and p.endswith(".py")]
+    wrong_tests = list(dict.fromkeys(t for t in [*test_files, *tests] if any(p.startswith(f"{t} ") for p in wrong)))
     if progress is not None:
         started = "starts" if check.starts else "does not start"
         found = f", {len(check.problems)} problems" if check.problems else ""
@@ -332,7 +420,12 @@ def examine(
             problems=len(check.problems),
             test_files=len(test_files),
         )
-    program_fields: dict[str, Any] = {"problems": check.problems, "starts": check.starts, "start": check.start}
+    program_fields: dict[str, Any] = {
+        "problems": check.problems,
+        "starts": check.starts,
+        "start": check.start,
+        "test_problems": wrong,
+    }
     if not test_files:
         return QAReport(
             attempt=attempt,
@@ -344,6 +437,11 @@ def examine(
     limits = sandbox.SandboxLimits.for_tests(timeout)
     result = sandbox.run_tests(ws.root, TESTS_DIR, limits=limits, copy=True)
     bad = [c for c in result.cases if c.outcome in ("failed", "error")]
+    # A failure of a test file that is wrong on its face (it imports what the program lacks) blames that
+    # file, never the program modules its error message names.
+    elsewhere = replace(result, cases=[c for c in result.cases if c.file not in wrong_tests])
+    others = any(c.outcome in ("failed", "error") for c in elsewhere.cases) or not wrong_tests
+    blamed = suspects(elsewhere, code, tests) if others else []
     return QAReport(
         attempt=attempt,
         passed=result.passed,
@@ -355,7 +453,7 @@ def examine(
         timed_out=result.result.timed_out,
         duration_s=result.result.duration_s,
         summary=clip(head + result.summary_for_model(max_chars=2500), 3500),
-        suspects=list(dict.fromkeys([*program.suspects_of(check, code), *suspects(result, code, tests)])),
+        suspects=list(dict.fromkeys([*wrong_tests, *program.suspects_of(check, code), *blamed])),
         test_files=test_files,
         failures=[f"{c.name}: {_gist(c.message)}" for c in bad],
         failing_tests=sorted({c.file for c in bad if c.file in test_files}),

@@ -1,0 +1,281 @@
+"""`make demo` on the scripted model: the Makefile's todo list, built the way the 0.5B went wrong (#12).
+
+The 0.5B designed todo_list.py + main.py, copied the library into main.py (the class, no commands), and QA's
+test file defined its own `cli` fixture over ours and imported a `main` function that main.py lacks. Here the
+script answers the same way, and the company must still deliver a todo list a person can use.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from company_script import prd, role_of
+from langgraph.graph.state import CompiledStateGraph
+
+from sopgraph.graphs import runner
+from sopgraph.graphs.company import build_company_graph, company_input
+from sopgraph.graphs.runner import open_checkpointer
+from sopgraph.nodes.company.reviewer import ReviewReply
+from sopgraph.nodes.scripted import ScriptedRequest
+from sopgraph.state.company import PRD, Arbitration, CodeFile, Delivery, QAReport, SystemDesign, TaskPlan
+from sopgraph.state.context import Context
+
+IDEA = next(
+    line.split("?=", 1)[1].strip()
+    for line in (Path(__file__).resolve().parent.parent / "Makefile").read_text().splitlines()
+    if line.startswith("IDEA ?=")
+)
+TODO = '''"""A command-line todo list kept in todo.json."""
+
+import json
+import sys
+from pathlib import Path
+
+STORE = Path("todo.json")
+
+
+def load():
+    return json.loads(STORE.read_text()) if STORE.exists() else []
+
+
+def run(argv):
+    if not argv:
+        print("usage: python main.py add TEXT | list | done N | remove N")
+        return 0
+    command, args = argv[0], argv[1:]
+    items = load()
+    if command == "add":
+        items.append({"text": " ".join(args), "done": False})
+    elif command == "list":
+        for number, item in enumerate(items, 1):
+            print(f"{number}. [{'x' if item['done'] else ' '}] {item['text']}")
+        return 0
+    elif command == "done":
+        items[int(args[0]) - 1]["done"] = True
+    elif command == "remove":
+        del items[int(args[0]) - 1]
+    else:
+        print(f"unknown command: {command}")
+        return 2
+    STORE.write_text(json.dumps(items))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run(sys.argv[1:]))
+'''
+LIBRARY = '''"""The todo list."""
+
+
+class TodoList:
+    def __init__(self):
+        self.items = []
+
+    def add(self, text):
+        self.items.append([text, False])
+
+    def list(self):
+        return list(self.items)
+
+    def done(self, number):
+        self.items[number - 1][1] = True
+
+    def remove(self, number):
+        del self.items[number - 1]
+'''
+TESTS = """def test_add_then_list(cli):
+    assert cli("add", "buy milk").returncode == 0
+    assert "1. [ ] buy milk" in cli("list").stdout
+
+
+def test_done_marks_the_item(cli):
+    cli("add", "buy milk")
+    cli("done", "1")
+    assert "1. [x] buy milk" in cli("list").stdout
+
+
+def test_remove_deletes_the_item(cli):
+    cli("add", "a")
+    cli("add", "b")
+    cli("remove", "1")
+    shown = cli("list").stdout
+    assert "1. [ ] b" in shown and "] a" not in shown
+"""
+SHADOWING = (  # what the 0.5B's QA wrote: its own cli fixture, and a function main.py does not define
+    "import subprocess\n\nimport pytest\nfrom main import main\n\n\n@pytest.fixture\ndef cli():\n"
+    "    def run(*args):\n        return subprocess.run(['python', 'main.py', *args], capture_output=True)\n\n"
+    "    return run\n\n\n" + TESTS
+)
+
+
+@dataclass
+class TodoCompany:
+    """The script: the 0.5B's design, and its mistakes, switched on by attributes."""
+
+    copy_until_fix: bool = False
+    """main.py is the library's class (no commands) until the engineer is asked to fix it."""
+    shadow_tests: int = 0
+    """How many of QA's replies for tests/test_main.py are SHADOWING before the good tests."""
+    prompts: dict[str, list[str]] = field(default_factory=dict)
+
+    def __call__(self, request: ScriptedRequest) -> Any:
+        role, prompt = role_of(request), request.prompt
+        self.prompts.setdefault(role, []).append(prompt)
+        if request.schema is PRD:
+            return prd("todo list").model_copy(
+                update={"user_stories": ["As a user, I want to add, list, finish and remove todos"]}
+            )
+        if request.schema is SystemDesign:  # the 0.5B's design of make demo
+            return {
+                "implementation_approach": "A TodoList class kept in todo.json, and a command line.",
+                "file_list": ["todo_list.py", "main.py"],
+                "data_structures": "classDiagram\n  class TodoList {\n    +add(text)\n    +done(n)\n  }",
+                "call_flow": "sequenceDiagram\n  main->>TodoList: add(text)",
+            }
+        if request.schema is TaskPlan:
+            return {
+                "logic_analysis": [
+                    ["todo_list.py", "the TodoList class"],
+                    {"file": "main.py", "description": "the commands", "depends_on": ["todo_list.py"]},
+                ],
+                "task_list": ["todo_list.py", "main.py"],
+            }
+        if request.schema is ReviewReply:
+            return {"verdict": "LGTM", "comments": []}
+        if request.schema is Arbitration:
+            return {"wrong": "code", "reason": "the PRD asks for the commands"}
+        if role == "qa":
+            if self.shadow_tests and "itself is broken" not in prompt:
+                self.shadow_tests -= 1
+                return f"```python\n{SHADOWING}```"
+            return f"```python\n{TESTS}```"
+        if "Write `todo_list.py`" in prompt:
+            return f"```python\n{LIBRARY}```"
+        if "main.py" in prompt:
+            copy = self.copy_until_fix and "Fix main.py" not in prompt
+            return f"```python\n{LIBRARY if copy else TODO}```"
+        return "```python\npass\n```"
+
+
+@pytest.fixture
+def todo(scripted) -> tuple[str, TodoCompany]:  # type: ignore[no-untyped-def]
+    name, model = scripted
+    model.script = script = TodoCompany()
+    return name, script
+
+
+def run(name: str, out_dir: Path, **settings: Any) -> dict[str, Any]:
+    graph: CompiledStateGraph
+    with open_checkpointer("memory") as saver:
+        graph = build_company_graph().compile(checkpointer=saver)
+        payload = company_input(IDEA, out_dir=out_dir, max_review_rounds=0, **settings)
+        config = {"configurable": {"thread_id": f"todo-{uuid.uuid4().hex[:8]}"}}
+        return graph.invoke(payload, config, context=Context(model=name))
+
+
+def docs(values: dict[str, Any], cls: type[Any]) -> list[Any]:
+    return [m.payload for m in values["pool"] if isinstance(m.payload, cls)]
+
+
+def use(repo: Path, *args: str) -> str:
+    """Run the delivered program as its user would, in the repository (it keeps todo.json there)."""
+    done = subprocess.run([sys.executable, "main.py", *args], cwd=repo, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_make_demo_builds_one_main_py_with_the_commands_and_a_person_can_use_it(todo, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    name, script = todo
+    repo = tmp_path / "repo"
+    values = run(name, repo)
+    (design,) = docs(values, SystemDesign)
+    assert design.file_list == ["main.py"]  # the architect named todo_list.py too: one file for a small idea
+    assert any("one file, main.py, holds the whole program" in w for w in values["warnings"])
+    assert "as one Python file, main.py" in script.prompts["architect"][0]
+    engineer = script.prompts["engineer"]
+    assert len(engineer) == 1 and "Write `main.py`" in engineer[0]  # never a sibling module to copy
+    assert "Files it imports" not in engineer[0] and "class TodoList:" not in engineer[0]  # no library code
+    assert "main.py is the program's only file" in engineer[0]
+    assert "handles the commands itself" in engineer[0] and "add, list, done, remove" in engineer[0]
+    (report,) = docs(values, QAReport)
+    assert report.all_passed and report.passed == 3 and not report.problems
+    assert docs(values, Delivery)[0].outcome == "passed"
+    code = sorted(p.relative_to(repo).as_posix() for p in repo.rglob("*.py") if "__pycache__" not in p.parts)
+    assert code == ["main.py", "tests/conftest.py", "tests/test_main.py"]
+    # A person can use it: add, list, complete, remove.
+    use(repo, "add", "buy milk")
+    use(repo, "add", "call mum")
+    use(repo, "done", "1")
+    assert use(repo, "list").splitlines() == ["1. [x] buy milk", "2. [ ] call mum"]
+    use(repo, "remove", "1")
+    assert use(repo, "list").splitlines() == ["1. [ ] call mum"]
+
+
+def test_split_files_keep_the_design_and_give_main_py_the_library(todo, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    name, script = todo
+    values = run(name, tmp_path / "repo", one_file=False)
+    (design,) = docs(values, SystemDesign)
+    assert design.file_list == ["todo_list.py", "main.py"]
+    (main_prompt,) = [p for p in script.prompts["engineer"] if "Write `main.py`" in p]
+    assert "class TodoList:" in main_prompt and "only file" not in main_prompt  # what the 0.5B copied
+    assert "handles the commands itself" in main_prompt  # the commands are asked for in both plans
+
+
+def test_an_entry_module_without_the_commands_goes_to_debug(todo, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    name, script = todo
+    script.copy_until_fix = True
+    values = run(name, tmp_path / "repo", max_debug=2)
+    first, second = docs(values, QAReport)
+    expected = "main.py handles none of the request's commands (add, list, done, remove)"
+    assert any(p.startswith(expected) and "sys.argv[1]" in p for p in first.problems), first.problems
+    assert first.suspects[0] == "main.py" and not first.program_ok and expected in first.summary
+    fixes = [p for p in script.prompts["engineer"] if "Fix main.py" in p]
+    assert fixes and all(expected in p for p in fixes)  # the message reaches the fix
+    assert second.all_passed and not second.problems
+    assert (tmp_path / "repo/main.py").read_text() == TODO
+
+
+def test_qa_tests_that_shadow_the_cli_fixture_or_import_what_main_lacks_are_fixed_by_qa(todo, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    name, script = todo
+    script.shadow_tests = 1
+    values = run(name, tmp_path / "repo")
+    versions = [d for d in docs(values, CodeFile) if d.path == "tests/test_main.py"]
+    assert [d.version for d in versions] == [1, 2, 3]  # QA's reply, without its cli fixture, then the re-ask
+    assert "def cli" in versions[0].content and "def cli" not in versions[1].content
+    assert "from main import main" in versions[1].content and versions[2].content == TESTS
+    assert any("removed its own cli, which hid the fixture of tests/conftest.py" in w for w in values["warnings"])
+    (reask,) = [p for p in script.prompts["qa"] if "It was refused" in p]
+    assert "tests/test_main.py imports main from main.py (line 4), which main.py does not define" in reask
+    (report,) = docs(values, QAReport)  # caught before the test run: one run, and it passes
+    assert report.all_passed and not report.test_problems
+    assert not [p for p in script.prompts["engineer"] if "Fix" in p]
+
+
+def test_a_test_file_still_wrong_after_the_reask_goes_back_to_qa_not_to_the_engineer(todo, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    name, script = todo
+    script.shadow_tests = 2
+    values = run(name, tmp_path / "repo", max_debug=2)
+    first, second = docs(values, QAReport)
+    problem = "tests/test_main.py imports main from main.py (line 4), which main.py does not define"
+    assert first.test_problems == [problem] and first.program_ok and problem in first.summary
+    assert first.suspects == ["tests/test_main.py"]  # the ImportError names main.py: it is not blamed
+    assert not docs(values, Arbitration)
+    (fix,) = [p for p in script.prompts["qa"] if "itself is broken" in p]  # QA's role fixes it
+    assert problem in fix and "Interface of main.py" in fix and "def run(argv)" in fix
+    assert not [p for p in script.prompts["engineer"] if "Fix" in p or "itself is broken" in p]
+    assert second.all_passed and (tmp_path / "repo/tests/test_main.py").read_text() == TESTS
+    tests = [m for m in values["pool"] if isinstance(m.payload, CodeFile) and m.payload.path == "tests/test_main.py"]
+    assert {m.sender for m in tests} == {"qa"} and tests[-1].payload.note.startswith("debug fix")
+
+
+def test_one_file_can_be_set_on_a_fork() -> None:
+    graph = runner.compile_graph("company", None)
+    assert runner.validated_edits(graph, {}, {"one_file": False}) == {"one_file": False}
+    with pytest.raises(runner.RunError, match="one_file"):
+        runner.validated_edits(graph, {}, {"one_file": "sometimes"})
