@@ -2,9 +2,9 @@
 
 Runs a story on the scripted model (replies at their longest, as groupchat_prompt_growth.py plays it), keeps
 every model request in order with who asked, for which action, and in which LangGraph step and task, renders
-each as the Qwen ChatML text llama.cpp's server tokenizes (the request the local provider would send: the
-schema in words in the system message, nodes/llm.py `local_messages`), and replays the requests against a model
-of the server as tools/local_model/runner.py configures it:
+each as the Qwen ChatML text llama.cpp's server tokenizes (the request the local provider would send, the
+schema in words where a character's player puts it: nodes/llm.py `local_messages`), and replays the requests
+against a model of the server as tools/local_model/runner.py configures it:
 
 - `slots` request slots (the configured `parallel`). A request goes to the idle slot whose cached text shares
   the longest prefix with it, as a fraction of the request above `slot_prompt_similarity` (0.1), else to the
@@ -17,15 +17,20 @@ of the server as tools/local_model/runner.py configures it:
   every other idle slot is saved to the cache and cleared whenever a request starts.
 - `n_cache_reuse` (runner: 256 tokens): after the common prefix, later runs of at least that many tokens
   that the slot holds and the request repeats are shifted into place instead of recomputed.
-- `--pin`: each character's requests name a slot (`id_slot`, characters in scenario order modulo the slots);
-  such a request waits for its slot, and goes through the RAM cache only when its slot's text is similar.
+- `id_slot` per character (the last variants printed): each character's requests name a slot (characters in
+  scenario order modulo the slots); such a request waits for its slot, and goes through the RAM cache only
+  when its slot's text is similar.
+
+It prints the configured server first, then the same requests with one setting changed, each with the cached
+share, uncached tokens and which actions send them; the layout's ceiling says what no server setting can beat.
 
 Concurrency: the requests of one LangGraph step's tasks (the parallel `Send`s: updates, group-chat speakers,
-summaries, votes) are concurrent, and each task's own requests (think, then speak; a re-ask) follow one
-another. Requests beyond the free slots wait in arrival order. Time is processor sharing: every active request
-advances at 1/n of the CPU, needing its uncached prompt tokens at the prompt rate plus its reply tokens at the
-generation rate (docs/RESULTS.md, 1 thread: 52 and 10.6 tok/s). Tokens are characters / 3.5 (no tokenizer
-here); the fractions, which the server's rules compare, are the same in characters.
+summaries, votes) are concurrent, starting in the order of the step's `Send`s, and each task's own requests
+(think, then speak; a re-ask) follow one another. Requests beyond the free slots wait in arrival order. Time
+is processor sharing: every active request advances at 1/n of the CPU, needing its uncached prompt tokens at
+the prompt rate plus its reply tokens at the generation rate (docs/RESULTS.md, 1 thread: 52 and 10.6 tok/s).
+Tokens are characters / 3.5 (no tokenizer here); the fractions, which the server's rules compare, are the
+same in characters.
 
     python benchmarks/groupchat_prompt_cache.py [--scenario philosophers] [--rounds 2] [--slots 4] [--show 5]
 """
@@ -44,6 +49,7 @@ from typing import Any
 
 from langchain_core.messages import BaseMessage
 
+from sopgraph.nodes.groupchat.asking import SCHEMA_LAST
 from sopgraph.nodes.llm import local_messages
 from sopgraph.nodes.scripted import ScriptedRequest
 from sopgraph.scenarios import load_scenario
@@ -67,6 +73,8 @@ class Request:
     index: int
     step: int
     task: str
+    send: int
+    """The task's place among its step's `Send`s (the order the graph starts them in)."""
     character: str
     action: str
     text: str
@@ -86,7 +94,7 @@ def as_served(request: ScriptedRequest) -> str:
     rest = [m for m in request.messages if m.type != "system"]
     if request.schema is None:
         return chatml(request.messages)
-    return chatml(local_messages(request.schema, rest, system))
+    return chatml(local_messages(request.schema, rest, system, SCHEMA_LAST))
 
 
 def capture(scenario_name: str, rounds: int) -> list[Request]:
@@ -105,6 +113,7 @@ def capture(scenario_name: str, rounds: int) -> list[Request]:
                     index=len(out),
                     step=int(meta.get("langgraph_step", 0)),
                     task=str(meta.get("langgraph_checkpoint_ns", "")),
+                    send=send_index(meta.get("langgraph_path")),
                     character=character_of(request),
                     action=action_of(request),
                     text=as_served(request),
@@ -115,6 +124,11 @@ def capture(scenario_name: str, rounds: int) -> list[Request]:
 
     play(scenario, rounds, script)
     return out
+
+
+def send_index(path: Any) -> int:
+    """A pushed task's index among its step's `Send`s (LangGraph's task path); 0 for other tasks."""
+    return int(path[1]) if isinstance(path, tuple) and len(path) > 1 and isinstance(path[1], int) else 0
 
 
 def lcp(a: str, b: str) -> int:
@@ -274,8 +288,8 @@ def simulate(requests: Sequence[Request], model: ServerModel, characters: Sequen
     done: list[Served] = []
     for step in sorted(steps):
         tasks = steps[step]
-        # the graph's threads logged the step's requests in any order: start its tasks in a fixed one
-        first = sorted((chain[0].character, chain[0].text, task) for task, chain in tasks.items())
+        # the graph's threads logged the step's requests in any order: start its tasks in the order of its Sends
+        first = sorted((chain[0].send, chain[0].character, chain[0].text, task) for task, chain in tasks.items())
         waiting: deque[Request] = deque(tasks[task].popleft() for *_, task in first)
         active: dict[int, tuple[Served, float]] = {}
         while waiting or active:
@@ -295,6 +309,17 @@ def simulate(requests: Sequence[Request], model: ServerModel, characters: Sequen
             if chain:
                 waiting.append(chain.popleft())
     return done
+
+
+def ceiling(requests: Sequence[Request]) -> tuple[int, int]:
+    """(prompt, cached) characters if every earlier request and reply stayed cached and any one could serve:
+    what the prompts' layout allows, before the server's slots and cache rules take their share."""
+    done: list[str] = []
+    cached = 0
+    for r in sorted(requests, key=lambda r: (r.step, r.send, r.index)):
+        cached += max((lcp(text, r.text) for text in done), default=0)
+        done.append(r.text + r.reply)
+    return sum(len(r.text) for r in requests), cached
 
 
 def work(served: Served) -> float:
@@ -361,6 +386,11 @@ def main() -> None:
     print(
         f"scenario {args.scenario}, {args.rounds} rounds: {len(requests)} model requests (scripted, replies at their "
         f"longest); tokens ~ characters / {CHARS_PER_TOKEN}"
+    )
+    total, cached = ceiling(requests)
+    print(
+        f"layout's ceiling (any earlier prompt cached, no slot or cache limits): cached {cached / total:.1%}, "
+        f"uncached ~{tokens(total - cached):,.0f} tokens"
     )
     configured = ServerModel(slots=args.slots)
     variants = [

@@ -310,9 +310,10 @@ def situation(values: Mapping[str, Any], cid: str) -> str:
     facts = [f"round {r}: {fact}" for r in range(1, rounds + 1) for fact in stages.news(scenario, visible, r)]
     talks = [m for m in visible if m.kind in ONE_ON_ONE and not m.redacted]
     group = [m for m in visible if m.kind == Stage.GROUP_CHAT.value]
-    return prompts.join(
-        prompts.header(scenario, rounds, Stage.FINAL_UPDATE),
+    return prompts.compose(
         prompts.memory(values["personas"][cid], scenario),
+        "",
+        prompts.header(scenario, rounds, Stage.FINAL_UPDATE),
         bounds,
         NEWS.format(facts=prompts.bullet(facts)) if facts else "",
         prompts.transcript(scenario, talks, "Your private chats and confidential meetings", "(none)"),
@@ -357,7 +358,7 @@ def ask_probes(
     facts = Facts.of(values)
     for cid in scenario.ids:
         player = Player(scenario.character(cid), ctx)
-        system = prompts.system_prompt(scenario, cid, "Answer")
+        system = prompts.system_prompt(scenario, cid)
         view = situation(values, cid)
         for probe in PROBES:
             if probe.id not in truths[cid]:

@@ -420,13 +420,24 @@ def as_messages(prompt: str | Sequence[BaseMessage], system: str | None = None) 
 
 
 def local_messages(
-    schema: type[BaseModel], prompt: str | Sequence[BaseMessage], system: str | None = None
+    schema: type[BaseModel],
+    prompt: str | Sequence[BaseMessage],
+    system: str | None = None,
+    schema_last: bool = False,
 ) -> list[BaseMessage]:
-    """A structured request to the embedded server: its grammar constrains the syntax, the schema in words goes
-    with the system prompt, a prefix the server's prompt cache keeps (benchmarks/groupchat_prompt_cache.py
-    replays requests composed here)."""
+    """A structured request to the embedded server: its grammar constrains the syntax, the schema in words says
+    what goes where. The server's prompt cache reuses a request's common prefix with one it processed before,
+    so the schema goes with the system prompt when a caller keeps one schema per system prompt (a company
+    role), and after the prompt when it switches schemas under one (a group-chat character thinks, then
+    speaks). benchmarks/groupchat_prompt_cache.py replays requests composed here."""
     instruction = schema_instruction(schema)
-    return as_messages(prompt, f"{system}\n\n{instruction}" if system else instruction)
+    if not schema_last:
+        return as_messages(prompt, f"{system}\n\n{instruction}" if system else instruction)
+    messages = as_messages(prompt, system)
+    last = messages[-1]
+    if not isinstance(last, HumanMessage):
+        return [*messages, HumanMessage(instruction)]
+    return [*messages[:-1], HumanMessage(f"{last.content}\n\n{instruction}")]
 
 
 def _json_prompted(model: BaseChatModel, schema: type[BaseModel]) -> Any:
@@ -459,9 +470,11 @@ ROLE_KEY = "sopgraph_role"
 class ModelGateway:
     """Model access for one node execution, with its share of the usage ledger."""
 
-    def __init__(self, ctx: Context, role: str, spent: UsageTotals | None = None) -> None:
+    def __init__(self, ctx: Context, role: str, spent: UsageTotals | None = None, *, schema_last: bool = False) -> None:
         self.ctx = ctx
         self.role = role
+        self.schema_last = schema_last
+        """Where the embedded server's structured requests carry the schema (`local_messages`)."""
         self.model: ModelSpec = ctx.model_for(role)
         self.model_name = model_name(self.model)
         self.provider = provider_for(self.model)  # fails fast on a bad name
@@ -591,7 +604,10 @@ class ModelGateway:
         the hotter, reseeded model of the gateway's own re-asks (`reask_model`)."""
         method = self.provider.structured_method()
         local = self.provider.name == "local"
-        messages = local_messages(schema, prompt, system) if local else as_messages(prompt, system)
+        if local:
+            messages = local_messages(schema, prompt, system, self.schema_last)
+        else:
+            messages = as_messages(prompt, system)
         self.check_budget(messages)
         target: Any = schema_format(schema) if local else schema
         self.progress(schema.__name__)

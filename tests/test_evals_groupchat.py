@@ -277,7 +277,7 @@ def test_probe_answers_are_typed_and_scored_by_exact_match(scripted: Scripted) -
     assert unanswered == [("lina", "principal"), ("lina", "resources")]
     requests = [r for r in model.requests if schema_name(r) == "Answer"]
     scenario = values["scenario"]
-    assert all(r.system == system_prompt(scenario, character_of(r), "Answer") for r in requests)  # as when acting
+    assert all(r.system == system_prompt(scenario, character_of(r)) for r in requests)  # as when acting
     assert len(requests) == asked + 2 * 2 and len(result.usage) == asked  # each invalid answer asked twice more
     # the answer's type is in its schema: names from the cast, yes/no, numbers in the probe's range
     for r in requests:

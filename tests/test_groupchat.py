@@ -8,13 +8,14 @@ from collections.abc import Iterator
 from typing import Any, Literal
 
 import pytest
-from groupchat_script import Playbook, legal, scores, tag
+from groupchat_script import Playbook, action_of, character_of, legal, scores, tag
 
 from sopgraph.graphs.groupchat import build_groupchat_graph, groupchat_input
-from sopgraph.nodes.groupchat import stages
+from sopgraph.nodes.groupchat import prompts, stages
+from sopgraph.nodes.groupchat.asking import AT_KEY, ROUND_KEY, STAGE_KEY
 from sopgraph.nodes.groupchat.rules import acting_order, decide
 from sopgraph.nodes.groupchat.stages import memory
-from sopgraph.nodes.llm import register_model, unregister_model
+from sopgraph.nodes.llm import ROLE_KEY, register_model, unregister_model
 from sopgraph.nodes.scripted import ScriptedChatModel, ScriptedRequest
 from sopgraph.scenarios import load_scenario, parse_scenario
 from sopgraph.state.context import Context
@@ -469,6 +470,47 @@ def test_prompt_tokens_per_call_do_not_grow_with_rounds(scripted) -> None:  # ty
     peaks = {r: max(t) for r, t in by_round.items()}
     assert max(means[r] for r in (2, 3, 4)) <= 1.1 * min(means[r] for r in (2, 3, 4)), means
     assert max(peaks.values()) <= 1.15 * peaks[2], peaks
+
+
+# -- prompts keep a stable prefix (the embedded server's prompt cache) -----------------------------------------
+
+
+def test_a_characters_requests_keep_a_stable_prefix(scripted) -> None:  # type: ignore[no-untyped-def]
+    """llama.cpp's server reuses only the common prefix of a prompt and one it processed before
+    (benchmarks/groupchat_prompt_cache.py): a character's system message is the same text in every request of
+    a story, and the line it speaks after a thought repeats the thought's prompt up to its instruction."""
+    scenario = load_scenario("philosophers")
+    run(scripted, scenario, rounds=2)
+    requests = scripted[1].requests
+    for spec in scenario.characters:
+        mine = [r for r in requests if character_of(r) == spec.id]
+        assert {action_of(r) for r in mine} >= {"perceive", "think", "speak", "summarize", "reflect", "vote"}
+        assert len({r.system for r in mine}) == 1, spec.id
+        assert "Reply with" not in mine[0].system
+    where = (ROLE_KEY, ROUND_KEY, STAGE_KEY, AT_KEY)
+    thoughts = [r for r in requests if action_of(r) == "think"]
+    for think in thoughts:
+        name = scenario.name_of(character_of(think))
+        situation, found = think.messages[1].content.split("\n" + prompts.THINK.format(name=name))[0], False
+        for speak in requests:
+            if action_of(speak) == "speak" and all(speak.metadata[k] == think.metadata[k] for k in where):
+                assert str(speak.messages[1].content).startswith(f"{situation}\n"), (think.metadata, speak.last)
+                found = True
+        assert found, think.metadata
+    assert len(thoughts) == 40
+
+
+def test_votes_start_one_character_at_a_time(scripted) -> None:  # type: ignore[no-untyped-def]
+    """The votes that start together are different characters': each reuses its own cached prompt, and a
+    character's next ballot starts beside its first."""
+    scenario = load_scenario("philosophers")
+    out, _ = run(scripted, scenario, rounds=1)
+    sends = stages.route_votes(out)
+    voters = [send.arg.character for send in sends]
+    n = len(scenario.ids)
+    assert all(sorted(voters[i : i + n]) == sorted(scenario.ids) for i in range(0, len(voters), n))
+    papers = sorted((send.arg.character, send.arg.papers[0].rule.value) for send in sends)
+    assert papers == sorted((cid, rule.value) for cid in scenario.ids for rule in scenario.settings.vote_rules)
 
 
 def _impressions(request: ScriptedRequest, cid: str) -> dict[str, Any]:

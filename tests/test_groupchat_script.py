@@ -53,7 +53,7 @@ def test_rewording_the_card_and_header_changes_nothing_the_script_records(
     monkeypatch.setattr(
         prompts,
         "SYSTEM",
-        "Story {title}: {rules}\nPlay {name} ({id}); {scratch} {objective}\n{cast}\n{resources}Use {tool}.",
+        "Story {title}: {rules}\nPlay {name} ({id}); {scratch} {objective}\n{cast}{resources}",
     )
     monkeypatch.setattr(prompts, "HEADER", "{stage} — this is round {round}/{rounds}")
     _, reworded = run(scripted, story(rounds=1, group_subrounds=1), Playbook())

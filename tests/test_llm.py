@@ -36,6 +36,10 @@ class Answer(BaseModel):
     tags: list[str] = Field(min_length=1)
 
 
+class Count(BaseModel):
+    n: int
+
+
 def gateway(name: str, **ctx: Any) -> ModelGateway:
     return ModelGateway(Context(model=name, **ctx), role="tester")
 
@@ -140,6 +144,21 @@ def local_endpoint(endpoint: Endpoint, monkeypatch: pytest.MonkeyPatch) -> Itera
     yield endpoint
     for name in ("local", "local:0.5b", "local:1.5b"):
         forget_model(name)
+
+
+def test_local_schema_after_the_prompt_keeps_the_system_message_fixed(local_endpoint: Endpoint) -> None:
+    """A caller that switches schemas under one system prompt (a group-chat character) gets each schema after
+    its prompt, so the server's prompt cache can keep the system message: byte for byte the same."""
+    local_endpoint.contents = [json.dumps({"city": "Oslo", "population": 700_000, "tags": ["fjord"]}), '{"n": 3}']
+    llm = ModelGateway(Context(model="local"), role="tester", schema_last=True)
+    llm.structured(Answer, "Which city?", system="You are a geographer.")
+    llm.structured(Count, "How many?", system="You are a geographer.")
+    systems = [body["messages"][0] for body in local_endpoint.bodies]
+    assert systems == [{"role": "system", "content": "You are a geographer."}] * 2
+    (first,), (second,) = (body["messages"][1:] for body in local_endpoint.bodies)
+    assert first["role"] == "user" and first["content"].startswith("Which city?\n\n")
+    assert first["content"].endswith(json.dumps(Answer.model_json_schema(), separators=(",", ":")))
+    assert second["content"].startswith("How many?\n\n") and '"n"' in second["content"]
 
 
 def test_local_structured_output_asks_for_json_schema(local_endpoint: Endpoint) -> None:

@@ -52,22 +52,20 @@ HYGIENE_REASKS = 1
 same thing again, and every re-ask is a model call."""
 
 
-def _system(scenario: Scenario, cid: str, tool: str) -> str:
-    return prompts.system_prompt(scenario, cid, tool)
-
-
 def perceive(player: Player, scenario: Scenario, persona: Persona, round_: int) -> tuple[Perception, Warnings]:
     where = Where(round_, Stage.UPDATE.value, persona.id)
     if player.human:
         return Perception(situation="", plan=persona.plan), []
     name = scenario.name_of(persona.id)
     task = prompts.PERCEIVE.format(name=name, objective=scenario.character(persona.id).objective.strip())
-    prompt = prompts.join(prompts.header(scenario, round_, Stage.UPDATE), prompts.memory(persona, scenario), task)
+    prompt = prompts.compose(
+        prompts.memory(persona, scenario), "", prompts.header(scenario, round_, Stage.UPDATE), task
+    )
     reply, warnings = ask(
         player,
         Perception,
         prompt,
-        _system(scenario, persona.id, "Perception"),
+        prompts.system_prompt(scenario, persona.id),
         action="perceive",
         where=where,
         fallback=lambda v: v or Perception(situation="", plan=persona.plan),
@@ -90,10 +88,10 @@ def choose(
 ) -> tuple[ChoiceMade, Warnings]:
     where = Where(round_, stage.value, persona.id)
     schema = choice_schema(tuple(legal))
-    prompt = prompts.join(
-        prompts.header(scenario, round_, stage),
+    prompt = prompts.compose(
         prompts.memory(persona, scenario),
         context,
+        prompts.header(scenario, round_, stage),
         prompts.CHOOSE.format(what=prompts.WHAT[stage], ids=", ".join(legal)),
     )
 
@@ -104,7 +102,7 @@ def choose(
         player,
         schema,
         prompt,
-        _system(scenario, persona.id, "Choice"),
+        prompts.system_prompt(scenario, persona.id),
         action="choose",
         where=where,
         fallback=fallback,
@@ -121,7 +119,7 @@ def think(player: Player, scenario: Scenario, persona: Persona, situation: str, 
         player,
         Thought,
         prompts.join(situation, task),
-        _system(scenario, persona.id, "Thought"),
+        prompts.system_prompt(scenario, persona.id),
         action="think",
         where=where,
         check=lambda v: [prompts.REFUSED.format(name=name)] if hygiene.refusal(v.thought) else [],
@@ -168,7 +166,7 @@ def speak(
         player,
         Speech,
         prompts.join(situation, task),
-        _system(scenario, persona.id, "Speech"),
+        prompts.system_prompt(scenario, persona.id),
         action="speak",
         where=where,
         check=check,
@@ -212,8 +210,8 @@ def summarize(
     reply, warnings = ask(
         player,
         Summary,
-        prompts.join(prompts.header(scenario, round_, stage), convo, task),
-        _system(scenario, persona.id, "Summary"),
+        prompts.compose("", "", prompts.header(scenario, round_, stage), convo, task),
+        prompts.system_prompt(scenario, persona.id),
         action="summarize",
         where=where,
         check=lambda v: [prompts.REFUSED.format(name=name)] if hygiene.refusal(v.summary) else [],
@@ -243,9 +241,10 @@ def reflect(
     if player.human or not notes:
         return PersonaPatch(reflection=folded), []
     schema = reflect_schema(tuple(persona.relationships), tuple(persona.beliefs))
-    prompt = prompts.join(
-        prompts.header(scenario, round_, stage),
+    prompt = prompts.compose(
         prompts.memory(persona, scenario),
+        "",
+        prompts.header(scenario, round_, stage),
         prompts.REFLECT.format(
             name=scenario.name_of(persona.id),
             notes=prompts.bullet(notes),
@@ -269,7 +268,7 @@ def reflect(
         player,
         schema,
         prompt,
-        _system(scenario, persona.id, "Reflect"),
+        prompts.system_prompt(scenario, persona.id),
         action="reflect",
         where=where,
         check=check,
@@ -303,9 +302,10 @@ def vote(
         known = prompts.KNOW_OWN.format(memory=prompts.bullet(knowledge) or "- nothing")
     else:
         known = prompts.KNOW_ALL.format(memories=prompts.bullet(knowledge) or "- nothing")
-    prompt = prompts.join(
-        prompts.header(scenario, round_, Stage.SETTLEMENT),
+    prompt = prompts.compose(
         prompts.memory(persona, scenario),
+        "",
+        prompts.header(scenario, round_, Stage.SETTLEMENT),
         prompts.VOTE.format(knowledge=known, question=scenario.settings.winner.question, legal=", ".join(legal)),
     )
     schema = vote_schema(tuple(legal))
@@ -317,7 +317,7 @@ def vote(
         player,
         schema,
         prompt,
-        _system(scenario, persona.id, "Vote"),
+        prompts.system_prompt(scenario, persona.id),
         action="vote",
         where=where,
         fallback=fallback,

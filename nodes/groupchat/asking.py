@@ -24,6 +24,11 @@ from sopgraph.state.usage import UsageRecord, UsageTotals
 
 T = TypeVar("T", bound=BaseModel)
 
+SCHEMA_LAST = True
+"""A character switches schemas under one system prompt (its card): the embedded server gets each request's
+schema after the prompt, so the card, memory and stage it shares with the character's last request stay a
+cached prefix (`local_messages`; measured by benchmarks/groupchat_prompt_cache.py)."""
+
 MAX_OUTPUT_TOKENS = 384
 """Every character reply is a few sentences (a reflection with its score changes is the longest): a small model
 that loops inside a JSON string is stopped here instead of at the run's general cap."""
@@ -78,7 +83,10 @@ class Player:
             models = {**self.ctx.models, spec.id: model}
             cap = min(self.ctx.max_output_tokens, MAX_OUTPUT_TOKENS)
             self.llm = ModelGateway(
-                dataclasses.replace(self.ctx, models=models, max_output_tokens=cap), role=spec.id, spent=spent
+                dataclasses.replace(self.ctx, models=models, max_output_tokens=cap),
+                role=spec.id,
+                spent=spent,
+                schema_last=SCHEMA_LAST,
             )
 
     def ask(
@@ -87,7 +95,8 @@ class Player:
         """`attempt` 2, 3, ...: a re-ask, sampled hotter and with another seed (the gateway's `reask_model`)."""
         if self.llm is not None:
             tags = {ACTION_KEY: action, **(where.metadata() if where else {})}
-            return self.llm.structured(schema, prompt, system=system, metadata=tags, attempt=attempt)
+            ask = prompts.join(prompt, prompts.REPLY.format(tool=schema.__name__))
+            return self.llm.structured(schema, ask, system=system, metadata=tags, attempt=attempt)
         return self._ask_human(schema, prompt, action)
 
     def _ask_human(self, schema: type[T], prompt: str, action: str) -> T:

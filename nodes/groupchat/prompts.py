@@ -2,7 +2,8 @@
 
 Kept short for a 0.5B model with an 8k context: a prompt holds the character's card (system), its bounded
 memory (reflection, plan, scores), this round's own notes and public news, and only the current stage's
-visible messages. Nothing grows with the number of rounds.
+visible messages. Nothing grows with the number of rounds. The card is the same in all of a character's
+requests and the rest comes in order of change (`compose`), so the server's prompt cache serves most of it.
 """
 
 from __future__ import annotations
@@ -19,10 +20,11 @@ SYSTEM = (
     "The story: {rules}\n"
     "Who I am, and what I keep to myself: {scratch}\n"
     "What I want: {objective}\n"
-    "The others:\n{cast}\n"
+    "The others:\n{cast}"
     "{resources}"
-    "Reply with the {tool} tool."
 )
+REPLY = "Reply with the {tool} tool."
+"""Last in a model's prompt (`asking.Player`): it names the action's schema, so it stays out of the system prompt."""
 CAST = "- {name} ({id}){principal}: {tagline}"
 
 HEADER = "Round {round} of {rounds}. {stage}."
@@ -87,6 +89,7 @@ SILENT = "(says nothing)"
 INSTRUCTIONS = (
     SYSTEM,
     CAST,
+    REPLY,
     PERCEIVE,
     CHOOSE,
     THINK,
@@ -107,7 +110,9 @@ WHAT = {
 }
 
 
-def system_prompt(scenario: Scenario, cid: str, tool: str) -> str:
+def system_prompt(scenario: Scenario, cid: str) -> str:
+    """The character's card: the same text in every request it makes in a story, so the server's prompt cache
+    keeps it (a story's characters, rules and resources are fixed; what changes goes in the prompt)."""
     me = scenario.character(cid)
     cast = "\n".join(
         CAST.format(name=c.name, id=c.id, principal=", principal" if c.principal else "", tagline=c.tagline())
@@ -120,7 +125,7 @@ def system_prompt(scenario: Scenario, cid: str, tool: str) -> str:
             f"- {r.id}: {r.name} (owner {r.owner}, impact {r.impact}): {limit_words(r.description, 20)[0]}"
             for r in scenario.resources
         )
-        resources = f"Resources:\n{items}\n"
+        resources = f"\nResources:\n{items}"
     return SYSTEM.format(
         name=me.name,
         id=me.id,
@@ -130,8 +135,14 @@ def system_prompt(scenario: Scenario, cid: str, tool: str) -> str:
         objective=me.objective.strip(),
         cast=cast,
         resources=resources,
-        tool=tool,
     )
+
+
+def compose(memory: str, context: str, header: str, *rest: str) -> str:
+    """A character's prompt, what changes least first: llama.cpp's server reuses only the common prefix of a
+    prompt and one it processed before, so the memory (fixed within a round) leads, then this round's notes
+    and news (which only grow), the stage's title, and last the stage's lines and the instruction."""
+    return join(memory, context, header, *rest)
 
 
 def header(scenario: Scenario, round_: int, stage: Stage, sub_round: int = 0) -> str:

@@ -10,6 +10,7 @@ is shown is read through `pool.view` as that character; parallel tasks get exact
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import zip_longest
 from typing import Any, Final, Literal
 
 from langgraph.runtime import Runtime
@@ -374,10 +375,10 @@ def open_chat(stage: Stage) -> Any:
 def _situation(
     scenario: Scenario, persona: Persona, seen: Sequence[Message], round_: int, stage: Stage, sub_round: int
 ) -> str:
-    return prompts.join(
-        prompts.header(scenario, round_, stage, sub_round),
+    return prompts.compose(
         prompts.memory(persona, scenario),
         prompts.round_context(own_notes(seen, persona.id, round_), news(scenario, seen, round_)),
+        prompts.header(scenario, round_, stage, sub_round),
     )
 
 
@@ -420,7 +421,7 @@ def chat_turn(stage: Stage) -> Any:
         template = prompts.REPLY_ONE if convo else prompts.SPEAK_ONE
         instruction = template.format(name=name, partner_name=partner)
         task = prompts.join(prompts.THOUGHT.format(name=name, thought=thought) if thought else "", instruction)
-        system = prompts.system_prompt(scenario, speaker, "Speech")
+        system = prompts.system_prompt(scenario, speaker)
         card = _situation(scenario, persona, seen, round_, stage, chat.index)
         text, check, warned = actions.speak(
             player,
@@ -535,11 +536,13 @@ def speak(task: SpeakTask, runtime: Runtime[Context]) -> dict[str, Any]:
     scenario, cid, round_ = task.scenario, task.character, task.round
     stage = Stage.GROUP_CHAT
     persona = task.persona
-    situation = prompts.join(
-        prompts.header(scenario, round_, stage, task.sub_round),
+    card = prompts.compose(
         prompts.memory(persona, scenario),
         prompts.round_context(task.notes, task.facts),
-        prompts.transcript(scenario, task.heard, "Said in the group so far", "(nothing yet)"),
+        prompts.header(scenario, round_, stage, task.sub_round),
+    )
+    situation = prompts.join(
+        card, prompts.transcript(scenario, task.heard, "Said in the group so far", "(nothing yet)")
     )
     player = Player(scenario.character(cid), context_of(runtime), task.spent)
     where = Where(round_, stage.value, cid, at=f"sub-round {task.sub_round}")
@@ -558,12 +561,7 @@ def speak(task: SpeakTask, runtime: Runtime[Context]) -> dict[str, Any]:
     name = scenario.name_of(cid)
     instruction = prompts.SPEAK_GROUP.format(name=name)
     ask = prompts.join(prompts.THOUGHT.format(name=name, thought=thought) if thought else "", instruction)
-    system = prompts.system_prompt(scenario, cid, "Speech")
-    card = prompts.join(
-        prompts.header(scenario, round_, stage, task.sub_round),
-        prompts.memory(persona, scenario),
-        prompts.round_context(task.notes, task.facts),
-    )
+    system = prompts.system_prompt(scenario, cid)
     text, check, warned = actions.speak(
         player,
         scenario,
@@ -643,9 +641,11 @@ def knowledge(state: GroupChatState, cid: str, rule: VoteRule) -> list[str]:
 
 
 def route_votes(state: GroupChatState) -> list[Send]:
-    """One `Send` to `Node.VOTE` per ballot paper (all of a person's papers in one)."""
+    """One `Send` to `Node.VOTE` per ballot paper (all of a person's papers in one), taking the voters in turn:
+    the votes that start together are different characters', each reusing its own cached prompt, and a
+    character's next paper starts when a slot frees, beside its first (the server's prompt cache)."""
     scenario = scenario_of(state)
-    sends = []
+    sends: dict[str, list[Send]] = {}
     for cid in scenario.ids:
         papers = [
             BallotPaper(
@@ -665,8 +665,8 @@ def route_votes(state: GroupChatState) -> list[Send]:
                 spent=spent(state),
                 papers=batch,
             )
-            sends.append(Send(Node.VOTE, task))
-    return sends
+            sends.setdefault(cid, []).append(Send(Node.VOTE, task))
+    return [send for turn in zip_longest(*sends.values()) for send in turn if send is not None]
 
 
 def vote(task: VoteTask, runtime: Runtime[Context]) -> dict[str, Any]:
