@@ -107,6 +107,14 @@ def test_remove_deletes_the_item(cli):
     shown = cli("list").stdout
     assert "1. [ ] b" in shown and "] a" not in shown
 """
+UNPACKING = """def test_add_then_list(cli):
+    code, out, err = cli("add", "buy milk")
+    assert code == 0 and err == ""
+    cli("list")
+    assert cli.returncode == 0 and "1. [ ] buy milk" in cli.stdout
+"""
+"""The two other ways the models used the fixture: the 1.5B unpacked the run, the 0.5B read the last run's
+output from `cli` itself."""
 SHADOWING = (  # what the 0.5B's QA wrote: its own cli fixture, and a function main.py does not define
     "import subprocess\n\nimport pytest\nfrom main import main\n\n\n@pytest.fixture\ndef cli():\n"
     "    def run(*args):\n        return subprocess.run(['python', 'main.py', *args], capture_output=True)\n\n"
@@ -121,6 +129,8 @@ class TodoCompany:
     copy_until_fix: bool = False
     """main.py is the library's class (no commands) until the engineer is asked to fix it."""
     shadow_tests: int = 0
+    tests: str = TESTS
+    """QA's good tests."""
     """How many of QA's replies for tests/test_main.py are SHADOWING before the good tests."""
     prompts: dict[str, list[str]] = field(default_factory=dict)
 
@@ -154,7 +164,7 @@ class TodoCompany:
             if self.shadow_tests and "itself is broken" not in prompt:
                 self.shadow_tests -= 1
                 return f"```python\n{SHADOWING}```"
-            return f"```python\n{TESTS}```"
+            return f"```python\n{self.tests}```"
         if "Write `todo_list.py`" in prompt:
             return f"```python\n{LIBRARY}```"
         if "main.py" in prompt:
@@ -215,6 +225,13 @@ def test_make_demo_builds_one_main_py_with_the_commands_and_a_person_can_use_it(
     assert use(repo, "list").splitlines() == ["1. [x] buy milk", "2. [ ] call mum"]
     use(repo, "remove", "1")
     assert use(repo, "list").splitlines() == ["1. [ ] call mum"]
+
+
+def test_the_cli_fixture_also_unpacks_a_run_and_keeps_the_last_one(todo, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    name, script = todo
+    script.tests = UNPACKING
+    (report,) = docs(run(name, tmp_path / "repo"), QAReport)
+    assert report.all_passed and report.passed == 1, report.summary
 
 
 def test_split_files_keep_the_design_and_give_main_py_the_library(todo, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -106,22 +106,41 @@ import pytest
 PROGRAM = Path(__file__).resolve().parent.parent / {entry!r}
 
 
-@pytest.fixture
-def cli(tmp_path):
-    """cli("add", "milk") runs `python {entry} add milk` in tmp_path (one folder for the whole test) and
-    returns the finished process: .returncode, .stdout, .stderr. cli(input="...") feeds stdin."""
+class Ran:
+    """A finished run: .returncode, .stdout, .stderr; it also unpacks as (returncode, stdout, stderr)."""
 
-    def run(*args, input=None):
-        return subprocess.run(
+    def __init__(self, returncode, stdout, stderr):
+        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
+
+    def __iter__(self):
+        return iter((self.returncode, self.stdout, self.stderr))
+
+
+class Cli:
+    """cli("add", "milk") runs `python {entry} add milk` in one folder for the whole test and returns the run;
+    cli.returncode, cli.stdout and cli.stderr are those of the last run. cli(input="...") feeds stdin."""
+
+    def __init__(self, folder):
+        self.folder = folder
+        self.returncode, self.stdout, self.stderr = None, "", ""
+
+    def __call__(self, *args, input=None):
+        done = subprocess.run(
             [sys.executable, str(PROGRAM), *map(str, args)],
-            cwd=tmp_path,
+            cwd=self.folder,
             input=input,
             capture_output=True,
             text=True,
             timeout=20,
         )
+        self.returncode, self.stdout, self.stderr = done.returncode, done.stdout, done.stderr
+        return Ran(done.returncode, done.stdout, done.stderr)
 
-    return run
+
+@pytest.fixture
+def cli(tmp_path):
+    """The program as its user runs it, in tmp_path (see Cli)."""
+    return Cli(tmp_path)
 '''
 
 
