@@ -5,6 +5,7 @@ as spoken."""
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -387,3 +388,20 @@ def test_the_reask_of_a_line_samples_hotter_with_another_seed(local_endpoint: En
     told = second["messages"][-1]["content"]
     assert 'do not repeat the words "four neighbours argue about the river' in told
     assert "what Ann says to Ben now" in told
+
+
+# -- the speaking prompts invite new content -----------------------------------------------------------------
+
+
+def test_every_speaking_prompt_ends_on_a_move_that_needs_new_words(scripted) -> None:  # type: ignore[no-untyped-def]
+    _, book = run(scripted, story(rounds=1, group_subrounds=2, private_turns=2), ablate=["meeting"])
+    speeches = book.of("Speech")
+    assert {c.stage for c in speeches} == {"private_chat", "group_chat"}
+    for call in speeches:
+        last = call.prompt.strip().splitlines()[-1]
+        assert last.endswith("a question or make an offer."), last
+    replies = [c for c in speeches if c.stage == "private_chat" and "just spoke to" in c.prompt]
+    assert replies and all(re.search(r"Reply to (Ann|Ben|Cal|Dora)'s last line", c.prompt) for c in replies)
+    first = prompts.transcript(river_town(), [], "Said in the group so far", "(nothing yet)")
+    later = [c for c in speeches if c.stage == "group_chat" and first not in c.prompt]
+    assert later and all("Reply to one line said so far" in c.prompt for c in later)

@@ -57,14 +57,28 @@ LINES = "{title}:\n{lines}"
 # at most 60 words. ..."): lengths are cut afterwards, and the line's own schema says "one to three
 # sentences". They point at the character's aim without quoting it: the 0.5B model repeated an aim quoted
 # last in the prompt word for word as its line ("I want to persuade the others that machines can be
-# minds"), an echo that hygiene then turned into silence in most turns of a story.
+# minds"), an echo that hygiene then turned into silence in most turns of a story. Each ends on a short,
+# concrete move that only new words can make (answer the last line, ask a question, make an offer): the
+# 0.5B model otherwise filled its line with its aim and its memory, both echoes of its prompt.
 PERCEIVE = "A new round begins. {name} wants: {objective} What does {name} make of the situation, and what is the plan?"
 CHOOSE = "Choose one person for a {what}. partner: their id, one of: {ids}."
 THINK = "What does {name} privately think now, before speaking: what to say next, and why?"
-SPEAK_ONE = "{partner_name} is listening. What does {name} say to {partner_name} now, to get what {name} wants?"
-REPLY_ONE = "{partner_name} just spoke to {name}. What does {name} answer, to get what {name} wants?"
+SPEAK_ONE = (
+    "{partner_name} is listening. What does {name} say to {partner_name} now, to get what {name} wants? "
+    "Ask {partner_name} a question or make an offer."
+)
+REPLY_ONE = (
+    "{partner_name} just spoke to {name}. What does {name} answer, to get what {name} wants? "
+    "Reply to {partner_name}'s last line, then ask a question or make an offer."
+)
 EVERYONE = "the whole group"
-SPEAK_GROUP = "What does {name} say to " + EVERYONE + " now, to get what {name} wants?"
+SPEAK_GROUP = (
+    "What does {name} say to " + EVERYONE + " now, to get what {name} wants? Ask them a question or make an offer."
+)
+REPLY_GROUP = (
+    "What does {name} say to " + EVERYONE + " now, to get what {name} wants? "
+    "Reply to one line said so far, naming who said it, or ask a question or make an offer."
+)
 THOUGHT = "{name} thinks: {thought}"
 SUMMARIZE = "What did {name} learn in this {what}, and about whom? {name}'s private note."
 BOUNDS = "Feelings move at most {rstep} and beliefs at most {bstep} points per round"
@@ -96,6 +110,7 @@ INSTRUCTIONS = (
     SPEAK_ONE,
     REPLY_ONE,
     SPEAK_GROUP,
+    REPLY_GROUP,
     THOUGHT,
     SUMMARIZE,
     REFLECT,

@@ -559,7 +559,7 @@ def speak(task: SpeakTask, runtime: Runtime[Context]) -> dict[str, Any]:
         if thought:
             pool.append(private_note(cid, THINK, thought, round_, stage, sub_round=task.sub_round))
     name = scenario.name_of(cid)
-    instruction = prompts.SPEAK_GROUP.format(name=name)
+    instruction = (prompts.REPLY_GROUP if spoken(task.heard) else prompts.SPEAK_GROUP).format(name=name)
     ask = prompts.join(prompts.THOUGHT.format(name=name, thought=thought) if thought else "", instruction)
     system = prompts.system_prompt(scenario, cid)
     text, check, warned = actions.speak(
