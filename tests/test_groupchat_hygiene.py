@@ -34,6 +34,14 @@ def heard(**kw: Any) -> hygiene.Heard:
     return hygiene.Heard(name="Ann", templates=prompts.INSTRUCTIONS, **kw)
 
 
+def instruction_line(prompt: str) -> str:
+    """The action's instruction: the prompt's last line before the line naming the reply's schema."""
+    lines = [line for line in prompt.strip().splitlines() if line.strip()]
+    while lines and prompts.pattern(prompts.REPLY).fullmatch(lines[-1]):
+        lines.pop()
+    return lines[-1]
+
+
 # -- the detectors -----------------------------------------------------------------------------------------
 
 
@@ -154,7 +162,7 @@ def test_saying_aloud_what_one_just_thought_is_not_an_echo(scripted) -> None:  #
     assert not any(REASKED in c.prompt for c in book.of("Speech"))
     objectives = [c.objective.strip() for c in story().characters]
     for call in book.of("Speech") + book.of("Thought"):
-        instruction = call.prompt.strip().splitlines()[-1]
+        instruction = instruction_line(call.prompt)
         assert not any(o in instruction for o in objectives), instruction
 
 
@@ -215,7 +223,7 @@ def character_of_name(prompt: str) -> bool:
 def test_prompts_are_told_no_word_limit_that_could_be_echoed(scripted) -> None:  # type: ignore[no-untyped-def]
     _, book = run(scripted, story(rounds=1, group_subrounds=1))
     speeches = book.of("Speech") + book.of("Thought")
-    assert speeches and not any("at most" in c.prompt.rsplit("\n", 1)[-1] for c in speeches)
+    assert speeches and not any("at most" in instruction_line(c.prompt) for c in speeches)
 
 
 def test_a_character_reply_is_capped_below_the_runs_output_limit() -> None:
@@ -398,10 +406,39 @@ def test_every_speaking_prompt_ends_on_a_move_that_needs_new_words(scripted) -> 
     speeches = book.of("Speech")
     assert {c.stage for c in speeches} == {"private_chat", "group_chat"}
     for call in speeches:
-        last = call.prompt.strip().splitlines()[-1]
+        last = instruction_line(call.prompt)
         assert last.endswith("a question or make an offer."), last
     replies = [c for c in speeches if c.stage == "private_chat" and "just spoke to" in c.prompt]
     assert replies and all(re.search(r"Reply to (Ann|Ben|Cal|Dora)'s last line", c.prompt) for c in replies)
     first = prompts.transcript(river_town(), [], "Said in the group so far", "(nothing yet)")
     later = [c for c in speeches if c.stage == "group_chat" and first not in c.prompt]
     assert later and all("Reply to one line said so far" in c.prompt for c in later)
+
+
+def test_a_line_that_only_says_its_instruction_is_an_echo_not_an_empty_line(scripted) -> None:  # type: ignore[no-untyped-def]
+    """The instruction said back word for word is stripped from a line before it is checked, which left nothing;
+    the re-ask then told the 0.5B "the line was empty" while it had said its instruction, and it did so again."""
+
+    def speech(request: ScriptedRequest, cid: str) -> dict[str, str]:
+        if REASKED in request.last:
+            return {"speech": f"{cid.title()} offers the town a new weir, for reason {tag(request)}."}
+        return {"speech": instruction_line(request.prompt)}  # the instruction, as given
+
+    book = Playbook().on("Speech", speech)
+    out, book = run(scripted, story(rounds=1, group_subrounds=1), book, ablate=["meeting", "private_chat", "think"])
+    lines = messages(out, "group_chat")
+    assert len(lines) == 4 and all("offers the town a new weir" in m.content for m in lines)
+    for m in lines:
+        assert isinstance(m.payload, LineCheck)
+        assert hygiene.ECHO in m.payload.first and hygiene.EMPTY not in m.payload.first
+    reasks = [c.prompt for c in book.of("Speech") if REASKED in c.prompt]
+    assert len(reasks) == 4 and all("do not repeat the words" in p and "was empty" not in p for p in reasks)
+
+
+def test_clean_up_leaves_no_words_hanging_where_it_cut() -> None:
+    """Seen on the 0.5B after the first repair: "I am a philosopher of mind and a humanist, and I am also."."""
+    context = heard(prompt=("Lina is a pragmatist who asks what difference a view makes to how we live.",))
+    text = (
+        "I am a philosopher of mind and a humanist, and I am also a pragmatist who asks what difference a view makes."
+    )
+    assert hygiene.clean_up(text, context) == "I am a philosopher of mind and a humanist."

@@ -151,7 +151,12 @@ def speak(
 
     def findings(text: str) -> list[hygiene.Finding]:
         found = hygiene.inspect(prompts.clean(text, name, instruction), heard)
-        return [f for f in found if f.defect == hygiene.EMPTY] if player.human else found
+        if player.human:
+            return [f for f in found if f.defect == hygiene.EMPTY]
+        if [f.defect for f in found] == [hygiene.EMPTY]:  # nothing left once the echoed instruction is stripped:
+            echoed = [f for f in hygiene.inspect(text, heard) if f.defect in (hygiene.ECHO, hygiene.LEAK)]
+            return echoed or found  # the re-ask names the words said, not "the line was empty"
+        return found
 
     def check(value: Speech) -> list[str]:
         found = findings(value.speech)

@@ -288,9 +288,10 @@ def _trim(piece: str) -> str:
 _HANGS_AFTER = frozenset(
     "a an the to of and or but that which who whom whose is are was were be been am do does with for in on at by as "
     "than because so if my your our their his her its this these those about from into will would can could should "
-    "must not very".split()
+    "must not very also just still even really i we he she they".split()
 )
-"""Words a piece of a sentence cannot end on when a cut took what followed them ("I want to", "I believe that")."""
+"""Words a piece of a sentence cannot end on when a cut took what followed them ("I want to", "I believe that",
+"and I am also" as the 0.5B left it)."""
 _HANGS_BEFORE = frozenset("and or but so because that which who whom than as to of then".split())
 """Words a piece cannot start on when a cut took what came before them ("and that humans stay special")."""
 
