@@ -408,3 +408,31 @@ def test_ctrl_c_during_a_graph_nodes_repair_exits_at_once(server_env) -> None:
     assert code is not None, f"still running {BOUND_S:.0f}s after Ctrl-C (the server would hold for {HOLD_S:.0f}s)"
     assert code == 130 and "Traceback" not in err and err.strip().splitlines()[-1].startswith("interrupted"), err
     assert until(lambda: server.closed == 4), f"held connections closed: {server.closed} of 4"
+
+
+def test_a_callback_submitting_after_shutdown_is_quiet_once_cancelled(caplog: pytest.LogCaptureFixture) -> None:
+    """On Ctrl-C LangGraph's executor shuts down while a finished task's done callback may still submit the
+    task's writes to it: that RuntimeError's traceback is not printed once the run's Cancel fired, and is
+    printed (logged) as before while it has not."""
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    executor = ThreadPoolExecutor(max_workers=1)
+    executor.shutdown()
+
+    def finish_a_task() -> None:
+        task: Future[None] = Future()
+        task.add_done_callback(lambda _: executor.submit(print))
+        task.set_result(None)
+
+    def logged() -> list[str]:
+        return [r.getMessage() for r in caplog.records if r.name == "concurrent.futures"]
+
+    with caplog.at_level("ERROR"), cancel_on_interrupt() as token:
+        finish_a_task()
+        assert logged() and "exception calling callback" in logged()[0]  # not cancelled: still reported
+        caplog.clear()
+        token.cancel()
+        finish_a_task()
+        assert logged() == []
+    finish_a_task()  # the block is left: the filter goes with it
+    assert logged()

@@ -18,6 +18,7 @@ of this writing), so then the abandoned slot runs on until that stream ends or i
 from __future__ import annotations
 
 import contextvars
+import logging
 import signal
 import socket
 import threading
@@ -106,12 +107,15 @@ def cancel_on_interrupt() -> Iterator[Cancel]:
     On the main thread, while Python's own SIGINT handler is in place, SIGINT fires it and then raises
     KeyboardInterrupt as usual: a request waited on by a worker thread (a LangGraph node, an eval item) is
     abandoned even while the main thread waits for that worker. Anywhere, a KeyboardInterrupt leaving the
-    block fires it. An enclosing Cancel firing fires this one too.
+    block fires it. An enclosing Cancel firing fires this one too. Once it fired, the executor's complaint
+    about work submitted after its shutdown is not printed (`_QuietAfterShutdown`).
     """
     token = Cancel()
     parent = current()
     unlink = parent.on_cancel(token.cancel) if parent is not None else (lambda: None)
     reset = _current.set(token)
+    quiet = _QuietAfterShutdown(token)
+    _futures_log.addFilter(quiet)
     previous: Any = None
     if threading.current_thread() is threading.main_thread():
         previous = signal.getsignal(signal.SIGINT)
@@ -134,8 +138,30 @@ def cancel_on_interrupt() -> Iterator[Cancel]:
     finally:
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
+        _futures_log.removeFilter(quiet)
         _current.reset(reset)
         unlink()
+
+
+_futures_log = logging.getLogger("concurrent.futures")
+
+
+class _QuietAfterShutdown(logging.Filter):
+    """Drops concurrent.futures' "exception calling callback" traceback for a RuntimeError of submitting to a
+    shut-down executor, once `token` fired. On Ctrl-C LangGraph's executor (pregel/_executor.py) waits for
+    the tasks still running and then shuts down; a task's done callback, which saves the task's writes by
+    submitting them to that executor, runs just after the wait saw the task done and may come after the
+    shutdown. The writes are lost as every write of an interrupted step is (resume runs the step again);
+    the traceback is only noise under the one line that names the resume command."""
+
+    def __init__(self, token: Cancel) -> None:
+        super().__init__()
+        self.token = token
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        late = isinstance(exc, RuntimeError) and "cannot schedule new futures after" in str(exc)
+        return not (late and self.token.cancelled)
 
 
 class _Request:
