@@ -29,6 +29,13 @@ from sopgraph.nodes.repair import Candidate, GatewaySampler, Verdict, get_strate
 from sopgraph.state.context import Context
 from sopgraph.tools.cancel import Abandoned, cancel_on_interrupt, run_all
 
+
+def ctrl_c_reaches_the_child() -> None:
+    """Popen's preexec_fn: a shell that starts a job in the background without job control (CI under
+    `nohup ... &`) makes it ignore SIGINT, and Python then never raises KeyboardInterrupt in the child."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 HOLD_S = 300.0
 """How long the server holds a request whose client stays: far beyond every bound below."""
 BOUND_S = 20.0
@@ -310,6 +317,7 @@ def test_ctrl_c_during_eval_repair_exits_at_once_and_the_run_resumes(server_env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=ctrl_c_reaches_the_child,
     )
     code, err = interrupt_when(proc, lambda: server.held == 4)
     assert code is not None, f"still running {BOUND_S:.0f}s after Ctrl-C (the server would hold for {HOLD_S:.0f}s)"
@@ -403,6 +411,7 @@ def test_ctrl_c_during_a_graph_nodes_repair_exits_at_once(server_env) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=ctrl_c_reaches_the_child,
     )
     code, err = interrupt_when(proc, lambda: server.held == 4)
     assert code is not None, f"still running {BOUND_S:.0f}s after Ctrl-C (the server would hold for {HOLD_S:.0f}s)"

@@ -21,6 +21,13 @@ from pathlib import Path
 
 import pytest
 
+
+def ctrl_c_reaches_the_child() -> None:
+    """Popen's preexec_fn: a shell that starts a job in the background without job control (CI under
+    `nohup ... &`) makes it ignore SIGINT, and Python then never raises KeyboardInterrupt in the child."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 BOUND_S = 60.0
 """Generous bounds that only a hang breaks (the CPU here is shared with long evaluations)."""
 HOLD_S = 300.0
@@ -105,6 +112,7 @@ class Child:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            preexec_fn=ctrl_c_reaches_the_child,
         )
         try:
             if not until(lambda: marker.exists() or proc.poll() is not None, 120.0):

@@ -559,18 +559,25 @@ LONG = "Write a long, detailed story about a lighthouse keeper and a storm."
 
 @pytest.mark.local_model
 def test_concurrent_requests_overlap(real_server: lm.ServerHandle) -> None:
-    """Continuous batching: two requests of N tokens take well under twice one (a lock-step server: 2x)."""
+    """Two requests sent at once are decoded together: a lock-step server finishes the first after about one
+    request's time and the second after two; here neither finishes that early. On 2 cores decoding is
+    compute-bound, so the pair's total is not the measure (benchmarks/serving.py prints the throughput)."""
     body = {"messages": [{"role": "user", "content": LONG}], "max_tokens": 48, "ignore_eos": True}
     _chat(real_server, {**body, "max_tokens": 4})  # warm-up
     started = time.perf_counter()
     assert _chat(real_server, body)["usage"]["completion_tokens"] == 48  # type: ignore[index]
     one = time.perf_counter() - started
+
+    def timed(seed: int) -> tuple[dict[str, object], float]:
+        reply = _chat(real_server, {**body, "seed": seed})
+        return reply, time.perf_counter() - started
+
     started = time.perf_counter()
     with ThreadPoolExecutor(2) as pool:
-        replies = list(pool.map(lambda i: _chat(real_server, {**body, "seed": i}), range(2)))
-    two = time.perf_counter() - started
-    assert all(r["usage"]["completion_tokens"] == 48 for r in replies)  # type: ignore[index]
-    assert two < 1.5 * one, f"two concurrent requests took {two:.1f}s, one alone {one:.1f}s"
+        done = list(pool.map(timed, range(2)))
+    assert all(r["usage"]["completion_tokens"] == 48 for r, _ in done)  # type: ignore[index]
+    first = min(t for _, t in done)
+    assert first > 1.3 * one, f"one of two concurrent requests finished after {first:.1f}s, one alone {one:.1f}s"
 
 
 @pytest.mark.local_model
