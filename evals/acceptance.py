@@ -13,10 +13,8 @@ and failing once every function body of the program is replaced by `raise NotImp
 from __future__ import annotations
 
 import ast
-import json
 import re
 import shutil
-import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,70 +24,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from sopgraph.tools import sandbox
 from sopgraph.tools.program import is_test_path
+from sopgraph.tools.session import run_steps
 from sopgraph.tools.workspace import Workspace
-
-MARK = "@@sopgraph-acceptance@@"
-PORT = 8765
-
-# Our own driver, run inside the sandbox with `python -S`: it runs the steps and prints one JSON report.
-DRIVER = f"""
-import json, os, socket, subprocess, sys, time, urllib.error, urllib.parse, urllib.request
-spec = json.loads(sys.argv[1])
-for name, text in spec.get("files", {{}}).items():
-    with open(name, "w", encoding="utf-8") as handle:
-        handle.write(text)
-entry = spec["entry"]
-outputs, crashed, server = [], [], None
-
-def crash(text):
-    tail = [line for line in text.strip().splitlines() if line.strip()]
-    return "Traceback (most recent call last)" in text and not (tail and tail[-1].startswith("EOFError"))
-
-def serve():
-    env = dict(os.environ, PORT=str({PORT}))
-    proc = subprocess.Popen([sys.executable, "-S", *entry], env=env, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    for _ in range(60):
-        try:
-            socket.create_connection(("127.0.0.1", {PORT}), timeout=0.2).close()
-            return proc
-        except OSError:
-            if proc.poll() is not None:
-                break
-            time.sleep(0.1)
-    return proc
-
-for step in spec["steps"]:
-    if "http" in step:
-        if server is None:
-            server = serve()
-        http = step["http"]
-        data = urllib.parse.urlencode(http["form"]).encode() if http.get("form") else None
-        try:
-            with urllib.request.urlopen("http://127.0.0.1:{PORT}" + http.get("path", "/"), data=data, timeout=5) as r:
-                outputs.append("status %d\\n" % r.status + r.read().decode("utf-8", "replace"))
-        except urllib.error.HTTPError as exc:
-            outputs.append("status %d\\n" % exc.code + exc.read().decode("utf-8", "replace"))
-        except Exception as exc:
-            outputs.append("request failed: %s: %s" % (type(exc).__name__, exc))
-        continue
-    try:
-        done = subprocess.run([sys.executable, "-S", *entry, *step.get("args", [])], input=step.get("stdin", ""),
-                              capture_output=True, text=True, timeout=spec.get("step_timeout", 5))
-        text = done.stdout + done.stderr
-    except subprocess.TimeoutExpired as exc:
-        text = "timed out after %ss: " % exc.timeout + ((exc.stdout or b"").decode("utf-8", "replace")
-                                                        if isinstance(exc.stdout, bytes) else (exc.stdout or ""))
-    outputs.append(text)
-    if crash(text):
-        crashed.append(text.strip().splitlines()[-1][:200])
-if server is not None:
-    server.kill()
-    out = server.communicate()[0].decode("utf-8", "replace")
-    if crash(out):
-        crashed.append(out.strip().splitlines()[-1][:200])
-print("\\n{MARK}" + json.dumps({{"last": outputs[-1] if outputs else "", "crashed": crashed}}))
-"""
 
 
 class Step(BaseModel):
@@ -134,17 +70,12 @@ class CheckResult:
 def run_check(root: Path, entry: list[str], check: AcceptanceCheck, timeout: float = 5.0) -> CheckResult:
     """Run one check on the program at `root` (a scratch copy of it), in the sandbox."""
     steps = [s.model_dump(exclude_none=True) for s in check.all_steps()]
-    spec = {"entry": entry, "files": check.files, "steps": steps, "step_timeout": timeout}
-    wall = timeout * (len(steps) + 2) + 5
-    limits = sandbox.SandboxLimits.for_start(wall)
-    result = sandbox.run_command([sys.executable, "-S", "-c", DRIVER, json.dumps(spec)], root, limits=limits)
-    tail = result.stdout.rsplit(MARK, 1)
-    if len(tail) < 2:
-        return CheckResult(check.name, False, f"the check ended without a report: {result.stderr.strip()[-200:]}")
-    report = json.loads(tail[1].strip().splitlines()[0])
-    last = str(report.get("last", ""))
-    if report.get("crashed"):
-        return CheckResult(check.name, False, f"crashed: {report['crashed'][0]}")
+    ran = run_steps(root, entry, steps, files=check.files, step_timeout=timeout)
+    if ran.error:
+        return CheckResult(check.name, False, ran.error.replace("the steps", "the check"))
+    last = ran.last
+    if ran.crashed:
+        return CheckResult(check.name, False, f"crashed: {ran.crashed[0]}")
     missing = [p for p in check.expect if not re.search(p, last, re.MULTILINE)]
     if missing:
         return CheckResult(check.name, False, f"expected {missing[0]!r} in: {' '.join(last.split())[:160]!r}")

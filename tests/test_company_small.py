@@ -122,6 +122,39 @@ SHADOWING = (  # what the 0.5B's QA wrote: its own cli fixture, and a function m
 )
 
 
+FORGETFUL = (
+    LIBRARY.replace('"""The todo list."""', '"""A command-line todo list."""\n\nimport argparse')
+    + """
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="A todo list.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("add").add_argument("text")
+    sub.add_parser("list")
+    sub.add_parser("done").add_argument("number", type=int)
+    sub.add_parser("remove").add_argument("number", type=int)
+    args = parser.parse_args(argv)
+    todos = TodoList()
+    if args.command == "add":
+        todos.add(args.text)
+    elif args.command == "list":
+        for number, (text, done) in enumerate(todos.items, 1):
+            print(f"{number} [{'x' if done else ' '}] {text}")
+    elif args.command == "done":
+        todos.done(args.number)
+    else:
+        todos.remove(args.number)
+
+
+if __name__ == "__main__":
+    main()
+"""
+)
+"""What the 1.5B wrote for make demo: the commands, the idea's listing, and nothing kept in todo.json."""
+MISNAMED = TODO.replace("    STORE.write_text(", '    Path("todos.json").write_text(')
+"""Reads todo.json and writes todos.json: it names the file and reads and writes, yet keeps nothing."""
+
+
 @dataclass
 class TodoCompany:
     """The script: the 0.5B's design, and its mistakes, switched on by attributes."""
@@ -132,6 +165,10 @@ class TodoCompany:
     tests: str = TESTS
     """QA's good tests."""
     """How many of QA's replies for tests/test_main.py are SHADOWING before the good tests."""
+    main: str = TODO
+    """main.py as the engineer writes it (also in a fresh rewrite during debug)."""
+    fixed_main: str = TODO
+    """What the engineer answers when asked to fix main.py."""
     prompts: dict[str, list[str]] = field(default_factory=dict)
 
     def __call__(self, request: ScriptedRequest) -> Any:
@@ -168,8 +205,9 @@ class TodoCompany:
         if "Write `todo_list.py`" in prompt:
             return f"```python\n{LIBRARY}```"
         if "main.py" in prompt:
-            copy = self.copy_until_fix and "Fix main.py" not in prompt
-            return f"```python\n{LIBRARY if copy else TODO}```"
+            if "Fix main.py" in prompt:
+                return f"```python\n{self.fixed_main}```"
+            return f"```python\n{LIBRARY if self.copy_until_fix else self.main}```"
         return "```python\npass\n```"
 
 
@@ -296,3 +334,45 @@ def test_one_file_can_be_set_on_a_fork() -> None:
     assert runner.validated_edits(graph, {}, {"one_file": False}) == {"one_file": False}
     with pytest.raises(runner.RunError, match="one_file"):
         runner.validated_edits(graph, {}, {"one_file": "sometimes"})
+
+
+# -- a program that keeps nothing in the file the idea names (make demo on the 1.5B) ---------------------------
+
+NEVER_OPENS = (
+    "main.py never opens todo.json, so nothing the user adds is kept between two commands: load it at start, "
+    "save it after every change"
+)
+FORGETS = "main.py does not keep what a command is given for the next run: in one folder, "
+
+
+def test_a_main_py_that_keeps_nothing_in_todo_json_goes_to_debug_with_what_it_lacks(todo, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    name, script = todo
+    script.main = FORGETFUL
+    values = run(name, tmp_path / "repo", max_debug=2)
+    write = script.prompts["engineer"][0]
+    assert "The request keeps its data in todo.json: main.py loads it at start from the current folder" in write
+    first, second = docs(values, QAReport)
+    assert NEVER_OPENS in first.problems, first.problems
+    (forgot,) = [p for p in first.problems if p.startswith(FORGETS)]
+    # the facts: both commands as typed, what each printed, and the text that should have shown
+    assert "`python main.py add 'water the plants'` (exit 0, printed nothing)" in forgot
+    assert "then `python main.py list` (exit 0, printed nothing); the last does not show 'water the plants'" in forgot
+    assert first.starts and not first.program_ok and first.suspects[0] == "main.py"
+    assert not docs(values, Arbitration)  # the program is at fault on its face: no test is blamed
+    fixes = [p for p in script.prompts["engineer"] if "Fix main.py" in p]
+    assert fixes and all(NEVER_OPENS in p and FORGETS in p for p in fixes)
+    assert second.all_passed and not second.problems
+    repo = tmp_path / "repo"
+    use(repo, "add", "buy milk")
+    assert use(repo, "list").splitlines() == ["1. [ ] buy milk"]
+
+
+def test_a_program_that_names_and_saves_its_file_but_forgets_fails_the_start_check(todo, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    name, script = todo
+    script.main = MISNAMED
+    values = run(name, tmp_path / "repo", max_debug=1)
+    first, second = docs(values, QAReport)
+    assert not [p for p in first.problems if "todo.json" in p]  # it names todo.json, reads and writes
+    (forgot,) = [p for p in first.problems if p.startswith(FORGETS)]
+    assert "`python main.py list` (exit 0, printed nothing)" in forgot
+    assert second.all_passed and not second.problems

@@ -129,3 +129,92 @@ def test_a_test_files_own_cli_fixture_is_removed_and_its_wrong_imports_are_named
         "tests/test_x.py imports `todo_list` (line 1), which is neither a module of this project nor in the "
         "standard library"
     ]
+
+
+# -- the files a request keeps its data in, and a program that forgets (#12) ----------------------------------
+
+
+def test_the_data_files_and_the_recall_session_a_request_spells() -> None:
+    from sopgraph.nodes.company.request import command_usages, data_files, recall, spelled
+    from sopgraph.tools.program import Recall
+
+    assert command_usages(MAKEFILE_IDEA) == [("add", ["TEXT"]), ("list", []), ("done", ["N"]), ("remove", ["N"])]
+    assert data_files(MAKEFILE_IDEA) == ["todo.json"]
+    assert recall(MAKEFILE_IDEA) == Recall(steps=(("add", "water the plants"), ("list",)), text="water the plants")
+    journal = "Entries are stored in a file called journal.txt. `python main.py note <text>` adds one, `show` lists"
+    assert data_files(journal) == ["journal.txt"] and recall(journal) == Recall(
+        steps=(("note", "water the plants"), ("show",)), text="water the plants"
+    )
+    assert data_files("a CLI that keeps scores in scores.json and reads its options from settings.ini") == [
+        "scores.json"
+    ]
+    for keeps_none in (
+        "`python main.py FILE.csv` prints a summary of every column",  # an argument, not the program's file
+        "reads data.csv and saves the report in report.csv",  # an export: never read back
+        "keep `todo.json` tidy",
+        "notes are kept in memory",
+    ):
+        assert data_files(keeps_none) == [], keeps_none
+    # `add N` takes a number, `list` an argument: no recall session is spelled
+    assert recall("python main.py add N adds N to the total, list shows it") is None
+    assert recall("python main.py add TEXT adds a line, list DATE prints that day's lines") is None
+    checks = spelled(MAKEFILE_IDEA, ["main.py"])
+    assert checks is not None and checks.entry == "main.py" and checks.stores == ["todo.json"] and checks.recall
+    assert spelled("a calculator: python main.py A B prints the sum", ["main.py"]) is None
+    kept = spelled("a diary kept in diary.md", ["diary.py"])  # no command line: the store is still checked
+    assert kept is not None and (kept.entry, kept.stores, kept.recall) == (None, ["diary.md"], None)
+
+
+def test_a_program_that_never_opens_reads_or_writes_its_data_file_is_told_what_it_lacks() -> None:
+    from sopgraph.nodes.company.qa import store_problem
+    from sopgraph.tools.program import file_use
+
+    memory = "items = []\n\n\ndef add(text):\n    items.append(text)\n"
+    assert file_use({"main.py": memory}, "todo.json") == ([], False, False)
+    assert store_problem("main.py", {"main.py": memory}, "todo.json") == (
+        "main.py never opens todo.json, so nothing the user adds is kept between two commands: load it at start, "
+        "save it after every change"
+    )
+    write_only = "import json\n\n\ndef save(items):\n    with open('todo.json', 'w') as f:\n        json.dump(items, f)"
+    assert file_use({"main.py": write_only}, "todo.json") == (["main.py"], False, True)
+    problem = store_problem("main.py", {"main.py": write_only}, "todo.json")
+    assert problem is not None and problem.startswith(
+        "main.py never reads todo.json back, so every command starts from nothing: load it at start"
+    )
+    read_only = "import json\nfrom pathlib import Path\nITEMS = json.loads(Path('data/todo.json').read_text())\n"
+    assert file_use({"store.py": read_only}, "todo.json") == (["store.py"], True, False)
+    problem = store_problem("main.py", {"main.py": "import store\n", "store.py": read_only}, "todo.json")
+    assert problem is not None and problem.startswith("store.py never writes todo.json")  # the module naming it
+    both = "import json\nPATH = 'todo.json'\n\n\ndef load():\n    with open(PATH) as f:\n        return json.load(f)\n"
+    both += "\n\ndef save(items):\n    with open(PATH, mode='w') as f:\n        f.write(json.dumps(items))\n"
+    assert file_use({"main.py": both}, "todo.json") == (["main.py"], True, True)
+    assert store_problem("main.py", {"main.py": both}, "todo.json") is None
+    sqlite = "import sqlite3\nDB = sqlite3.connect('notes.db')\n"
+    assert file_use({"main.py": sqlite}, "notes.db") == (["main.py"], True, True)
+    appended = "def log(line):\n    with open(f'{NAME}.log', 'a') as f:\n        print(line, file=f)\n"
+    assert file_use({"main.py": appended}, "x.log") == ([], False, True)
+
+
+def test_the_start_check_runs_add_then_list_and_reports_a_program_that_forgets(tmp_path: Path) -> None:
+    from sopgraph.tools.program import Recall, check_program
+
+    keeps = (
+        "import sys\nfrom pathlib import Path\nSTORE = Path('todo.txt')\n"
+        "if __name__ == '__main__':\n    args = sys.argv[1:]\n"
+        "    if args[:1] == ['add']:\n        STORE.open('a').write(args[1] + '\\n')\n"
+        "    elif args[:1] == ['list']:\n        print(STORE.read_text() if STORE.exists() else '')\n"
+    )
+    forgets = keeps.replace("STORE.open('a').write(args[1] + '\\n')", "print('added', args[1])")
+    session = Recall(steps=(("add", "water the plants"), ("list",)), text="Water the plants")
+    for name, code in (("keeps", keeps), ("forgets", forgets)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "main.py").write_text(code)
+    assert check_program(tmp_path / "keeps", recall=session).ok
+    check = check_program(tmp_path / "forgets", recall=session)
+    assert check.starts and not check.ok
+    assert check.problems == [
+        "main.py does not keep what a command is given for the next run: in one folder, "
+        "`python main.py add 'water the plants'` (exit 0, printed 'added water the plants') then "
+        "`python main.py list` (exit 0, printed nothing); the last does not show 'Water the plants'"
+    ]
+    assert check_program(tmp_path / "forgets").ok  # asked nothing, it passes

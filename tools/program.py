@@ -9,6 +9,8 @@ The sandboxed checks import every module with `python -S` (the standard library 
 point: `--help`, then no arguments, with stdin closed. It **starts** when a run exits 0; or is still running
 without a traceback when the timeout kills it (a server, a program waiting on something); or ends with
 `EOFError` (an interactive program that asked for input and found stdin closed). Anything else does not.
+A program that starts may also be asked to recall (`Recall`): `add X`, then `list` in the same folder must
+show X, or it keeps nothing between two runs.
 """
 
 from __future__ import annotations
@@ -16,11 +18,13 @@ from __future__ import annotations
 import ast
 import json
 import re
+import shlex
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from sopgraph.tools import sandbox
+from sopgraph.tools.session import run_steps
 from sopgraph.tools.workspace import Workspace, module_name
 
 ENTRY_STEMS = frozenset({"main", "app", "cli", "run", "__main__"})
@@ -247,6 +251,63 @@ def missing_commands(code: str, commands: list[str]) -> list[str]:
     return [c for c in commands if c.lower() not in literals]
 
 
+READS = frozenset(
+    {"load", "read", "read_text", "read_bytes", "readlines", "readline", "reader", "DictReader", "safe_load"}
+)
+"""Calls that read a file: json.load, Path.read_text, csv.reader, f.read, ..."""
+WRITES = frozenset(
+    {"dump", "write", "write_text", "write_bytes", "writelines", "writer", "DictWriter", "writerow", "safe_dump"}
+)
+"""Calls that write a file: json.dump, Path.write_text, csv.writer, f.write, ..."""
+READ_WRITE = frozenset({"connect"})
+"""sqlite3.connect, shelve.open: a store read and written through one handle."""
+
+
+def _open_mode(call: ast.Call) -> str | None:
+    """The mode of an open() call: builtin or io.open (the second argument), Path.open (the first); None
+    when it is not a constant."""
+    func = call.func
+    path_method = isinstance(func, ast.Attribute) and not (
+        isinstance(func.value, ast.Name) and func.value.id in ("io", "codecs", "os")
+    )
+    at = 0 if path_method else 1
+    mode: ast.expr | None = call.args[at] if len(call.args) > at else None
+    mode = next((k.value for k in call.keywords if k.arg == "mode"), mode)
+    if mode is None:
+        return "r"
+    return mode.value if isinstance(mode, ast.Constant) and isinstance(mode.value, str) else None
+
+
+def file_use(files: dict[str, str], name: str) -> tuple[list[str], bool, bool]:
+    """How a program uses the data file `name`: (its modules that spell the name in a string, whether it
+    reads any file, whether it writes any). Parsed, never run, and lenient: a read or write of another file
+    counts too, so only a program that never reads (or never writes) at all is caught."""
+    naming: list[str] = []
+    reads = writes = False
+    for path, text in files.items():
+        try:
+            tree = ast.parse(text)
+        except (SyntaxError, ValueError, RecursionError, MemoryError):
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and name in node.value:
+                naming.append(path)
+            if not isinstance(node, ast.Call):
+                continue
+            func = node.func
+            called = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
+            if called == "open" and isinstance(func, ast.Attribute) and ast.unparse(func.value) in ("shelve", "dbm"):
+                called = "connect"
+            if called == "open":
+                mode = _open_mode(node)
+                reads |= mode is None or "r" in mode or "+" in mode or not set(mode) & set("wax")
+                writes |= mode is None or bool(set(mode) & set("wax+"))
+            reads |= called in READS or called in READ_WRITE
+            writes |= called in WRITES or called in READ_WRITE
+            writes |= called == "print" and any(k.arg == "file" for k in node.keywords)
+    return list(dict.fromkeys(naming)), reads, writes
+
+
 def interface(code: str) -> str:
     """A module's public interface as stubs: classes, functions and methods with their signatures and the first
     line of their docstrings, bodies elided (what spec-first tests may rely on, not how it is done)."""
@@ -415,6 +476,38 @@ def start(project: Project, argv: list[str], timeout: float) -> tuple[bool, str,
     return False, command, "; ".join(tried)
 
 
+@dataclass(frozen=True)
+class Recall:
+    """A short session that shows whether a program keeps what it is told between two runs: `steps` (the
+    arguments of each run, e.g. `add X`, then `list`) run one after another in one folder, and `text` must
+    show in what the last one prints (case aside)."""
+
+    steps: tuple[tuple[str, ...], ...]
+    text: str
+
+
+def _said(output: str, code: int | None) -> str:
+    how = "timed out" if code is None else f"exit {code}"
+    shown = " ".join(output.split())
+    return f"{how}, printed {shown[:160]!r}" if shown else f"{how}, printed nothing"
+
+
+def recall_problem(project: Project, argv: list[str], entry: str, recall: Recall, timeout: float) -> str | None:
+    """One line with the facts when the program started by `argv` forgets between two runs, or None (also
+    when the session itself could not be run: that is no fault of the program)."""
+    ran = run_steps(project.root, argv, [{"args": list(step)} for step in recall.steps], step_timeout=timeout)
+    if ran.error or len(ran.outputs) != len(recall.steps) or recall.text.lower() in ran.last.lower():
+        return None
+    runs = [
+        f"`{shlex.join(['python', *argv, *step])}` ({_said(out, code)})"
+        for step, out, code in zip(recall.steps, ran.outputs, ran.exits, strict=False)
+    ]
+    return (
+        f"{entry} does not keep what a command is given for the next run: in one folder, {' then '.join(runs)}; "
+        f"the last does not show {recall.text!r}"
+    )
+
+
 @dataclass
 class ProgramCheck:
     """Whether a project holds together and starts, with one line per problem for a model."""
@@ -438,8 +531,11 @@ class ProgramCheck:
         return "\n".join(lines)
 
 
-def check_program(root: Path, *, timeout: float = 5.0, static: bool = True) -> ProgramCheck:
-    """Static guards, then import every module and start the entry point, in the sandbox."""
+def check_program(
+    root: Path, *, timeout: float = 5.0, static: bool = True, recall: Recall | None = None
+) -> ProgramCheck:
+    """Static guards, then import every module and start the entry point, in the sandbox; a program that
+    starts is then asked to `recall` (when given), and a miss is one more problem."""
     project = survey(root)
     check = ProgramCheck()
     if not project.code:
@@ -457,6 +553,8 @@ def check_program(root: Path, *, timeout: float = 5.0, static: bool = True) -> P
         return check
     check.entry = found[1]
     check.starts, _, check.start = start(project, found[0], timeout)
+    forgot = recall_problem(project, found[0], found[1], recall, timeout) if recall and check.starts else None
+    check.problems += [forgot] if forgot else []
     return check
 
 

@@ -34,7 +34,7 @@ from sopgraph.nodes.company.common import (
 )
 from sopgraph.nodes.company.fixing import repair_code_file
 from sopgraph.nodes.company.repository import render, write_docs
-from sopgraph.nodes.company.request import command_line_entry, command_words
+from sopgraph.nodes.company.request import Spelled, command_line_entry, command_words, data_files
 from sopgraph.nodes.progress import Reporter, reporter
 from sopgraph.nodes.repair import Verdict
 from sopgraph.nodes.routing import edge_labels
@@ -91,6 +91,11 @@ COMMANDS = (
     "{path} handles the commands itself: it reads its command line (argparse subcommands, or a dispatch on "
     "sys.argv[1]) and runs the code of each command: {commands}.\n"
 )
+STORES = (
+    "The request keeps its data in {files}: {path} loads it at start from the current folder (a relative path; "
+    "nothing yet when the file does not exist) and saves it there after every change, so each command sees what "
+    "the one before it did.\n"
+)
 ONLY_FILE = "{path} is the program's only file: define everything it uses in it (there is no other module to import).\n"
 REWRITE = (
     "{context}\nCurrent code:\n{code}\n\nCode review of {path} (LBTM):\n{comments}\n\n"
@@ -108,14 +113,17 @@ FIX_TEST = (
 
 def entry_brief(idea: str, path: str, files: list[str]) -> str:
     """What the entry module's prompt adds: the request word for word, the commands it names (to be handled
-    in this module, not only defined as methods), and, when the plan has no other file, that everything
-    goes in it. "" for any other module."""
+    in this module, not only defined as methods), the files it keeps its data in, and, when the plan has no
+    other file, that everything goes in it. "" for any other module."""
     if not idea or program.stem(path) not in program.ENTRY_STEMS:
         return ""
     text = REQUEST.format(idea=clip(idea, 1500))
     commands = command_words(idea)
     if commands and command_line_entry(idea, [path]) == path:
         text += COMMANDS.format(path=path, commands=", ".join(commands))
+    stores = data_files(idea)
+    if stores:
+        text += STORES.format(path=path, files=" and ".join(stores))
     if files == [path]:
         text += ONLY_FILE.format(path=path)
     return text
@@ -247,7 +255,7 @@ def debug(state: CompanyState, runtime: Runtime[Context]) -> dict[str, Any]:
     llm = ROLE.gateway(state, runtime)
     llm.check_budget()  # here, once: the candidates below are requested in parallel and never pause
     tester = qa.ROLE.gateway(state, runtime)  # test files are QA's to fix
-    commands = qa.entry_commands(state, list(code))
+    checks = qa.spelled_checks(state, list(code))
     # A test and the code disagree: the PRD decides which one is fixed (spec-first QA).
     ruling, ruling_usage = qa.arbitrate(state, runtime)
     decision = ruling.payload if ruling is not None and isinstance(ruling.payload, Arbitration) else None
@@ -322,6 +330,7 @@ def debug(state: CompanyState, runtime: Runtime[Context]) -> dict[str, Any]:
                 path=path,
                 task=(task.description if task and task.description else "as the design says") + ".",
             )
+            judge = RunJudge(files, path, list(code), list(tests), report.attempt, timeout, progress, checks)
             found = repair_code_file(
                 llm,
                 ROLE.system,
@@ -333,9 +342,7 @@ def debug(state: CompanyState, runtime: Runtime[Context]) -> dict[str, Any]:
                 fix_prompt=fix_prompt,
                 limits=limits,
                 seed=report.attempt,
-                judge=(
-                    judge := RunJudge(files, path, list(code), list(tests), report.attempt, timeout, progress, commands)
-                ),
+                judge=judge,
             )
             kept = judge.reports.get(found.code, report) if found.changed else report
             progress(
@@ -395,10 +402,10 @@ class RunJudge:
         attempt: int,
         timeout: float,
         progress: Reporter | None = None,
-        commands: tuple[str, list[str]] | None = None,
+        spelled: Spelled | None = None,
     ) -> None:
         self.files, self.path, self.code, self.tests = files, path, code, tests
-        self.attempt, self.timeout, self.commands = attempt, timeout, commands
+        self.attempt, self.timeout, self.spelled = attempt, timeout, spelled
         self.reports: dict[str, QAReport] = {}
         self.progress = progress or Reporter("", None)
 
@@ -409,9 +416,7 @@ class RunJudge:
             return Verdict(-1, total, f"rejected: the reply for {self.path} {why or 'held no code'}")
         with tempfile.TemporaryDirectory(prefix="sopgraph-candidate-") as scratch:
             Workspace(scratch).sync({**self.files, self.path: candidate})
-            checked = qa.examine(
-                Path(scratch), self.code, self.tests, self.attempt, self.timeout, commands=self.commands
-            )
+            checked = qa.examine(Path(scratch), self.code, self.tests, self.attempt, self.timeout, spelled=self.spelled)
         self.reports[candidate] = checked
         self.progress(
             "debug",

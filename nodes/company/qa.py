@@ -29,7 +29,7 @@ from sopgraph.nodes.company.common import (
     prd_brief,
 )
 from sopgraph.nodes.company.repository import materialize, target_dir
-from sopgraph.nodes.company.request import command_line_entry, command_words
+from sopgraph.nodes.company.request import Spelled, command_line_entry, spelled
 from sopgraph.nodes.progress import Reporter, reporter
 from sopgraph.nodes.routing import edge_labels
 from sopgraph.state.company import (
@@ -288,13 +288,10 @@ def _cli_tests(state: CompanyState, idea: str, entry: str, existing: dict[str, C
     return FileJob(path=test_path, out_dir=state["out_dir"], prompt=prompt, note=note)
 
 
-def entry_commands(state: CompanyState, paths: list[str]) -> tuple[str, list[str]] | None:
-    """(the entry module, the commands the request names) when the request spells both; the test run
-    checks that module handles each command."""
-    idea = idea_of(state, ROLE.name)
-    entry = command_line_entry(idea, paths)
-    words = command_words(idea)
-    return (entry, words) if entry is not None and words else None
+def spelled_checks(state: CompanyState, paths: list[str]) -> Spelled | None:
+    """What the request spells out that the test run checks the program against (its commands, the files it
+    keeps its data in, add-then-list), or None."""
+    return spelled(idea_of(state, ROLE.name), paths)
 
 
 def command_problem(entry: str, text: str, commands: list[str]) -> str | None:
@@ -310,6 +307,47 @@ def command_problem(entry: str, text: str, commands: list[str]) -> str | None:
         f"{entry} {which}: it must read the command from its own command line (argparse subcommands, or a "
         f"dispatch on sys.argv[1]) and carry out each of {', '.join(commands)}"
     )
+
+
+def store_problem(entry: str, files: dict[str, str], name: str) -> str | None:
+    """One line for a model when the program does not keep its data in the file the request names (it never
+    spells the name, never reads a file, or never writes one), or None."""
+    naming, reads, writes = program.file_use(files, name)
+    if not naming:
+        return (
+            f"{entry} never opens {name}, so nothing the user adds is kept between two commands: load it at start, "
+            "save it after every change"
+        )
+    where = entry if entry in naming else naming[0]
+    if not reads and not writes:
+        return (
+            f"{where} names {name} but never reads or writes it, so nothing the user adds is kept between two "
+            "commands: load it at start, save it after every change"
+        )
+    if not reads:
+        return (
+            f"{where} never reads {name} back, so every command starts from nothing: load it at start (nothing yet "
+            "when it does not exist)"
+        )
+    if not writes:
+        return (
+            f"{where} never writes {name}, so nothing the user adds is kept between two commands: save it after "
+            "every change"
+        )
+    return None
+
+
+def spelled_problems(ws: Workspace, code: list[str], check: program.ProgramCheck, spelled: Spelled) -> list[str]:
+    """What the program lacks of what the request spells: a command its entry module does not handle, a data
+    file it does not keep its data in."""
+    entry = spelled.entry or check.entry
+    if entry is None:
+        return []
+    text = ws.read(entry)
+    problems = [command_problem(entry, text, spelled.commands) if text is not None and spelled.commands else None]
+    files = {p: t for p in code if p.endswith(".py") and (t := ws.read(p)) is not None}
+    problems += [store_problem(entry, files, name) for name in spelled.stores]
+    return [p for p in problems if p]
 
 
 def _task_of(seen: list[Message], path: str) -> str:
@@ -373,8 +411,8 @@ def run_tests(state: CompanyState, runtime: Runtime[Context]) -> dict[str, Any]:
     progress = reporter("run_tests")
     progress("tests", f"test run {attempt}: checking the program", phase="start", attempt=attempt)
     timeout = float(state.get("test_timeout_s", 60.0))
-    commands = entry_commands(state, list(code))
-    report = examine(ws.root, list(code), list(tests), attempt, timeout, commands=commands, progress=progress)
+    checks = spelled_checks(state, list(code))
+    report = examine(ws.root, list(code), list(tests), attempt, timeout, spelled=checks, progress=progress)
     if report.all_passed:
         status = "passed"
     elif report.problems or report.starts is False:
@@ -406,20 +444,19 @@ def examine(
     attempt: int,
     timeout: float,
     *,
-    commands: tuple[str, list[str]] | None = None,
+    spelled: Spelled | None = None,
     progress: Reporter | None = None,
 ) -> QAReport:
     """The test run's report on the project at `root`: program checks (static guards, imports, start, and
-    that the entry module handles the request's `commands`), the tests' own structural guards, and pytest
-    on tests/, in the sandbox. Also judges a debug candidate (in a scratch copy). `progress` hears the start
-    check's result before the tests run (a `tests` event, phase "checked")."""
+    what the request spells: its commands handled, its data file read and written, an added item listed by the
+    next run), the tests' own structural guards, and pytest on tests/, in the sandbox. Also judges a debug
+    candidate (in a scratch copy). `progress` hears the start check's result before the tests run (a `tests`
+    event, phase "checked")."""
     ws = Workspace(root)
-    check = program.check_program(ws.root, timeout=START_TIMEOUT_S)
-    if commands is not None:
-        entry, words = commands
-        text = ws.read(entry)
-        problem = command_problem(entry, text, words) if text is not None else None
-        check.problems += [problem] if problem else []
+    recall = spelled.recall if spelled is not None else None
+    check = program.check_program(ws.root, timeout=START_TIMEOUT_S, recall=recall)
+    if spelled is not None:
+        check.problems += spelled_problems(ws, code, check, spelled)
     facts = check.summary()
     head = f"The program itself fails before its tests:\n{facts}\n\n" if facts else ""
     wrong = program.problems_in_tests(program.survey(ws.root).text)
