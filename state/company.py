@@ -292,21 +292,26 @@ class TaskPlan(ModelDocument):
 
 
 class Arbitration(ModelDocument):
-    """Which side of a failing test contradicts the PRD: the test's expectation, or the code's behaviour."""
+    """Which side of a failing test contradicts the request and the PRD: the test's expectation, the code's
+    behaviour, or both at once (then the test goes to QA and the code to the engineer in the same round)."""
 
-    wrong: Literal["code", "test"] = Field(
-        description="'code' if the code does not do what the PRD asks; 'test' if the test expects something the "
-        "PRD does not ask for."
+    wrong: Literal["code", "test", "both"] = Field(
+        description="'test' if the test expects something the request does not ask for (an exact output format "
+        "it does not give, a message it never mentions); 'code' if the code does not do what the request asks; "
+        "'both' if the test expects something not asked AND the code also fails something that is asked."
     )
-    reason: Text = Field(default="", description="One sentence, citing the PRD.")
+    reason: Text = Field(default="", description="One sentence, citing the request or the PRD.")
 
     @field_validator("wrong", mode="before")
     @classmethod
     def _side(cls, value: Any) -> Any:
         text = str(value).strip().lower()
+        if "both" in text:
+            return "both"
+        blames_code = any(word in text for word in ("code", "program", "implementation", "module"))
         if "test" in text:
-            return "test"
-        if any(word in text for word in ("code", "program", "implementation", "module")):
+            return "both" if blames_code and " and " in text else "test"
+        if blames_code:
             return "code"
         return text
 

@@ -153,6 +153,12 @@ if __name__ == "__main__":
 """What the 1.5B wrote for make demo: the commands, the idea's listing, and nothing kept in todo.json."""
 MISNAMED = TODO.replace("    STORE.write_text(", '    Path("todos.json").write_text(')
 """Reads todo.json and writes todos.json: it names the file and reads and writes, yet keeps nothing."""
+UNDOTTED = TODO.replace("{number}. [", "{number} [")
+"""The 1.5B's listing, `1 [x] buy milk`: what the idea asks (it gives no dot)."""
+OFF_BY_ONE = UNDOTTED.replace('items[int(args[0]) - 1]["done"] = True', 'items[int(args[0])]["done"] = True')
+"""`done N` marks the item after N (an IndexError for the last one): a fault only the tests see."""
+LOOSE = TESTS.replace('"1. [', '"[')
+"""QA's tests once they assert only what the idea says."""
 
 
 @dataclass
@@ -165,10 +171,14 @@ class TodoCompany:
     tests: str = TESTS
     """QA's good tests."""
     """How many of QA's replies for tests/test_main.py are SHADOWING before the good tests."""
+    fixed_tests: str | None = None
+    """What QA answers when asked to fix its test file (else `tests`)."""
     main: str = TODO
     """main.py as the engineer writes it (also in a fresh rewrite during debug)."""
     fixed_main: str = TODO
     """What the engineer answers when asked to fix main.py."""
+    ruling: str = "code"
+    """The arbiter's answer."""
     prompts: dict[str, list[str]] = field(default_factory=dict)
 
     def __call__(self, request: ScriptedRequest) -> Any:
@@ -196,12 +206,13 @@ class TodoCompany:
         if request.schema is ReviewReply:
             return {"verdict": "LGTM", "comments": []}
         if request.schema is Arbitration:
-            return {"wrong": "code", "reason": "the PRD asks for the commands"}
+            return {"wrong": self.ruling, "reason": "the request says so"}
         if role == "qa":
             if self.shadow_tests and "itself is broken" not in prompt:
                 self.shadow_tests -= 1
                 return f"```python\n{SHADOWING}```"
-            return f"```python\n{self.tests}```"
+            fixing = "itself is broken" in prompt and self.fixed_tests is not None
+            return f"```python\n{self.fixed_tests if fixing else self.tests}```"
         if "Write `todo_list.py`" in prompt:
             return f"```python\n{LIBRARY}```"
         if "main.py" in prompt:
@@ -336,7 +347,7 @@ def test_one_file_can_be_set_on_a_fork() -> None:
         runner.validated_edits(graph, {}, {"one_file": "sometimes"})
 
 
-# -- a program that keeps nothing in the file the idea names (make demo on the 1.5B) ---------------------------
+# -- a program that keeps nothing, and tests that expect what the idea does not ask (make demo on the 1.5B) --
 
 NEVER_OPENS = (
     "main.py never opens todo.json, so nothing the user adds is kept between two commands: load it at start, "
@@ -376,3 +387,28 @@ def test_a_program_that_names_and_saves_its_file_but_forgets_fails_the_start_che
     (forgot,) = [p for p in first.problems if p.startswith(FORGETS)]
     assert "`python main.py list` (exit 0, printed nothing)" in forgot
     assert second.all_passed and not second.problems
+
+
+def test_arbitration_can_blame_both_and_fixes_the_test_and_the_code_in_one_round(todo, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    name, script = todo
+    # The 1.5B's listing without the dot and a wrong `done`; QA's tests expect "1. [ ] buy milk".
+    script.main, script.fixed_main, script.fixed_tests, script.ruling = OFF_BY_ONE, UNDOTTED, LOOSE, "both"
+    values = run(name, tmp_path / "repo", max_debug=2)
+    first, second = docs(values, QAReport)
+    assert first.program_ok and first.passed == 0 and first.failing_tests == ["tests/test_main.py"]
+    (ruling,) = docs(values, Arbitration)
+    assert ruling.wrong == "both"
+    (prompt,) = script.prompts["qa_lead"]
+    assert IDEA in prompt  # the request word for word, and what it leaves unsaid is the test's fault
+    assert "an exact output format beyond what the request says" in prompt and "wrong='both'" in prompt
+    assert "Assert only what the request states" in script.prompts["qa"][0]  # QA is told so too
+    fixes = [(d.path, d.version) for d in docs(values, CodeFile) if d.note.startswith("debug fix after test run 1")]
+    assert sorted(fixes) == [("main.py", 2), ("tests/test_main.py", 2)]  # one round, both sides
+    # The code's fix was judged on QA's new tests: on the old ones it passed no more than the current code.
+    assert not any("no fix candidate passed more tests" in w for w in values["warnings"])
+    assert second.all_passed and second.passed == 3
+    repo = tmp_path / "repo"
+    assert (repo / "main.py").read_text() == UNDOTTED and (repo / "tests/test_main.py").read_text() == LOOSE
+    use(repo, "add", "buy milk")
+    use(repo, "done", "1")
+    assert use(repo, "list").splitlines() == ["1 [x] buy milk"]

@@ -218,3 +218,12 @@ def test_the_start_check_runs_add_then_list_and_reports_a_program_that_forgets(t
         "`python main.py list` (exit 0, printed nothing); the last does not show 'Water the plants'"
     ]
     assert check_program(tmp_path / "forgets").ok  # asked nothing, it passes
+
+
+def test_an_arbitration_answer_can_blame_both_sides() -> None:
+    from sopgraph.state.company import Arbitration
+
+    assert Arbitration.model_validate({"wrong": "Both"}).wrong == "both"
+    assert Arbitration.model_validate({"wrong": "the test and the code"}).wrong == "both"
+    assert Arbitration.model_validate({"wrong": "the test"}).wrong == "test"
+    assert Arbitration.model_validate({"wrong": "implementation"}).wrong == "code"

@@ -256,16 +256,19 @@ def debug(state: CompanyState, runtime: Runtime[Context]) -> dict[str, Any]:
     llm.check_budget()  # here, once: the candidates below are requested in parallel and never pause
     tester = qa.ROLE.gateway(state, runtime)  # test files are QA's to fix
     checks = qa.spelled_checks(state, list(code))
-    # A test and the code disagree: the PRD decides which one is fixed (spec-first QA).
+    # A test and the code disagree: the request and the PRD decide which one is fixed, or both (spec-first QA).
     ruling, ruling_usage = qa.arbitrate(state, runtime)
     decision = ruling.payload if ruling is not None and isinstance(ruling.payload, Arbitration) else None
+    wrong_tests = [p for p in report.failing_tests if p in tests]
     if decision is not None and decision.wrong == "test":
-        targets = [p for p in report.failing_tests if p in tests] or targets
+        targets = wrong_tests or targets
+    elif decision is not None and decision.wrong == "both":
+        targets = [*[p for p in targets if p in code], *wrong_tests] or targets
     elif decision is not None:
         targets = [p for p in targets if p in code] or targets
     elif len(reports) >= 2 and report.failures and reports[-2].failures == report.failures and report.program_ok:
         # The last fix changed nothing: the tests themselves are the likelier culprit now.
-        targets = [p for p in report.failing_tests if p in tests] or targets
+        targets = wrong_tests or targets
     messages: list[Message] = [ruling] if ruling is not None else []
     warnings: list[str] = []
     verdict = run_verdict(report)
@@ -281,8 +284,12 @@ def debug(state: CompanyState, runtime: Runtime[Context]) -> dict[str, Any]:
     files = render(state)  # the repository QA's test run saw; candidates are tested in copies of it
     timeout = float(state.get("test_timeout_s", 60.0))
     limits = sandbox.SandboxLimits.for_tests(timeout)
-    # Code first: its candidates are judged against the tests the report's counts came from.
-    for path in sorted(targets, key=lambda p: p in tests):
+    # Code first: its candidates are judged against the tests the report's counts came from. When both are
+    # wrong, the tests first: the code's candidates, and the current code again, are judged against QA's new
+    # tests (the old ones expect what the request does not ask, so no right fix could pass more of them).
+    tests_first = decision is not None and decision.wrong == "both"
+    retest = False
+    for path in sorted(targets, key=lambda p: (p in tests) != tests_first):
         version = (tests[path] if path in tests else code[path]).version + 1
         role = qa.ROLE.name if path in tests else ROLE.name
         announce_file(role, path, "fix", version, f"after test run {report.attempt}")
@@ -306,6 +313,8 @@ def debug(state: CompanyState, runtime: Runtime[Context]) -> dict[str, Any]:
             fixed, notes, _ = qa.guard_tests(path, fixed, {p: f.content for p, f in code.items()}, fixtures)
             warnings += problems + notes
             note = f"debug fix after test run {report.attempt}"
+            retest = tests_first and fixed != current.content
+            files[path] = fixed
         else:
             current, kind, sender = code[path], WRITE_CODE, ROLE.name
             related = [t for t in tests if _mentions(tests[t].content, path)] or list(tests)
@@ -331,6 +340,8 @@ def debug(state: CompanyState, runtime: Runtime[Context]) -> dict[str, Any]:
                 task=(task.description if task and task.description else "as the design says") + ".",
             )
             judge = RunJudge(files, path, list(code), list(tests), report.attempt, timeout, progress, checks)
+            if retest:  # the tests changed this round: the current code is measured on them too
+                verdict = judge(current.content)
             found = repair_code_file(
                 llm,
                 ROLE.system,
@@ -344,7 +355,7 @@ def debug(state: CompanyState, runtime: Runtime[Context]) -> dict[str, Any]:
                 seed=report.attempt,
                 judge=judge,
             )
-            kept = judge.reports.get(found.code, report) if found.changed else report
+            kept = judge.reports.get(found.code, report)  # the current code's, when it was judged again
             progress(
                 "debug",
                 f"{path}: {len(found.outcome.drawn)} candidates drawn, {len(judge.reports)} judged; "

@@ -92,7 +92,9 @@ CLI_TESTS = (
     '`python {entry} add "buy milk"` in a fresh folder that the whole test shares, and returns the finished '
     'process (.returncode, .stdout, .stderr); `cli(input="...")` feeds stdin. Each test function takes '
     "`cli` as its argument and checks one thing the request asks, with the expected output worked out from "
-    "the request. Do not import the program. Reply with the complete test file in one ```python block."
+    "the request. Assert only what the request states: where it gives no exact line, check that the words and "
+    'marks it names are in the output (`"buy milk" in out`), not a whole line of your own making. Do not import '
+    "the program. Reply with the complete test file in one ```python block."
 )
 CLI_FIXTURE = f"{TESTS_DIR}/conftest.py"
 CONFTEST = '''"""Written by sopgraph: the `cli` fixture runs the program the way its user does."""
@@ -359,21 +361,28 @@ def _task_of(seen: list[Message], path: str) -> str:
 ARBITER = Role(
     name="qa_lead",
     profile="Ivan, the QA lead",
-    goal="decide from the PRD whether a failing test or the code is wrong",
-    constraints="the PRD is the authority; answer only through the Arbitration tool",
+    goal="decide from the user's request and the PRD whether a failing test, the code, or both are wrong",
+    constraints="the user's request is the authority, then the PRD; answer only through the Arbitration tool",
     watches=Subscription(kinds=frozenset({WRITE_PRD, WRITE_CODE, WRITE_TEST, RUN_TESTS})),
 )
 
 ARBITRATE_PROMPT = (
-    "PRD:\n{prd}\n\nA test and the code disagree:\n{failure}\n\nTest file:\n{test}\n\nCode:\n{code}\n\n"
-    "Which one contradicts the PRD? wrong='test' if the test expects something the PRD does not ask for; "
-    "wrong='code' if the code does not do what the PRD asks."
+    "The user's request, word for word:\n{idea}\n\nPRD:\n{prd}\n\nA test and the code disagree:\n{failure}\n\n"
+    "Test file:\n{test}\n\nCode:\n{code}\n\n"
+    "Which one is wrong? The request is the authority, then the PRD. Whatever the request does not spell out is "
+    "the test's fault to expect: an exact output format beyond what the request says (a dot or a colon after a "
+    "number, spacing, capitals, extra words), a message or an exit code it never mentions. wrong='test' if the "
+    "test expects something the request does not ask for and the code does what it asks; wrong='code' if the "
+    "test only expects what the request asks and the code does not do it (for example, it forgets between two "
+    "commands what the request keeps); wrong='both' if the test expects something not asked AND the code also "
+    "fails something that is asked."
 )
 
 
 def arbitrate(state: CompanyState, runtime: Runtime[Context]) -> tuple[Message | None, dict[str, Any]]:
-    """When the program holds together but its tests fail, ask which side the PRD supports (one call), so the
-    fix goes to the code or to the test. Returns (the decision as a message, the usage update), or None."""
+    """When the program holds together but its tests fail, ask which side the request and the PRD support (one
+    call), so the fix goes to the code, to the test, or to both. Returns (the decision as a message, the usage
+    update), or None."""
     seen = ARBITER.view(state)
     report = latest(seen, QAReport, [RUN_TESTS])
     prd = latest(seen, PRD, [WRITE_PRD])
@@ -389,13 +398,15 @@ def arbitrate(state: CompanyState, runtime: Runtime[Context]) -> tuple[Message |
         return None, {}
     llm = ARBITER.gateway(state, runtime)
     prompt = ARBITRATE_PROMPT.format(
+        idea=clip(idea_of(state, ARBITER.name), 1500) or "(none)",
         prd=clip(prd_brief(prd), 1500),
         failure=clip(report.summary, 1500),
         test=fence(test_path, tests[test_path].content, 2000),
         code=fence(subject, code[subject].content, 2500),
     )
     decision = llm.structured(Arbitration, prompt, system=ARBITER.system)
-    message = ARBITER.say(ARBITRATE, f"{test_path} vs {subject}: the {decision.wrong} is wrong", decision, [ENGINEER])
+    verdict = "both are wrong" if decision.wrong == "both" else f"the {decision.wrong} is wrong"
+    message = ARBITER.say(ARBITRATE, f"{test_path} vs {subject}: {verdict}", decision, [ENGINEER])
     return message, llm.usage_update()
 
 
