@@ -297,13 +297,60 @@ def explain_invalid(schema: type[BaseModel], data: Any, exc: ValidationError) ->
 
 
 def schema_instruction(schema: type[BaseModel]) -> str:
-    """The schema told to the model in words: a grammar constrains the syntax, but only the prompt carries
-    the fields' descriptions (what goes where), which function calling used to show."""
-    compact = json.dumps(schema.model_json_schema(), separators=(",", ":"))
-    return (
-        f"Answer with one JSON object, a {schema.__name__}, that follows this JSON schema "
-        f"(the descriptions say what each field holds):\n{compact}"
-    )
+    """The schema told to the model in words, one line a field: its JSON key, what the grammar cannot say (a
+    list, a number, optional) and its description, which is what the prompt alone can carry (what goes where).
+    The embedded server's grammar, made from the json_schema response format, enforces the rest (keys, types,
+    enums, bounds), so the schema itself is not repeated: sent as JSON it was a third of a group chat's uncached
+    prompt tokens (benchmarks/groupchat_prompt_cache.py). A choice the description does not spell out is listed."""
+    js = schema.model_json_schema()
+    lines = [f"Answer with one {schema.__name__} JSON object:"]
+    _field_lines(js, js.get("$defs", {}), "", lines)
+    return "\n".join(lines)
+
+
+def _resolve(node: dict[str, Any], defs: Mapping[str, Any]) -> dict[str, Any]:
+    """A property's schema with its $ref followed and an Optional's null branch dropped; its own keys win."""
+    options = [o for o in node.get("anyOf", ()) if o.get("type") != "null"]
+    if len(options) == 1:
+        node = {**options[0], **{k: v for k, v in node.items() if k != "anyOf"}}
+    ref = node.get("$ref")
+    if isinstance(ref, str):
+        node = {**defs.get(ref.rsplit("/", 1)[-1], {}), **{k: v for k, v in node.items() if k != "$ref"}}
+    return node
+
+
+def _field_lines(obj: dict[str, Any], defs: Mapping[str, Any], indent: str, lines: list[str]) -> None:
+    required = set(obj.get("required", ()))
+    for name, raw in obj.get("properties", {}).items():
+        node = _resolve(raw, defs)
+        description = str(node.get("description") or "").strip()
+        notes = [] if name in required else ["optional"]
+        item = _resolve(node["items"], defs) if node.get("type") == "array" and "items" in node else None
+        kind = _kind(item if item is not None else node, description)
+        if item is not None:
+            what = "objects" if item.get("properties") else "" if kind else "strings"
+            notes.append(f"a list of {what}" if what else f"a list, each {kind}")
+        elif kind:
+            notes.append(kind)
+        head = f'{indent}"{name}"' + (f" ({', '.join(notes)})" if notes else "")
+        lines.append(f"{head}: {description}" if description else head)
+        nested = item if item is not None else node
+        if nested.get("properties"):
+            _field_lines(nested, defs, indent + "  ", lines)
+
+
+def _kind(node: dict[str, Any], description: str) -> str:
+    """What a value is, in words, leaving out what the description already says."""
+    choices = node.get("enum") or ([node["const"]] if "const" in node else [])
+    if choices:
+        if all(str(c) in description for c in choices):
+            return ""
+        return "one of " + ", ".join(json.dumps(c) for c in choices)
+    kind = {"integer": "integer", "number": "number", "boolean": "true or false"}.get(str(node.get("type")), "")
+    low, high = node.get("minimum"), node.get("maximum")
+    if kind and low is not None and high is not None and f"{low}-{high}" not in description:
+        kind += f" {low}-{high}"
+    return kind
 
 
 def _openai_model(

@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
+import re
 import typing
 import uuid
 from collections.abc import Iterator
 from typing import Any, Literal
 
 import pytest
-from groupchat_script import Playbook, action_of, character_of, legal, scores, tag
+from groupchat_script import SETTLING, Playbook, action_of, character_of, legal, round_of, scores, stage_of, tag
 
 from sopgraph.graphs.groupchat import build_groupchat_graph, groupchat_input
 from sopgraph.nodes.groupchat import prompts, stages
-from sopgraph.nodes.groupchat.asking import AT_KEY, ROUND_KEY, STAGE_KEY
+from sopgraph.nodes.groupchat.asking import AT_KEY, ROUND_KEY, SCHEMA_LAST, STAGE_KEY
 from sopgraph.nodes.groupchat.rules import acting_order, decide
 from sopgraph.nodes.groupchat.stages import memory
-from sopgraph.nodes.llm import ROLE_KEY, register_model, unregister_model
+from sopgraph.nodes.llm import ROLE_KEY, local_messages, register_model, unregister_model
 from sopgraph.nodes.scripted import ScriptedChatModel, ScriptedRequest
 from sopgraph.scenarios import load_scenario, parse_scenario
 from sopgraph.state.context import Context
@@ -470,6 +471,26 @@ def test_prompt_tokens_per_call_do_not_grow_with_rounds(scripted) -> None:  # ty
     peaks = {r: max(t) for r, t in by_round.items()}
     assert max(means[r] for r in (2, 3, 4)) <= 1.1 * min(means[r] for r in (2, 3, 4)), means
     assert max(peaks.values()) <= 1.15 * peaks[2], peaks
+
+
+def test_local_requests_add_a_short_field_list_that_stays_flat(scripted) -> None:  # type: ignore[no-untyped-def]
+    """As the embedded server gets them (`local_messages`: the field list after the prompt), a character's
+    requests add a bounded tail that names each key of the reply and no JSON schema, and stay as flat over
+    rounds as the prompts themselves."""
+    run(scripted, story(rounds=4, group_subrounds=1), ablate=["think"])
+    by_round: dict[int, list[int]] = {}
+    for request in scripted[1].requests:
+        rest = [m for m in request.messages if m.type != "system"]
+        served = local_messages(request.schema, rest, request.system or None, SCHEMA_LAST)
+        assert served[0].content == request.system  # the card alone: the cached prefix
+        tail = str(served[-1].content).removeprefix(str(rest[-1].content))
+        keys = re.findall(r'^ *"(\w+)"', tail, re.MULTILINE)
+        assert set(keys) >= set(request.schema.model_fields) and "properties" not in tail, tail
+        assert len(tail) < 700, tail
+        if round_of(request) and stage_of(request) not in SETTLING:
+            by_round.setdefault(round_of(request), []).append(sum(len(str(m.content)) for m in served))
+    means = {r: sum(n) / len(n) for r, n in by_round.items()}
+    assert max(means[r] for r in (2, 3, 4)) <= 1.1 * min(means[r] for r in (2, 3, 4)), means
 
 
 # -- prompts keep a stable prefix (the embedded server's prompt cache) -----------------------------------------

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 from langgraph.checkpoint.memory import InMemorySaver
@@ -23,6 +24,7 @@ from sopgraph.nodes.llm import (
     forget_model,
     provider_of,
     resolve_model,
+    schema_instruction,
 )
 from sopgraph.nodes.scripted import ScriptedChatModel, ScriptedRequest
 from sopgraph.state.context import Context
@@ -157,8 +159,52 @@ def test_local_schema_after_the_prompt_keeps_the_system_message_fixed(local_endp
     assert systems == [{"role": "system", "content": "You are a geographer."}] * 2
     (first,), (second,) = (body["messages"][1:] for body in local_endpoint.bodies)
     assert first["role"] == "user" and first["content"].startswith("Which city?\n\n")
-    assert first["content"].endswith(json.dumps(Answer.model_json_schema(), separators=(",", ":")))
+    assert first["content"].endswith(schema_instruction(Answer)) and named_keys(first["content"]) == KEYS
     assert second["content"].startswith("How many?\n\n") and '"n"' in second["content"]
+
+
+KEYS = ["city", "population", "tags"]
+
+
+def named_keys(text: str) -> list[str]:
+    """The JSON keys a local structured prompt lists, one a line, at any depth."""
+    return re.findall(r'^ *"(\w+)"', text, re.MULTILINE)
+
+
+def test_local_prompts_list_the_fields_and_leave_the_schema_to_the_grammar() -> None:
+    """The embedded server's grammar enforces a reply's shape (json_schema response format); the prompt says
+    what goes where: every key at every depth with its description once, a choice or a range the description
+    does not spell out, no JSON schema. The schema text was most of a group chat's uncached prompt tokens."""
+    from sopgraph.nodes.groupchat import replies
+    from sopgraph.state.company import PRD, TaskPlan
+
+    reflect = replies.reflect_schema(("bruno", "chen"), ("Humans stay special",))
+    for schema in (Answer, PRD, TaskPlan, replies.Speech, replies.vote_schema(("bruno", "chen")), reflect):
+        text = schema_instruction(schema)
+        js = schema.model_json_schema()
+        objects = [js, *js.get("$defs", {}).values()]
+        keys = [k for o in objects for k in o.get("properties", {})]
+        assert sorted(named_keys(text)) == sorted(keys), schema.__name__
+        descriptions = {
+            p["description"] for o in objects for p in o.get("properties", {}).values() if "description" in p
+        }
+        assert all(text.count(d) == 1 for d in descriptions if d != "0-100."), schema.__name__
+        assert not any(word in text for word in ('"properties"', "$defs", '"title"', '"type"'))
+        assert len(text) < 0.6 * len(json.dumps(js, separators=(",", ":"))), schema.__name__
+    assert "(integer 0-50000000)" in schema_instruction(Answer)  # a range the description does not give
+    assert '"score" (integer): 0-100.' in schema_instruction(reflect)  # ... and one it does, once
+    lines = schema_instruction(reflect).splitlines()
+    assert '  "character": Id of the other character. One of: bruno, chen.' in lines  # nested, choices once
+    assert '"relationships" (optional, a list of objects): Only people you now see differently.' in lines
+
+    class Pick(BaseModel):
+        side: Literal["code", "test"] = Field(description="Which side is wrong.")
+        sure: bool
+
+    assert schema_instruction(Pick).splitlines()[1:] == [
+        '"side" (one of "code", "test"): Which side is wrong.',
+        '"sure" (true or false)',
+    ]
 
 
 def test_local_structured_output_asks_for_json_schema(local_endpoint: Endpoint) -> None:
@@ -179,6 +225,37 @@ def test_local_structured_output_asks_for_json_schema(local_endpoint: Endpoint) 
     ModelGateway(Context(model="local", models={"engineer": "local:1.5b"}), role="engineer").text("hi")
     assert local_endpoint.bodies[-1]["model"] == "qwen2.5-coder-1.5b"  # per role
     assert local_endpoint.asked == [None, "1.5b"]  # type: ignore[attr-defined]
+
+
+def test_a_group_chat_reply_fits_the_grammar_and_validates_on_the_local_model(local_endpoint: Endpoint) -> None:
+    """A character's structured request to the embedded server: its card alone as the system message, the field
+    list after the prompt, the narrowed schema (legal ids, belief names) as the grammar. A reply that fills
+    the keys the prompt names parses; one naming a character outside the grammar's choices is re-asked."""
+    from sopgraph.nodes.groupchat import replies
+    from sopgraph.nodes.groupchat.asking import Player
+    from sopgraph.scenarios import load_scenario
+
+    spec = load_scenario("philosophers").characters[0]
+    schema = replies.reflect_schema(("bruno", "chen"), ("Humans stay special",))
+    good = {
+        "reflection": "Bruno doubts me; Chen may help.",
+        "relationships": [{"character": "chen", "score": 60, "impression": "an ally"}],
+        "beliefs": [{"belief": "Humans stay special", "score": 40}],
+    }
+    bad = {**good, "relationships": [{"character": "dora", "score": 60}]}
+    local_endpoint.contents = [json.dumps(bad), json.dumps(good)]
+    player = Player(spec, Context(model="local"))
+    value = player.ask(schema, "How do you see things now?", "The card.", "reflect")
+    assert value == schema.model_validate(good)
+    first, second = local_endpoint.bodies
+    assert first["messages"][0] == {"role": "system", "content": "The card."}
+    prompt = first["messages"][-1]["content"]
+    assert prompt.startswith("How do you see things now?") and prompt.endswith(schema_instruction(schema))
+    assert set(named_keys(prompt)) == set(good) | {"character", "score", "impression", "belief"}
+    assert first["response_format"]["json_schema"]["schema"] == schema.model_json_schema()
+    assert "'bruno' or 'chen'" in second["messages"][-1]["content"]  # the validation error, re-asked
+    (record,) = player.records()
+    assert (record.call, record.attempts, record.ok) == ("Reflect", 2, True)
 
 
 def test_every_failed_attempt_is_counted_and_travels_with_the_error(local_endpoint: Endpoint) -> None:
