@@ -8,9 +8,12 @@ caller's `judge`; this module never runs code), and the best by tests passed is 
   slots decodes them together), at a temperature above the first answer's, each with its own seed; Ctrl-C
   abandons a round's requests in flight (their connections shut, so the server stops generating; see
   tools/cancel.py) and the round is redone when the run resumes;
-- a candidate replaces the incumbent only if it passes *more* visible tests; ties stay with the earlier
-  code, and within a round go to the shorter program, then the lower index: never a regression, and the
-  choice does not depend on which request came back first;
+- a candidate replaces the incumbent only if it ranks higher: first by the problems the program's own
+  checks find (`Verdict.problems`: fewer is better; the company counts a command the idea spells and the
+  program does not handle, a crash on start, an added item the next run does not list, a data file never
+  kept), then by visible tests passed; ties stay with the earlier code, and within a round go to the
+  shorter program, then the lower index: never a regression, and the choice does not depend on which
+  request came back first. A caller without such checks leaves `problems` at 0, and tests passed decide;
 - a candidate identical to one already seen (whitespace-normalised) is not judged again and does not end
   the loop; only a deterministic strategy (temperature 0, one candidate) stops on a round of repeats,
   since the next request would be the very same conversation;
@@ -37,6 +40,7 @@ from sopgraph.tools.cancel import run_all
 __all__ = [
     "DEFAULT_STRATEGY",
     "FACTS_CHARS",
+    "REJECTED",
     "STRATEGIES",
     "Candidate",
     "Conversation",
@@ -70,10 +74,25 @@ class Verdict:
     """The concrete failures, for the model (empty when everything passed)."""
     limit_hit: str | None = None
     """A sandbox limit the run hit (wall, cpu, memory...), for the record."""
+    problems: int = 0
+    """What the program's own checks found wrong before its tests (fewer is better, and counts before tests
+    passed); `REJECTED` for a reply that must never replace a program."""
 
     @property
     def ok(self) -> bool:
-        return self.total > 0 and self.passed == self.total
+        return self.total > 0 and self.passed == self.total and self.problems == 0
+
+    @property
+    def rank(self) -> tuple[int, int]:
+        """Lower is better: problems first, then tests passed."""
+        return (self.problems, -self.passed)
+
+    def better_than(self, other: Verdict) -> bool:
+        return self.rank < other.rank
+
+
+REJECTED = 1 << 30
+"""`Verdict.problems` of a reply that is no program (test code, nothing): it ranks below every program."""
 
 
 @dataclass(frozen=True)
@@ -253,8 +272,8 @@ def candidate_seed(base: int, round_: int, index: int) -> int:
     return base * 1009 + round_ * 101 + index + 1
 
 
-def _tie_key(candidate: Candidate) -> tuple[int, int, int]:
-    return (-candidate.verdict.passed, len(candidate.code), candidate.index)
+def _tie_key(candidate: Candidate) -> tuple[int, int, int, int]:
+    return (*candidate.verdict.rank, len(candidate.code), candidate.index)
 
 
 def repair(
@@ -330,7 +349,7 @@ def repair(
         outcome.drawn += sorted(drawn, key=lambda d: d.index)
         if candidates:
             challenger = min(candidates, key=_tie_key)
-            if challenger.verdict.passed > outcome.best.verdict.passed:
+            if challenger.verdict.better_than(outcome.best.verdict):
                 outcome.best = challenger
         if outcome.best.verdict.ok:
             outcome.stopped = "passed"

@@ -343,7 +343,7 @@ def test_debug_never_writes_test_code_over_the_program_nor_keeps_a_worse_version
     values = invoke(compiled(), company_input(IDEA, out_dir=tmp_path, max_debug=1), config(), name)
     assert not [d for d in docs(values, CodeFile) if d.path == "calc.py" and d.version > 1]
     assert (tmp_path / "calc.py").read_text() == BUGGY_CALC  # the test file was not written over it
-    assert any("calc.py: no fix candidate passed more tests" in w for w in values["warnings"])
+    assert any("calc.py: no fix candidate beat the current code" in w for w in values["warnings"])
 
     script.fix_replies = {"calc.py": f"```python\n{worse}```"}
     values = invoke(compiled(), company_input(IDEA, out_dir=tmp_path / "b", max_debug=1), config(), name)
@@ -361,7 +361,7 @@ def test_debug_loop_gives_up_at_the_maximum(company, tmp_path: Path) -> None:  #
     # The first version, then one repair round of 4 candidates; none passes more tests, so none lands.
     assert [c for c in script.calls if c == ("engineer", "calc.py")] == [("engineer", "calc.py")] * 5
     assert not [d for d in docs(values, CodeFile) if d.note.startswith("debug")]
-    assert any("calc.py: no fix candidate passed more tests" in w for w in values["warnings"])
+    assert any("calc.py: no fix candidate beat the current code" in w for w in values["warnings"])
     report = delivery(values)
     assert (report.outcome, report.passed_on_attempt, report.attempts) == ("gave_up", None, 2)
     assert values["outcome"] == "gave up: tests still failing after 2 attempts"

@@ -42,6 +42,15 @@ def quality_of(code: str) -> int:
     return int(code.split("q=", 1)[1].split()[0])
 
 
+def flawed(quality: int, problems: int, tag: str = "") -> str:
+    """A program passing `quality` tests whose own checks (start, commands...) find `problems`."""
+    return program(quality, f"p={problems} {tag}")
+
+
+def problems_of(code: str) -> int:
+    return int(code.split("p=", 1)[1].split()[0]) if "p=" in code else 0
+
+
 class Judge:
     """Scores a program by the quality written in it; counts what it was asked to judge."""
 
@@ -54,7 +63,7 @@ class Judge:
             self.judged.append(code)
         q = quality_of(code)
         facts = "" if q == TOTAL else f"assert f(2) == 5 failed: returned {q}, expected 5 (test {q + 1} of {TOTAL})"
-        return Verdict(q, TOTAL, facts)
+        return Verdict(q, TOTAL, facts, problems=problems_of(code))
 
 
 class Conv:
@@ -136,6 +145,29 @@ def test_an_equal_candidate_does_not_replace_the_earlier_one() -> None:
     start = first(quality=1)
     outcome, _ = run(table, start=start)
     assert outcome.best is start
+
+
+def test_fewer_check_problems_rank_before_tests_passed() -> None:
+    # make demo on the 0.5B: tests expecting what the idea does not ask fail on every right fix, so a
+    # candidate that handles the idea's commands passes no more of them than the current code.
+    start = Candidate(flawed(0, 2, "first"), fenced(flawed(0, 2, "first")), Judge()(flawed(0, 2, "first")))
+    table = {(1, 0): flawed(0, 1, "fixes one"), (1, 1): flawed(1, 3, "more tests, more problems")}
+    table |= {(1, 2): flawed(0, 2, "as flawed"), (1, 3): flawed(0, 1, "fixes one too, and is longer")}
+    table |= {(2, 0): flawed(0, 0, "fixes both"), (2, 1): flawed(3, 1, "more tests, one problem")}
+    table |= {(2, 2): flawed(0, 2, "r2"), (2, 3): flawed(0, 0, "fixes both but is longer")}
+    outcome, _ = run(table, start=start, strategy=SAMPLE.with_(rounds=1))
+    assert (outcome.best.round, outcome.best.index) == (1, 0)  # fewer problems, as many tests; then shorter
+    outcome, _ = run(table, start=start, strategy=SAMPLE.with_(rounds=2))
+    assert (outcome.best.round, outcome.best.index) == (2, 0) and outcome.best.verdict.problems == 0
+    assert not outcome.best.verdict.ok  # no problems, but tests still fail
+
+
+def test_a_candidate_with_more_problems_never_replaces_the_incumbent_whatever_it_passes() -> None:
+    start = Candidate(flawed(1, 0, "first"), fenced(flawed(1, 0, "first")), Judge()(flawed(1, 0, "first")))
+    table = {(r, i): flawed(3, 1, f"r{r}i{i}") for r in (1, 2, 3) for i in range(4)}
+    outcome, _ = run(table, start=start)
+    assert outcome.best is start
+    assert not Verdict(TOTAL, TOTAL, problems=1).ok and Verdict(TOTAL, TOTAL).ok
 
 
 def test_repair_requests_show_the_incumbents_facts_clipped() -> None:

@@ -36,7 +36,7 @@ from sopgraph.nodes.company.fixing import repair_code_file
 from sopgraph.nodes.company.repository import render, write_docs
 from sopgraph.nodes.company.request import Spelled, command_line_entry, command_words, data_files
 from sopgraph.nodes.progress import Reporter, reporter
-from sopgraph.nodes.repair import Verdict
+from sopgraph.nodes.repair import REJECTED, Verdict
 from sopgraph.nodes.routing import edge_labels
 from sopgraph.state.company import (
     EXISTING_CODE,
@@ -371,7 +371,10 @@ def debug(state: CompanyState, runtime: Runtime[Context]) -> dict[str, Any]:
             )
             if not found.changed:
                 tried = len(found.outcome.drawn)
-                warnings.append(f"{path}: no fix candidate passed more tests than the current code ({tried} drawn)")
+                warnings.append(
+                    f"{path}: no fix candidate beat the current code ({tried} drawn; fewer check problems rank "
+                    "first, then more tests passed)"
+                )
                 continue
             fixed, verdict = found.code, found.verdict
             files[path] = fixed
@@ -393,10 +396,14 @@ def debug(state: CompanyState, runtime: Runtime[Context]) -> dict[str, Any]:
 
 
 def run_verdict(report: QAReport) -> Verdict:
-    """A test run as a repair verdict: tests passed plus one for a program that holds together and starts
-    (so a fix that breaks the start or an import scores lower), and the facts the model is shown."""
+    """A test run as a repair verdict: the problems of the program checks (each problem they list, one more
+    for a program that does not start), which rank first, so a candidate that fixes what the request spells
+    (a command, the add-then-list session, the data file) replaces one that passes as many tests, even when
+    the tests expect more than the request; then tests passed plus one for a program that holds together and
+    starts; and the facts the model is shown."""
     total = report.passed + report.failed + report.errors + 1
-    return Verdict(report.score, total, "" if report.all_passed else report.summary)
+    problems = len(report.problems) + (1 if report.starts is False else 0)
+    return Verdict(report.score, total, "" if report.all_passed else report.summary, problems=problems)
 
 
 class RunJudge:
@@ -424,7 +431,7 @@ class RunJudge:
         total = max([r.passed + r.failed + r.errors for r in self.reports.values()] or [0]) + 1
         why = program.is_test_code(candidate)
         if why is not None or not candidate.strip():
-            return Verdict(-1, total, f"rejected: the reply for {self.path} {why or 'held no code'}")
+            return Verdict(-1, total, f"rejected: the reply for {self.path} {why or 'held no code'}", problems=REJECTED)
         with tempfile.TemporaryDirectory(prefix="sopgraph-candidate-") as scratch:
             Workspace(scratch).sync({**self.files, self.path: candidate})
             checked = qa.examine(Path(scratch), self.code, self.tests, self.attempt, self.timeout, spelled=self.spelled)

@@ -3,7 +3,8 @@
 A failing test run names suspect files. For each, the strategy draws candidates at once (fix requests that
 show the failure facts and the current code; with a mixed strategy also fresh rewrites from the file's task),
 each candidate runs the project's test suite in the sandbox with only that file swapped in, and the file that
-makes the most tests pass is kept, if it beats the current one; otherwise the file stays as it is (a fix that
+ranks highest is kept, if it beats the current one (fewer problems of the program checks first, when the
+judge counts them, then more tests passed); otherwise the file stays as it is (a fix that
 passes fewer tests never lands). One debug node runs one round; the graph's debug loop gives the rounds.
 
 Test files are not repaired this way: a candidate test file that drops its failing tests would "pass more".
