@@ -101,6 +101,15 @@ def test_an_entry_module_that_handles_no_command_is_told_from_one_that_does() ->
     assert missing_commands(parser, commands) == []
     assert missing_commands("import argparse\np = argparse.ArgumentParser()\np.add_argument('--add')\n", ["add"]) == []
     assert missing_commands("def f(:\n", commands) == []  # a parse failure is its own problem
+    # make demo on the 0.5B: a positional command whose choices name mark, not done; "done" is only a value
+    demo = (
+        "import argparse\np = argparse.ArgumentParser()\n"
+        "p.add_argument('command', choices=['add', 'list', 'mark', 'remove'])\nitems = ['done']\n"
+    )
+    assert missing_commands(demo, commands) == ["done"]
+    assert missing_commands(demo.replace("'mark'", "'done'"), commands) == []
+    other = "import sys\nimport argparse\nargparse.ArgumentParser().add_argument('--when', choices=['now'])\n"
+    assert missing_commands(other + "if sys.argv[1] == 'done':\n    pass\n", ["done"]) == []  # other choices
 
 
 def test_a_test_files_own_cli_fixture_is_removed_and_its_wrong_imports_are_named() -> None:

@@ -243,12 +243,35 @@ def missing_commands(code: str, commands: list[str]) -> list[str]:
         tree = ast.parse(code)
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return []
+    wanted = {c.lower() for c in commands}
+    declared = _declared_commands(tree, wanted)
+    if declared:  # argparse names its commands: the others are not handled, whatever strings the code holds
+        return [c for c in commands if c.lower() not in declared]
     literals = {
         node.value.strip().lstrip("-").lower()
         for node in ast.walk(tree)
         if isinstance(node, ast.Constant) and isinstance(node.value, str)
     }
     return [c for c in commands if c.lower() not in literals]
+
+
+def _declared_commands(tree: ast.AST, wanted: set[str]) -> set[str]:
+    """The commands an argparse argument declares with `choices=[...]` holding one of `wanted` (argparse
+    refuses any other value): `choices=['add', 'list', 'mark']` declares mark, not done, though the code says
+    "done" elsewhere. Empty when no such argument."""
+    declared: set[str] = set()
+    for node in ast.walk(tree):
+        for keyword in node.keywords if isinstance(node, ast.Call) else []:
+            if keyword.arg != "choices" or not isinstance(keyword.value, (ast.List, ast.Tuple, ast.Set)):
+                continue
+            found = {
+                n.value.strip().lower()
+                for n in keyword.value.elts
+                if isinstance(n, ast.Constant) and isinstance(n.value, str)
+            }
+            if found & wanted:
+                declared |= found
+    return declared
 
 
 READS = frozenset(

@@ -259,10 +259,13 @@ def debug(state: CompanyState, runtime: Runtime[Context]) -> dict[str, Any]:
     # A test and the code disagree: the request and the PRD decide which one is fixed, or both (spec-first QA).
     ruling, ruling_usage = qa.arbitrate(state, runtime)
     decision = ruling.payload if ruling is not None and isinstance(ruling.payload, Arbitration) else None
+    wrong = decision.wrong if decision is not None else None
+    if wrong == "test" and not report.program_ok:  # the program's checks blame it too: the engineer fixes that
+        wrong = "both"
     wrong_tests = [p for p in report.failing_tests if p in tests]
-    if decision is not None and decision.wrong == "test":
+    if wrong == "test":
         targets = wrong_tests or targets
-    elif decision is not None and decision.wrong == "both":
+    elif wrong == "both":
         targets = [*[p for p in targets if p in code], *wrong_tests] or targets
     elif decision is not None:
         targets = [p for p in targets if p in code] or targets
@@ -287,7 +290,7 @@ def debug(state: CompanyState, runtime: Runtime[Context]) -> dict[str, Any]:
     # Code first: its candidates are judged against the tests the report's counts came from. When both are
     # wrong, the tests first: the code's candidates, and the current code again, are judged against QA's new
     # tests (the old ones expect what the request does not ask, so no right fix could pass more of them).
-    tests_first = decision is not None and decision.wrong == "both"
+    tests_first = wrong == "both"
     retest = False
     for path in sorted(targets, key=lambda p: (p in tests) != tests_first):
         version = (tests[path] if path in tests else code[path]).version + 1

@@ -380,15 +380,18 @@ ARBITRATE_PROMPT = (
 
 
 def arbitrate(state: CompanyState, runtime: Runtime[Context]) -> tuple[Message | None, dict[str, Any]]:
-    """When the program holds together but its tests fail, ask which side the request and the PRD support (one
-    call), so the fix goes to the code, to the test, or to both. Returns (the decision as a message, the usage
-    update), or None."""
+    """When the program starts but its tests fail, ask which side the request and the PRD support (one call),
+    so the fix goes to the code, to the test, or to both. Also when the program's checks found problems (a
+    command it lacks, an add the next list forgets): the engineer fixes those in any case, and tests that
+    expect what the request does not ask go to QA in the same round (the debug node turns 'test' into 'both'
+    then), or no candidate that fixes the program could pass them. Returns (the decision as a message, the
+    usage update), or None."""
     seen = ARBITER.view(state)
     report = latest(seen, QAReport, [RUN_TESTS])
     prd = latest(seen, PRD, [WRITE_PRD])
     tests = latest_files(seen, [WRITE_TEST])
     code = latest_files(seen, [WRITE_CODE])
-    if report is None or prd is None or not report.program_ok or not report.failures or not report.failing_tests:
+    if report is None or prd is None or report.starts is False or not report.failures or not report.failing_tests:
         return None, {}
     if report.test_problems:  # a test importing what the program lacks is wrong on its face: no arbitration
         return None, {}
