@@ -16,8 +16,9 @@ in the pool, in order, without the placeholder of a character that said nothing)
 level, in bits and nats (`evals/metrics.py`).
 
 Hygiene (`nodes/groupchat/hygiene.py`): per run, the share of spoken turns whose recorded line echoes its
-prompt, leaks instruction wording, was a refusal, nearly repeats the speaker's own earlier line or copies
-another's; the share of silences; distinct-2 of the dialogue.
+prompt, leaks instruction wording, was a refusal, said it had nothing to say, narrated instead of speaking,
+nearly repeats the speaker's own earlier line or copies another's; the share of silences; distinct-2 of the
+dialogue.
 """
 
 from __future__ import annotations
@@ -197,5 +198,6 @@ def dialogue_entropy(lines: Sequence[str], n: int = 2) -> Entropy:
 
 
 def hygiene_of(pool: Sequence[Message]) -> hygiene.Hygiene:
-    """Echo, leak, refusal, self-repeat, copy and silence rates and distinct-2 of a run's spoken lines."""
+    """Echo, leak, refusal, non-answer, narration, self-repeat, copy and silence rates and distinct-2 of a run's
+    spoken lines."""
     return hygiene.measure(pool, SILENT, INSTRUCTIONS)

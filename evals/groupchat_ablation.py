@@ -172,6 +172,10 @@ class SwitchResult(JsonRecord):
     """... that do either (the issue's target: below 2%)."""
     refusal_rate: float | None = None
     """... whose answer was a refusal (also when it was replaced by silence)."""
+    non_answer_rate: float | None = None
+    """... whose answer said it had nothing to say ("I don't know what to say"), also when silenced."""
+    narration_rate: float | None = None
+    """... whose answer narrated ("Aria Voss says,", the speaker in the third person), also when silenced."""
     self_repeat_rate: float | None = None
     copy_rate: float | None = None
     """... that nearly duplicate the speaker's own earlier line / another speaker's line it heard."""
@@ -411,7 +415,7 @@ def render_markdown(
                 "T2",
                 f"final scores toward {observed}",
                 "probe accuracy / constant / random",
-                "echo / leak / refusal / self-repeat / silence",
+                "echo / leak / refusal / non-answer / narration / self-repeat / silence",
                 "distinct-2",
                 "H₂ words (bits / nats)",
                 "H₂ chars (bits / nats)",
@@ -429,7 +433,16 @@ def render_markdown(
                     ", ".join(f"{c} {s}" for c, s in r.final.items()) or "n/a",
                     _against(r.probe_accuracy, r.probe_constant_baseline, r.probe_random_baseline),
                     " / ".join(
-                        pct(v) for v in (r.echo_rate, r.leak_rate, r.refusal_rate, r.self_repeat_rate, r.silence_rate)
+                        pct(v)
+                        for v in (
+                            r.echo_rate,
+                            r.leak_rate,
+                            r.refusal_rate,
+                            r.non_answer_rate,
+                            r.narration_rate,
+                            r.self_repeat_rate,
+                            r.silence_rate,
+                        )
                     ),
                     "n/a" if r.distinct_2 is None else f"{r.distinct_2:.3f}",
                     f"{r.entropy.get('word_bits', 0):.3f} / {r.entropy.get('word_nats', 0):.3f}",
@@ -456,6 +469,8 @@ def render_markdown(
                 "echo",
                 "leak",
                 "refusal",
+                "non-answer",
+                "narration",
                 "self-repeat",
                 "copy",
                 "silence",
@@ -470,6 +485,8 @@ def render_markdown(
                     pct(r.echo_rate),
                     pct(r.leak_rate),
                     pct(r.refusal_rate),
+                    pct(r.non_answer_rate),
+                    pct(r.narration_rate),
                     pct(r.self_repeat_rate),
                     pct(r.copy_rate),
                     pct(r.silence_rate),
@@ -529,7 +546,8 @@ def render_markdown(
         "- Probes: one question per model call, asked of each character with its own view of the finished run, "
         "the answer constrained to its type (a number in the probe's range, a name from the cast, yes/no); "
         "exact match against the ground truth from the state (see evals/groupchat_probes.py).",
-        "- Hygiene: echo (a run of 6+ words of the prompt), leak (instruction wording), refusal, self-repeat "
+        "- Hygiene: echo (a run of 6+ words of the prompt), leak (instruction wording), refusal, non-answer "
+        "(says it has nothing to say), narration (stage directions, the speaker in the third person), self-repeat "
         "and copy (3-gram near-duplicates of the speaker's own or another's earlier line); see "
         "nodes/groupchat/hygiene.py.",
         "- H₂: Shannon entropy of the 2-gram distribution of the spoken lines (private chats, meetings, group "

@@ -370,7 +370,11 @@ def test_runner_scores_each_switch_once_and_skips_them_on_a_rerun(scripted: Scri
     assert base.tokens_in > 0 and base.entropy["lines"] > no_private.entropy["lines"]
     recorded = lines(tmp_path / "results.jsonl")
     assert [r["switch"] for r in recorded] == ["baseline", "private_chat"]
+    rates = ("echo_rate", "leak_rate", "refusal_rate", "non_answer_rate", "narration_rate", "silence_rate")
+    assert all(isinstance(r[k], float) for r in recorded for k in rates)
     report = (tmp_path / "summary.md").read_text()
+    assert "echo / leak / refusal / non-answer / narration / self-repeat / silence" in report
+    assert "| refusal | non-answer | narration |" in report
     assert "| baseline | yes | 2 / 2 | yes | bruno 40, chen 40, lina 40 |" in report
     assert (tmp_path / "affinity.png").stat().st_size > 0 and (tmp_path / "probes.png").stat().st_size > 0
 

@@ -340,7 +340,8 @@ def test_a_refusal_is_asked_again_then_replaced_by_silence(scripted) -> None:  #
     out, book = run(scripted, story(rounds=1, group_subrounds=1), book, ablate=["meeting", "private_chat", "think"])
     said = {m.sender: m.content for m in messages(out, "group_chat")}
     assert said["ann"] == "(says nothing)"
-    assert said["ben"] == "Ben is fine with the mill."  # the echoed name and instruction cut, Ben's own words kept
+    # the echoed name and instruction cut, Ben's own words kept, his report of himself in the first person
+    assert said["ben"] == "I am fine with the mill."
     assert len([c for c in book.of("Speech") if c.character == "ann"]) == 2  # asked once more, naming the refusal
     assert [w.action for w in out["warnings"] if w.character == "ann"] == ["speak"]
 

@@ -1,6 +1,6 @@
-"""Reply hygiene: each defect (empty, echo, leak, refusal, self-repeat, copy) caught, re-asked naming it (hotter,
-another seed, asking for the character's own words), repaired as a last resort, and measured per run on the lines
-as spoken."""
+"""Reply hygiene: each defect (empty, echo, leak, refusal, non-answer, narration, self-repeat, copy) caught, re-asked
+naming it (hotter, another seed, asking for the character's own words), repaired as a last resort, and measured per
+run on the lines as spoken."""
 
 from __future__ import annotations
 
@@ -106,6 +106,121 @@ def test_distinct_2_and_rates_of_a_pool() -> None:
     assert hygiene.distinct(["a b a b"]) == pytest.approx(2 / 3)
 
 
+# -- what the 0.5B said that the first detectors let through -------------------------------------------------
+
+OBSERVED_REFUSAL = (
+    "I'm sorry, but I don't have any information about what happens now. I'm afraid that I can't help you with that."
+)
+"""A line the 0.5B spoke in the group chat (docs/results/groupchat-philosophers-r1-repair-local), recorded as clean."""
+CAST = ("Ann", "Ben", "Cal", "Dora")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        OBSERVED_REFUSAL,
+        "I'm sorry, but I don't know what happens now.",
+        "I'm afraid I can't help you with that.",
+        "I'm so sorry, but I cannot continue this conversation.",
+        "As an AI, I have no view on the mill.",
+        "As a language model I do not take sides.",
+    ],
+)
+def test_refusals_in_their_many_forms_are_refusals(text: str) -> None:
+    assert hygiene.refusal(text)
+    assert hygiene.REFUSAL in [f.defect for f in hygiene.inspect(text, heard())]
+    assert hygiene.clean_up(text, heard()) == ""
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "I'm afraid I can't agree, Ben: the mill feeds forty families.",
+        "I'm sorry, but I think you are wrong about the river.",
+        "I can't see how tearing it down helps anyone.",
+    ],
+)
+def test_a_disagreement_is_no_refusal(text: str) -> None:
+    assert not hygiene.refusal(text) and hygiene.inspect(text, heard(cast=CAST)) == []
+
+
+@pytest.mark.parametrize(
+    ("text", "left"),
+    [
+        ("I don't know what to say next, because I don't know what.", ""),
+        ("I'm not sure what to say next, but the mill should stay open.", "The mill should stay open."),
+        ("I have nothing more to say.", ""),
+        ("Honestly, I don't know what to think. Ben, will you pay for the weir?", "Ben, will you pay for the weir?"),
+    ],
+)
+def test_a_non_answer_is_found_and_cut_out(text: str, left: str) -> None:
+    found = hygiene.inspect(text, heard(cast=CAST))
+    assert [f.defect for f in found] == [hygiene.NON_ANSWER]
+    (problem,) = hygiene.reask(found, "Ann")
+    assert found[0].evidence in text and "says nothing" in problem
+    assert hygiene.clean_up(text, heard(cast=CAST)) == left
+
+
+def test_saying_one_has_no_idea_why_is_an_answer() -> None:
+    assert hygiene.inspect("I have no idea why you want it torn down, Ben. Who pays?", heard(cast=CAST)) == []
+
+
+@pytest.mark.parametrize(
+    ("text", "evidence", "left"),
+    [
+        ("Ann says,", "Ann says", ""),
+        ("Ann says, Ben says, Ann thinks, Ann privately thinks.", "Ann says", ""),
+        ("Ann is curious and honest about the river.", "Ann is", "I am curious and honest about the river."),
+        (
+            "Ann thinks: Ann wants the mill kept for the children.",
+            "Ann thinks",
+            "I want the mill kept for the children.",
+        ),
+        ("Ann's plan is to buy the mill before winter.", "Ann's", "My plan is to buy the mill before winter."),
+    ],
+)
+def test_narration_is_found_and_put_in_the_first_person(text: str, evidence: str, left: str) -> None:
+    """Seen on the 0.5B: "Aria Voss says," and "Lina Park says, Aria Voss says, Lina Park thinks, Lina Park
+    privately thinks." as meeting lines, "Lina Park is curious and honest." as Lina Park's group-chat line."""
+    found = hygiene.inspect(text, heard(cast=CAST))
+    assert [(f.defect, f.evidence) for f in found] == [(hygiene.NARRATION, evidence)]
+    (problem,) = hygiene.reask(found, "Ann")
+    assert f'"{evidence}" is narration' in problem
+    assert hygiene.clean_up(text, heard(cast=CAST)) == left
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "As Ben says, the mill is old; I say it stays.",
+        "Ben thinks too much about money and too little about fish.",
+        "Ben, Cal says the weir will hold. Do you believe him?",
+        "Ann, I will put my savings into the weir.",
+    ],
+)
+def test_naming_people_in_speech_is_no_narration(text: str) -> None:
+    assert hygiene.inspect(text, heard(cast=CAST)) == []
+
+
+def test_non_answers_and_narration_are_counted_per_run() -> None:
+    """The rates count a final line that says nothing or narrates, and a silence whose last answer did."""
+
+    def said(i: int, text: str, check: LineCheck | None = None) -> Message:
+        return Message(id=f"m{i}", sender=f"c{i}", kind="group_chat", content=text, payload=check, round=1)
+
+    pool = [
+        said(1, "I have nothing to add tonight."),
+        said(2, prompts.SILENT, LineCheck(first=["non_answer"], last=["non_answer"], reasks=1, cleaned=True)),
+        said(3, "Cal is sure the weir will hold.", LineCheck(first=["narration"], final=["narration"])),
+        said(4, prompts.SILENT, LineCheck(first=["narration"], last=["narration"], reasks=1, cleaned=True)),
+        said(5, "I will pay for the weir myself.", LineCheck(first=["narration"], cleaned=True)),
+    ]
+    rates = hygiene_of(pool)
+    assert (rates.non_answer, rates.narration, rates.silent) == (2, 2, 2)
+    assert rates.rates()["non_answer_rate"] == rates.rates()["narration_rate"] == 0.4
+    assert {"echo_rate", "leak_rate", "refusal_rate"} <= set(rates.rates())
+
+
 # -- in a run: caught, re-asked naming the defect, measured --------------------------------------------------
 
 
@@ -114,7 +229,7 @@ def _first_then_fine(first: Any) -> Any:
 
     def speech(request: ScriptedRequest, cid: str) -> dict[str, str]:
         if REASKED in request.last:
-            return {"speech": f"{cid.title()} wants the mill kept, for reason {tag(request)}."}
+            return {"speech": f"I want the mill kept, for reason {tag(request)}."}
         return {"speech": first(request, cid)}
 
     return speech
@@ -126,6 +241,9 @@ def _first_then_fine(first: Any) -> Any:
         (lambda r, c: f"{RULES} I agree.", hygiene.ECHO, 'do not repeat the words "four neighbours argue'),
         (lambda r, c: f"{c.title()}, at most 60 words. I agree {tag(r)}.", hygiene.LEAK, "at most 60 words"),
         (lambda r, c: "I'm sorry, but I can't assist with that request.", hygiene.REFUSAL, "refusal"),
+        (lambda r, c: OBSERVED_REFUSAL, hygiene.REFUSAL, "refusal"),
+        (lambda r, c: "I don't know what to say next, because I don't know what.", hygiene.NON_ANSWER, "says nothing"),
+        (lambda r, c: f"{c.title()} says, Ben says, {c.title()} privately thinks.", hygiene.NARRATION, "narration"),
     ],
 )
 def test_a_defective_line_is_reasked_naming_the_defect(scripted, first, defect, named) -> None:  # type: ignore[no-untyped-def]
@@ -134,7 +252,7 @@ def test_a_defective_line_is_reasked_naming_the_defect(scripted, first, defect, 
     lines = messages(out, "group_chat")
     assert len(lines) == 4 and not [w for w in out["warnings"] if w.action == "speak"]
     for m in lines:
-        assert "wants the mill kept" in m.content
+        assert "I want the mill kept" in m.content
         assert isinstance(m.payload, LineCheck) and defect in m.payload.first and m.payload.reasks == 1
     reasks = [c.prompt for c in book.of("Speech") if REASKED in c.prompt]
     assert len(reasks) == 4 and all(named in p for p in reasks)
@@ -350,13 +468,13 @@ def test_an_empty_first_reply_is_a_defect_and_reasked(scripted) -> None:  # type
 
     def speech(request: ScriptedRequest, cid: str) -> dict[str, str]:
         if REASKED in request.last:
-            return {"speech": f"{cid.title()} offers to pay for the dredging, for reason {tag(request)}."}
+            return {"speech": f"I offer to pay for the dredging, for reason {tag(request)}."}
         return {"speech": "  " if cid != "ann" else " - "}
 
     book = Playbook().on("Speech", speech)
     out, book = run(scripted, story(rounds=1, group_subrounds=1), book, ablate=["meeting", "private_chat", "think"])
     lines = messages(out, "group_chat")
-    assert len(lines) == 4 and all("offers to pay" in m.content for m in lines)
+    assert len(lines) == 4 and all("I offer to pay" in m.content for m in lines)
     assert all(isinstance(m.payload, LineCheck) and m.payload.first == [hygiene.EMPTY] for m in lines)
     reasks = [c.prompt for c in book.of("Speech") if REASKED in c.prompt]
     assert len(reasks) == 4 and all("the line was empty" in p for p in reasks)
@@ -421,13 +539,13 @@ def test_a_line_that_only_says_its_instruction_is_an_echo_not_an_empty_line(scri
 
     def speech(request: ScriptedRequest, cid: str) -> dict[str, str]:
         if REASKED in request.last:
-            return {"speech": f"{cid.title()} offers the town a new weir, for reason {tag(request)}."}
+            return {"speech": f"I offer the town a new weir, for reason {tag(request)}."}
         return {"speech": instruction_line(request.prompt)}  # the instruction, as given
 
     book = Playbook().on("Speech", speech)
     out, book = run(scripted, story(rounds=1, group_subrounds=1), book, ablate=["meeting", "private_chat", "think"])
     lines = messages(out, "group_chat")
-    assert len(lines) == 4 and all("offers the town a new weir" in m.content for m in lines)
+    assert len(lines) == 4 and all("I offer the town a new weir" in m.content for m in lines)
     for m in lines:
         assert isinstance(m.payload, LineCheck)
         assert hygiene.ECHO in m.payload.first and hygiene.EMPTY not in m.payload.first

@@ -286,7 +286,8 @@ seed {scenario.settings.seed}{" · ablations: " + _esc(off) if off else ""}</p>
 {figures}
 <h2>Votes</h2><p>{_esc(scenario.settings.winner.question)}</p><ul>{rules}</ul>{votes(scenario, ballots, outcome)}
 <h2>Reply hygiene</h2><p class="note">Defects of the spoken lines: echo of the prompt, leaked instruction
-wording, refusal, repeat of the speaker's own earlier line, copy of another's line. "first answers" counts them
+wording, refusal, non-answer (says it has nothing to say), narration (stage directions, the speaker in the third
+person), repeat of the speaker's own earlier line, copy of another's line. "first answers" counts them
 before re-asks and clean-up; the other columns are the lines as recorded.</p>{hygiene_table}
 <h2>Clamped answers</h2>{clamps if warnings else "<p>none</p>"}
 <h2>Model usage</h2>{usage_table}

@@ -1,25 +1,31 @@
 """Reply hygiene: what makes a small model's line unreadable, found, named, repaired and measured.
 
-Five defects of a spoken line, each checked against what the speaker was shown:
+Seven defects of a spoken line, each checked against what the speaker was shown:
 
 - echo: the reply repeats a run of at least `ECHO_WORDS` words of its prompt (the card, the memory, the
   instruction), as a 0.5B model opening with "Lina Park, at most 60 words. I'm curious..." does;
 - leak: the reply carries instruction wording (a fragment of one of the instruction templates in
   `prompts.INSTRUCTIONS`, a word limit, a stage direction) — derived from the templates, so rewording a
   prompt moves the detector with it;
-- refusal: the canned "I'm sorry, but I can't assist with that";
+- refusal: the canned "I'm sorry, but I can't assist with that", "I'm afraid I can't help you with that",
+  "I'm sorry, but I don't have any information about...", "as an AI";
+- non_answer: the line says it has nothing to say ("I don't know what to say next", "I'm not sure what to say");
+- narration: stage directions instead of speech ("Aria Voss says,", "Lina Park privately thinks."), or the
+  speaker reported in the third person ("Lina Park is curious and honest." said by Lina Park);
 - self_repeat: the reply nearly duplicates a line the speaker said earlier;
 - copy: the reply nearly duplicates a line somebody else said (that the speaker heard).
 
 A first answer may also be empty (no word at all): a defect of its own, re-asked like the others.
 
 `inspect` finds them; `reask` words a targeted re-ask naming each defect and its evidence; `clean_up` is
-the last resort, a repair: it cuts the echoed and leaked word runs out of the line and keeps the rest of the
+the last resort, a repair: it cuts stage directions, puts a third-person report of the speaker in the first
+person, cuts the echoed, leaked and non-answering word runs out of the line and keeps the rest of the
 speaker's own words, drops refusing, self-repeating and copied sentences, and leaves silence only when fewer
 than `OWN_WORDS` of the speaker's own words are left (on the 0.5B model, dropping every sentence with a
 defect left nothing in 95% of a story's turns).
-`measure` turns a run's pool into per-run rates (echo, leak, refusal, self-repeat, copy, silence, distinct-2),
-using the `LineCheck` each spoken line carries and re-checking what can be checked from the pool alone.
+`measure` turns a run's pool into per-run rates (echo, leak, refusal, non-answer, narration, self-repeat, copy,
+silence, distinct-2), using the `LineCheck` each spoken line carries and re-checking what can be checked from
+the pool alone.
 """
 
 from __future__ import annotations
@@ -37,10 +43,14 @@ from sopgraph.state.pool import Message
 ECHO = "echo"
 LEAK = "leak"
 REFUSAL = "refusal"
+NON_ANSWER = "non_answer"
+NARRATION = "narration"
 SELF_REPEAT = "self_repeat"
 COPY = "copy"
-DEFECTS = (ECHO, LEAK, REFUSAL, SELF_REPEAT, COPY)
+DEFECTS = (ECHO, LEAK, REFUSAL, NON_ANSWER, NARRATION, SELF_REPEAT, COPY)
 """The defects a spoken line can still have (the report's columns)."""
+CUT = (ECHO, LEAK, NON_ANSWER, NARRATION)
+"""The defects the repair cuts out of a line word run by word run (the others drop whole sentences)."""
 EMPTY = "empty"
 """A first answer without a single word: re-asked; as a final line it is silence, counted as such."""
 
@@ -56,10 +66,42 @@ SPOKEN = (Stage.PRIVATE_CHAT.value, Stage.MEETING.value, Stage.GROUP_CHAT.value)
 
 _WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?", re.I)
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
+_APOLOGY = r"(?:i'?m|i am) (?:so |very |truly )?(?:sorry|afraid)[, ]+(?:but |that )?i "
+_ASSIST = (
+    r"(?:help|assist|answer|provide|comply|continue|respond|engage|generate|fulfill?|give|share|discuss|talk about"
+    r"|participate|complete|role-?play|pretend|do that|do this|say)"
+)
 _REFUSAL = re.compile(
-    r"(i'?m|i am) (sorry|afraid)[, ]+(but )?i (can'?t|cannot|am unable|'m unable)|can'?t assist|cannot assist"
-    r"|unable to (assist|help|comply)|as an ai\b|i can'?t (help|do) (with )?that|i cannot (help|do) (with )?that",
+    _APOLOGY + r"(?:(?:can'?t|cannot|could ?n[o']t|won'?t|am unable to|'m unable to|am not able to|'m not able to)"
+    r" (?:really )?" + _ASSIST + r"|(?:don'?t|do not) (?:have|know|understand|feel comfortable))\b"
+    r"|can'?t assist|cannot assist|unable to (?:assist|help|comply)"
+    r"|\bas an ai\b|\bas a (?:large )?language model\b|\bi'?m (?:just |only )?an ai\b|\bi am (?:just |only )?an ai\b"
+    r"|\bi (?:can'?t|cannot) (?:help|assist|do) (?:you )?(?:with )?(?:that|this)\b",
     re.I,
+)
+_NON_ANSWER = re.compile(
+    r"\b(?:i'?m|i am) (?:not sure|unsure|uncertain) (?:of |about )?what (?:to say|i should say|to do|to think|to add"
+    r"|happens|is happening)(?: (?:next|now|here))?"
+    r"|\bi (?:don'?t|do not|can'?t|cannot) (?:really )?(?:know|tell|think of) what (?:to say|i should say|to do"
+    r"|to think|to add|happens|is happening|you mean)(?: (?:next|now|here))?"
+    r"|\bi (?:don'?t|do not) know what\b(?=\s*(?:[.!?,;]|$))"
+    r"|\bi (?:have|'ve got|'ve) nothing (?:more |else |new )?to (?:say|add)\b"
+    r"|\b(?:there is|there's) nothing (?:more |else )?to (?:say|add)\b"
+    r"|\bi (?:don'?t|do not) have (?:anything|any information|enough information|an answer)"
+    r"(?: (?:more|else|new))?(?: to (?:say|add))?(?: about [^.!?,;]*)?"
+    r"|\bi (?:have|'ve) no (?:idea|information|answer)(?=\s*(?:[.!?,;]|$))"
+    r"|\bno comment\b|\bi(?:'m| am) (?:at a loss for words|speechless|lost for words)",
+    re.I,
+)
+"""A line that says it has nothing to say: the 0.5B's "I don't know what to say next, because I don't know
+what." (the clause is cut by the repair; "I have no idea why you say that" is no non-answer)."""
+_SAY_VERBS = (
+    "says|said|thinks|thought|asks|asked|replies|replied|answers|answered|adds|added|continues|whispers|notes"
+    "|explains|responds|speaks|nods|smiles|writes"
+)
+_ADVERBS = r"(?:\s+(?:[a-z]+ly|also|still|now|just|then|too|aloud))*"
+_NOT_VERBS = frozenset(
+    "and or nor but with to of in on at for from by who whom whose which that the a an here there".split()
 )
 _GENERIC_LEAKS = (
     r"\bat most \d+ words\b",
@@ -105,6 +147,94 @@ def near_duplicate(line: str, other: str) -> bool:
 
 def refusal(text: str) -> bool:
     return bool(_REFUSAL.search(text or ""))
+
+
+def non_answers(text: str) -> list[tuple[int, int]]:
+    """Where a line says it has nothing to say (character offsets)."""
+    return [m.span() for m in _NON_ANSWER.finditer(text or "")]
+
+
+@cache
+def _names(cast: tuple[str, ...]) -> str:
+    """A regex alternation of the cast's full and first names, longest first (names are matched with their
+    capitals: a proper noun, never the word "will" of a character called Will)."""
+    names = {n for full in cast for n in (full.strip(), full.strip().split(" ")[0]) if n}
+    return "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
+
+
+_OPENS = r"(?:^|(?<=[.!?:;,])|(?<=[.!?:;,]\s))"
+"""Where a stage direction or a report can stand: the start of the line, of a sentence or of a clause."""
+
+
+@cache
+def _direction(cast: tuple[str, ...]) -> re.Pattern[str]:
+    """A stage direction: a cast name and a verb of saying standing alone ("Aria Voss says,", "Lina Park
+    privately thinks."), never a name inside a sentence ("as Bruno says, minds need bodies")."""
+    return re.compile(_OPENS + rf"\s*(?:{_names(cast)})" + _ADVERBS + rf"\s+(?:{_SAY_VERBS})\b\s*(?:[:,]|(?=[.!?;]|$))")
+
+
+@cache
+def _report(name: str) -> re.Pattern[str]:
+    """The speaker reported in the third person: its own name as the subject of a sentence or clause ("Lina
+    Park is curious and honest."), or its own name's possessive ("Lina Park's note says...")."""
+    return re.compile(
+        _OPENS + rf"\s*(?P<who>{_names((name,))})(?:(?P<own>'s)\b|(?P<adv>{_ADVERBS})\s+(?P<verb>[a-z]+)\b)"
+    )
+
+
+def directions(text: str, cast: Sequence[str]) -> list[tuple[int, int]]:
+    """Where stage directions stand in a line (character offsets)."""
+    return [m.span() for m in _direction(tuple(cast)).finditer(text)] if cast else []
+
+
+def _reports(text: str, name: str) -> list[re.Match[str]]:
+    found = _report(name).finditer(text) if name.strip() else ()
+    return [m for m in found if m["own"] or m["verb"] not in _NOT_VERBS]
+
+
+def narration(text: str, name: str, cast: Sequence[str]) -> str:
+    """The first stage direction or third-person report of the speaker in a line ('' if none)."""
+    cut = directions(text, (name, *cast))
+    if cut:
+        return text[cut[0][0] : cut[0][1]].strip(" ,:")
+    reports = _reports(text, name)
+    return reports[0].group(0).strip(" ,:") if reports else ""
+
+
+_FIRST_PERSON = {"is": "am", "was": "was", "has": "have", "does": "do", "goes": "go"}
+
+
+def _first_person_verb(verb: str) -> str:
+    if verb in _FIRST_PERSON:
+        return _FIRST_PERSON[verb]
+    if verb.endswith("ies") and len(verb) > 4:
+        return verb[:-3] + "y"
+    if verb.endswith(("sses", "shes", "ches", "xes", "zes", "oes")):
+        return verb[:-2]
+    if verb.endswith("s") and not verb.endswith(("ss", "us", "is")):
+        return verb[:-1]
+    return verb
+
+
+def first_person(text: str, heard: Heard) -> str:
+    """A line without its stage directions, its reports of the speaker put in the first person ("Lina Park is
+    curious" -> "I am curious", "Aria Voss's view" -> "My view")."""
+    kept = []
+    for sentence in _SENTENCE.split(text):
+        cut = directions(sentence, (heard.name, *heard.cast))
+        for a, b in reversed(cut):
+            sentence = sentence[:a] + " " + sentence[b:]
+        sentence = _trim(sentence)
+        for m in reversed(_reports(sentence, heard.name)):
+            start = m.start("who")
+            if m["own"]:
+                mine = "My" if start == 0 else "my"
+            else:
+                mine = f"I{m['adv']} {_first_person_verb(m['verb'])}"
+            sentence = sentence[:start] + mine + sentence[m.end() :]
+        if words(sentence):
+            kept.append(_sentence(sentence))
+    return " ".join(kept)
 
 
 @cache
@@ -169,6 +299,10 @@ def inspect(text: str, heard: Heard) -> list[Finding]:
     found: list[Finding] = []
     if refusal(text):
         found.append(Finding(REFUSAL, text[:80]))
+    if said := non_answers(text):
+        found.append(Finding(NON_ANSWER, text[said[0][0] : said[0][1]]))
+    if told := narration(text, heard.name, heard.cast):
+        found.append(Finding(NARRATION, told))
     if leaked := leaks(text, heard.templates):
         found.append(Finding(LEAK, leaked[0]))
     tokens = words(text)
@@ -197,6 +331,8 @@ def reask(findings: Iterable[Finding], name: str) -> list[str]:
         ECHO: lambda f: f'do not repeat the words "{_quote(f.evidence)}"',
         LEAK: lambda f: f'"{f.evidence}" is an instruction, not something {name} says aloud',
         REFUSAL: lambda f: f"a refusal is not part of the story: {name} always answers",
+        NON_ANSWER: lambda f: f'"{_quote(f.evidence)}" says nothing: {name} gives a view, a question or an offer',
+        NARRATION: lambda f: f'"{_quote(f.evidence)}" is narration: only the words {name} says, as "I"',
         SELF_REPEAT: lambda f: f'{name} already said "{_quote(f.evidence)}": say something new',
         COPY: lambda f: f'{f.who} said "{_quote(f.evidence)}": answer {f.who} instead of repeating it',
         EMPTY: lambda f: f"the line was empty: {name} says something",
@@ -207,18 +343,19 @@ def reask(findings: Iterable[Finding], name: str) -> list[str]:
 def clean_up(text: str, heard: Heard) -> str:
     """The last resort, a repair: the echoed and leaked word runs cut out of the reply (the rest of each
     sentence kept, debris beside a cut dropped, punctuation and capitals tidied), refusing, self-repeating and
-    copied sentences dropped. '' when fewer than `OWN_WORDS` of the speaker's own words are left of a reply
-    with a defect; a reply without one keeps its words, however few."""
+    copied sentences dropped; stage directions cut first and the speaker's reports of itself put in the first
+    person. '' when fewer than `OWN_WORDS` of the speaker's own words are left of a reply with a defect; a reply
+    without one keeps its words, however few."""
     text = " ".join(text.split())
     repaired = text
-    for _ in range(3):  # a cut can join two pieces into a new run; the second pass cuts that too
+    for _ in range(3):  # a cut can join two pieces into a new run (or a report); the second pass cuts that too
+        if narration(repaired, heard.name, heard.cast):
+            repaired = first_person(repaired, heard)
         repaired = _repair_once(repaired, heard)
-        if not any(f.defect in (ECHO, LEAK) for f in inspect(repaired, heard)):
+        if not any(f.defect in CUT for f in inspect(repaired, heard)):
             break
     else:  # still echoing after three cuts: keep only the sentences without one
-        repaired = " ".join(
-            s for s in _SENTENCE.split(repaired) if not any(f.defect in (ECHO, LEAK) for f in inspect(s, heard))
-        )
+        repaired = " ".join(s for s in _SENTENCE.split(repaired) if not any(f.defect in CUT for f in inspect(s, heard)))
     if inspect(text, heard) and len(own_words(repaired, heard)) < OWN_WORDS:
         return ""
     return repaired
@@ -251,7 +388,7 @@ def _echo_spans(text: str, heard: Heard) -> list[tuple[int, int]]:
 
 
 def _repair_once(text: str, heard: Heard) -> str:
-    cuts = sorted(_echo_spans(text, heard) + _leak_spans(text, heard.templates))
+    cuts = sorted(_echo_spans(text, heard) + _leak_spans(text, heard.templates) + non_answers(text))
     kept: list[str] = []
     start = 0
     for sentence in _SENTENCE.split(text):
@@ -326,6 +463,8 @@ class Rates(TypedDict):
     leak_rate: float
     echo_leak_rate: float
     refusal_rate: float
+    non_answer_rate: float
+    narration_rate: float
     self_repeat_rate: float
     copy_rate: float
     silence_rate: float
@@ -341,6 +480,8 @@ class Hygiene:
     echo: int = 0
     leak: int = 0
     refusal: int = 0
+    non_answer: int = 0
+    narration: int = 0
     self_repeat: int = 0
     copy: int = 0
     echo_or_leak: int = 0
@@ -361,6 +502,8 @@ class Hygiene:
             "leak_rate": self.rate(self.leak),
             "echo_leak_rate": self.rate(self.echo_or_leak),
             "refusal_rate": self.rate(self.refusal),
+            "non_answer_rate": self.rate(self.non_answer),
+            "narration_rate": self.rate(self.narration),
             "self_repeat_rate": self.rate(self.self_repeat),
             "copy_rate": self.rate(self.copy),
             "silence_rate": self.rate(self.silent),
@@ -381,9 +524,11 @@ def distinct(lines: Sequence[str], n: int = 2) -> float:
 
 
 def measure(pool: Sequence[Message], silent: str, templates: Sequence[str] = ()) -> Hygiene:
-    """The hygiene of a run's dialogue. Leaks, refusals, self-repeats and copies are re-checked on the final
-    lines (a line copies another when it nearly duplicates an earlier line by someone else that its speaker
-    could see); echoes need the prompt, so they come from each line's `LineCheck`."""
+    """The hygiene of a run's dialogue. Leaks, refusals, non-answers, self-repeats and copies are re-checked on
+    the final lines (a line copies another when it nearly duplicates an earlier line by someone else that its
+    speaker could see); echoes need the prompt and narration the speaker's name, so they come from each line's
+    `LineCheck`. A turn whose last answer refused, said nothing or narrated counts as such also when it ended
+    in silence."""
     out = Hygiene()
     said: list[Message] = []
     for m in pool:
@@ -399,9 +544,13 @@ def measure(pool: Sequence[Message], silent: str, templates: Sequence[str] = ())
         if m.content == silent or not m.content.strip():
             out.silent += 1
             out.refusal += bool(check and REFUSAL in check.last)
+            out.non_answer += bool(check and NON_ANSWER in check.last)
+            out.narration += bool(check and NARRATION in check.last)
             continue
         out.repaired += bool(check and check.cleaned)
         out.refusal += refusal(m.content)
+        out.non_answer += bool(non_answers(m.content))
+        out.narration += bool(check and NARRATION in check.final)
         leaked, echoed = bool(leaks(m.content, templates)), bool(check and ECHO in check.final)
         out.leak += leaked
         out.echo += echoed
