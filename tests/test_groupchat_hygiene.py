@@ -560,3 +560,94 @@ def test_clean_up_leaves_no_words_hanging_where_it_cut() -> None:
         "I am a philosopher of mind and a humanist, and I am also a pragmatist who asks what difference a view makes."
     )
     assert hygiene.clean_up(text, context) == "I am a philosopher of mind and a humanist."
+
+
+# -- the thought a line is made from ---------------------------------------------------------------------------
+
+_THOUGHT = prompts.pattern(prompts.THOUGHT, re.M, thought=".*")
+
+
+def _says_its_thought(fresh: str) -> Any:
+    """A speech handler: the thought in its prompt said aloud (as the 0.5B does), else `fresh` new words."""
+
+    def speech(request: ScriptedRequest, cid: str) -> dict[str, str]:
+        if said := _THOUGHT.search(request.prompt):
+            return {"speech": said["thought"]}
+        return {"speech": f"{fresh} {cid} {tag(request)}."}
+
+    return speech
+
+
+def test_a_second_sub_round_is_not_silenced_by_a_thought_that_repeats_the_first(scripted) -> None:  # type: ignore[no-untyped-def]
+    """Seen on the 0.5B (docs/results/groupchat-philosophers-r1-repair-local): in the second group-chat sub-round
+    every speaker's thought was its own first line, read off the transcript; said aloud, every line was a
+    self-repeat, re-asked with that thought still in the prompt, said again and silenced. A thought that repeats
+    the speaker's line is re-asked once, then dropped, and the line is asked for without it."""
+    first: dict[str, str] = {}
+
+    def thought(request: ScriptedRequest, cid: str) -> dict[str, str]:
+        mine = first.get(cid)
+        if mine and mine in request.prompt:  # its own earlier line, copied from the transcript
+            return {"thought": mine}
+        return {"thought": f"I will argue that the mill feeds the valley, {cid} {tag(request)}."}
+
+    speak = _says_its_thought("I offer the town my boat for the dredging")
+
+    def speech(request: ScriptedRequest, cid: str) -> dict[str, str]:
+        line = speak(request, cid)
+        first.setdefault(cid, line["speech"])
+        return line
+
+    book = Playbook().on("Thought", thought).on("Speech", speech)
+    out, book = run(scripted, story(rounds=1, group_subrounds=2), book, ablate=["meeting", "private_chat"])
+    one, two = ([m for m in messages(out, "group_chat") if m.sub_round == s] for s in (1, 2))
+    assert [m.content for m in one] == [first[m.sender] for m in one]
+    assert len(two) == 4 and all(m.content.startswith("I offer the town my boat") for m in two), two
+    assert all(isinstance(m.payload, LineCheck) and m.payload.first == [] for m in two)
+    thoughts = [m for m in messages(out, "think") if m.sub_round == 2]
+    assert thoughts == []  # each repeated its line, was asked again once, and was dropped
+    again = [c for c in book.of("Thought") if c.round == 1 and "already said" in c.prompt]
+    assert len(again) == 4
+    assert hygiene_of(out["pool"]).silent == 0
+
+
+def test_a_reask_leaves_out_the_thought_the_line_was_made_from(scripted) -> None:  # type: ignore[no-untyped-def]
+    """A thought that echoes the prompt, said aloud, is an echo; re-asked with the same thought above the
+    instruction, the 0.5B said it again. The re-ask asks for the line without it."""
+
+    def thought(request: ScriptedRequest, cid: str) -> dict[str, str]:
+        return {"thought": f"{RULES} I will speak for the mill, {cid} {tag(request)}."}
+
+    book = Playbook().on("Thought", thought).on("Speech", _says_its_thought("I will pay for a new weir"))
+    out, book = run(scripted, story(rounds=1, group_subrounds=1), book, ablate=["meeting", "private_chat"])
+    lines = messages(out, "group_chat")
+    assert len(lines) == 4 and all(m.content.startswith("I will pay for a new weir") for m in lines), lines
+    assert all(isinstance(m.payload, LineCheck) and m.payload.first == [hygiene.ECHO] for m in lines)
+    assert not any(m.payload.cleaned for m in lines)  # type: ignore[union-attr]
+    reasks = [c.prompt for c in book.of("Speech") if REASKED in c.prompt]
+    assert len(reasks) == 4 and not any(_THOUGHT.search(p) for p in reasks)
+
+
+@pytest.mark.parametrize(
+    ("said", "kept"),
+    [
+        ("I don't know what to say next.", None),
+        ("I'm sorry, but I don't have any information about the mill.", None),
+        ("{name} privately thinks that the mill must stay open.", "I privately think that the mill must stay open."),
+    ],
+)
+def test_a_thought_that_says_nothing_is_dropped_and_one_that_narrates_is_put_in_the_first_person(
+    scripted: Any, said: str, kept: str | None
+) -> None:
+    """A thought goes right above the speaking instruction, and the 0.5B says it aloud: a refusal or a
+    non-answer is asked again once, then left out of the speaking prompt; narration is put in the first person."""
+    book = Playbook().on("Thought", lambda r, c: {"thought": said.format(name=c.title())})
+    out, book = run(scripted, story(rounds=1, group_subrounds=1), book, ablate=["meeting", "private_chat"])
+    notes = [m.content for m in messages(out, "think")]
+    speeches = [c.prompt for c in book.of("Speech")]
+    if kept is None:
+        assert notes == [] and len(book.of("Thought")) == 8  # each asked again once
+        assert not any(_THOUGHT.search(p) for p in speeches)
+    else:
+        assert notes == [kept] * 4 and len(book.of("Thought")) == 4
+        assert all(prompts.THOUGHT.format(thought=kept) in p for p in speeches)

@@ -8,6 +8,7 @@ summarize, reflect) are theirs to do in their head, so for them these are record
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 from sopgraph.nodes.groupchat import hygiene, prompts
@@ -50,6 +51,12 @@ SUMMARY_WORDS = 50
 HYGIENE_REASKS = 1
 """One targeted re-ask for a defective line, then clean-up: a small model asked a third time mostly says the
 same thing again, and every re-ask is a model call."""
+THOUGHT_DEFECTS = (hygiene.REFUSAL, hygiene.NON_ANSWER, hygiene.SELF_REPEAT)
+"""What a thought is re-asked for (then dropped): the thought stands right above the speaking instruction and
+the 0.5B says it aloud. In the measured story's second group-chat sub-round every speaker's thought was its own
+first line copied from the transcript, every line a self-repeat, re-asked with that thought still in the prompt,
+said again and silenced; two first lines were "I don't know what to say next..." thoughts said aloud. A thought
+that narrates ("Lina Park privately thinks...") is put in the first person by the clean-up instead."""
 
 
 def perceive(player: Player, scenario: Scenario, persona: Persona, round_: int) -> tuple[Perception, Warnings]:
@@ -110,11 +117,31 @@ def choose(
     return ChoiceMade(partner=reply.partner, reason=limit_words(reply.reason, CHOICE_REASON_WORDS)[0]), warnings
 
 
-def think(player: Player, scenario: Scenario, persona: Persona, situation: str, where: Where) -> tuple[str, Warnings]:
+def think(
+    player: Player,
+    scenario: Scenario,
+    persona: Persona,
+    situation: str,
+    where: Where,
+    heard: hygiene.Heard | None = None,
+) -> tuple[str, Warnings]:
+    """The private thought before a line: re-asked once when it refuses, says nothing, or repeats a line the
+    character already said (`heard.own`), then dropped; '' for none."""
     if player.human:
         return "", []
     name = scenario.name_of(persona.id)
     task = prompts.THINK.format(name=name)
+    cast = [c.name for c in scenario.characters]
+    context = (
+        dataclasses.replace(heard, prompt=(), others=())
+        if heard
+        else hygiene.Heard(name, templates=prompts.INSTRUCTIONS, cast=cast)
+    )
+
+    def check(value: Thought) -> list[str]:
+        found = hygiene.inspect(prompts.clean(value.thought, name, task), context)
+        return hygiene.reask([f for f in found if f.defect in THOUGHT_DEFECTS], name)
+
     reply, warnings = ask(
         player,
         Thought,
@@ -122,11 +149,11 @@ def think(player: Player, scenario: Scenario, persona: Persona, situation: str, 
         prompts.system_prompt(scenario, persona.id),
         action="think",
         where=where,
-        check=lambda v: [prompts.REFUSED.format(name=name)] if hygiene.refusal(v.thought) else [],
+        check=check,
         fallback=lambda v: Thought(thought=""),
+        reasks=min(HYGIENE_REASKS, player.ctx.max_reasks),
     )
-    heard = hygiene.Heard(name, templates=prompts.INSTRUCTIONS)
-    text = hygiene.clean_up(prompts.clean(reply.thought, name, task), heard)
+    text = hygiene.clean_up(prompts.clean(reply.thought, name, task), context)
     return limit_words(text, NOTE_WORDS)[0], warnings
 
 
@@ -139,12 +166,15 @@ def speak(
     where: Where,
     heard: hygiene.Heard,
 ) -> tuple[str, LineCheck, Warnings]:
-    """One utterance, checked for emptiness, echoes, leaks, refusals, self-repeats and copies (`hygiene`): a
-    defect is re-asked naming it and asking for the character's own words (hotter, another seed), then the
-    line is repaired (silence when too little of the speaker's own is left); cut to the word limit."""
+    """One utterance, checked for emptiness, echoes, leaks, refusals, non-answers, narration, self-repeats and
+    copies (`hygiene`): a defect is re-asked naming it and asking for the character's own words (hotter, another
+    seed; without the thought when the line said it, as the 0.5B said it again when it was left in), then the
+    line is repaired (silence when too little of the speaker's own is left); cut to the word limit.
+    `task`: the thought, if any, and the instruction on the last line."""
     words = scenario.settings.speech_words
     name = scenario.name_of(persona.id)
     instruction = task.splitlines()[-1]
+    thought = hygiene.words("\n".join(task.splitlines()[:-1]))
     seen: list[list[str]] = []
     if player.human:  # a person's lines are theirs: no hygiene beyond asking again for an empty one
         heard = hygiene.Heard(name, listener=heard.listener)
@@ -163,6 +193,13 @@ def speak(
         seen.append([f.defect for f in found])
         return hygiene.reask(found, name)
 
+    def reprompt(value: Speech) -> str:
+        """The re-ask leaves the thought out when the line repeats a run of it (the cache keeps the rest)."""
+        said = hygiene.words(prompts.clean(value.speech, name, instruction))
+        if thought and hygiene.shared_run(said, thought, hygiene.ECHO_WORDS):
+            return prompts.join(situation, instruction)
+        return prompts.join(situation, task)
+
     def fallback(value: Speech | None) -> Speech:
         text = hygiene.clean_up(prompts.clean(value.speech, name, instruction), heard) if value else ""
         return Speech(speech=text or prompts.SILENT)
@@ -180,6 +217,7 @@ def speak(
         reword=lambda problems: prompts.RESAY.format(
             problems="; ".join(problems), name=name, listener=heard.listener or prompts.EVERYONE
         ),
+        reprompt=reprompt,
     )
     text, cut = limit_words(prompts.clean(reply.speech, name, instruction), words)
     if cut:

@@ -137,6 +137,7 @@ def ask(
     describe: Callable[[T], str] = lambda v: v.model_dump_json()[:200],
     reasks: int | None = None,
     reword: Callable[[list[str]], str] | None = None,
+    reprompt: Callable[[T], str] | None = None,
 ) -> tuple[T, list[ClampWarning]]:
     """A valid answer, or a clamped one with a warning.
 
@@ -144,6 +145,8 @@ def ask(
     which are re-asked here with the problems spelled out (`reword` turns them into the words added to the
     prompt, `prompts.REASK` by default; `reasks` times, default `Context.max_reasks`), each re-ask sampled
     hotter and with another seed than the answer before it; whatever is still wrong goes to `fallback`.
+    `reprompt`: the prompt a re-ask of an answer extends, when it should leave out part of the first (default
+    `prompt`).
     """
     try:
         value = player.ask(schema, prompt, system, action, where)
@@ -158,7 +161,8 @@ def ask(
             return value, []
         try:
             told = reword(problems) if reword else prompts.REASK.format(problems="; ".join(problems))
-            value = player.ask(schema, prompt + told, system, action, where, attempt)
+            again = prompt if reprompt is None else reprompt(value)
+            value = player.ask(schema, again + told, system, action, where, attempt)
         except StructuredOutputError as exc:
             fixed = fallback(value)
             return fixed, [where.warning(action, str(exc), describe(fixed))]

@@ -113,6 +113,7 @@ _GENERIC_LEAKS = (
     r"\bsub-round \d+\b",
     r"\b(speech|thought|summary|perception|choice|reflect|vote) tool\b",
     r"\b[A-Z][a-z]+(?: [A-Z][a-z]+)?'s (thought|reply|opening words|line|words)\s*:",
+    r"\bmy (private )?thought\s*:",
 )
 
 

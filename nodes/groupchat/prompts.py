@@ -59,10 +59,11 @@ LINES = "{title}:\n{lines}"
 # last in the prompt word for word as its line ("I want to persuade the others that machines can be
 # minds"), an echo that hygiene then turned into silence in most turns of a story. Each ends on a short,
 # concrete move that only new words can make (answer the last line, ask a question, make an offer): the
-# 0.5B model otherwise filled its line with its aim and its memory, both echoes of its prompt.
+# 0.5B model otherwise filled its line with its aim and its memory, both echoes of its prompt. THINK asks for the
+# point to make in the first person (see THOUGHT).
 PERCEIVE = "A new round begins. {name} wants: {objective} What does {name} make of the situation, and what is the plan?"
 CHOOSE = "Choose one person for a {what}. partner: their id, one of: {ids}."
-THINK = "What does {name} privately think now, before speaking: what to say next, and why?"
+THINK = "What will {name} argue or ask next, and why? Think it in the first person."
 SPEAK_ONE = (
     "{partner_name} is listening. What does {name} say to {partner_name} now, to get what {name} wants? "
     "Ask {partner_name} a question or make an offer."
@@ -79,7 +80,11 @@ REPLY_GROUP = (
     "What does {name} say to " + EVERYONE + " now, to get what {name} wants? "
     "Reply to one line said so far, naming who said it, or ask a question or make an offer."
 )
-THOUGHT = "{name} thinks: {thought}"
+THOUGHT = "My thought: {thought}"
+"""The thought above a speaking instruction, in the first person like the memory: as "Aria Voss thinks: ..." the
+0.5B answered in that form ("Aria Voss thinks: Aria Voss is curious...", "Lina Park says, Aria Voss says, Lina Park
+thinks, Lina Park privately thinks."), narration that hygiene must re-ask. THINK no longer offers "what to say
+next" or "privately think", which came back as "I don't know what to say next" and "Lina Park privately thinks"."""
 SUMMARIZE = "What did {name} learn in this {what}, and about whom? {name}'s private note."
 BOUNDS = "Feelings move at most {rstep} and beliefs at most {bstep} points per round"
 REFLECT = (

@@ -409,29 +409,22 @@ def chat_turn(stage: Stage) -> Any:
             line=chat.turn + 1,
             lines=chat.lines,
         )
+        name, partner = scenario.name_of(speaker), scenario.name_of(listener)
+        template = prompts.REPLY_ONE if convo else prompts.SPEAK_ONE
+        instruction = template.format(name=name, partner_name=partner)
+        system = prompts.system_prompt(scenario, speaker)
+        card = _situation(scenario, persona, seen, round_, stage, chat.index)
+        checked = heard(scenario, seen, speaker, system, card, instruction, partner)
         pool: list[Message] = []
         thought = ""
         warnings: actions.Warnings = []
         if not ablations_of(state).no_think:
-            thought, warnings = actions.think(player, scenario, persona, situation, where)
+            thought, warnings = actions.think(player, scenario, persona, situation, where, checked)
             if thought:
                 note = private_note(speaker, THINK, thought, round_, stage, sub_round=chat.index)
                 pool.append(note.model_copy(update={"id": f"{note.id}:{chat.turn}"}))
-        name, partner = scenario.name_of(speaker), scenario.name_of(listener)
-        template = prompts.REPLY_ONE if convo else prompts.SPEAK_ONE
-        instruction = template.format(name=name, partner_name=partner)
         task = prompts.join(prompts.THOUGHT.format(name=name, thought=thought) if thought else "", instruction)
-        system = prompts.system_prompt(scenario, speaker)
-        card = _situation(scenario, persona, seen, round_, stage, chat.index)
-        text, check, warned = actions.speak(
-            player,
-            scenario,
-            persona,
-            situation,
-            task,
-            where,
-            heard(scenario, seen, speaker, system, card, instruction, partner),
-        )
+        text, check, warned = actions.speak(player, scenario, persona, situation, task, where, checked)
         pool.append(
             Message(
                 id=key(round_, stage, chat.index, chat.turn, speaker),
@@ -551,26 +544,19 @@ def speak(task: SpeakTask, runtime: Runtime[Context]) -> dict[str, Any]:
         f"{scenario.name_of(cid)} speaks (round {round_}, group chat, sub-round {task.sub_round})",
         **_speaker(scenario, cid, round_, stage, task.sub_round),
     )
+    name = scenario.name_of(cid)
+    instruction = (prompts.REPLY_GROUP if spoken(task.heard) else prompts.SPEAK_GROUP).format(name=name)
+    system = prompts.system_prompt(scenario, cid)
+    checked = heard(scenario, task.earlier, cid, system, card, instruction, prompts.EVERYONE)
     pool: list[Message] = []
     thought = ""
     warnings: actions.Warnings = []
     if task.think:
-        thought, warnings = actions.think(player, scenario, persona, situation, where)
+        thought, warnings = actions.think(player, scenario, persona, situation, where, checked)
         if thought:
             pool.append(private_note(cid, THINK, thought, round_, stage, sub_round=task.sub_round))
-    name = scenario.name_of(cid)
-    instruction = (prompts.REPLY_GROUP if spoken(task.heard) else prompts.SPEAK_GROUP).format(name=name)
     ask = prompts.join(prompts.THOUGHT.format(name=name, thought=thought) if thought else "", instruction)
-    system = prompts.system_prompt(scenario, cid)
-    text, check, warned = actions.speak(
-        player,
-        scenario,
-        persona,
-        situation,
-        ask,
-        where,
-        heard(scenario, task.earlier, cid, system, card, instruction, prompts.EVERYONE),
-    )
+    text, check, warned = actions.speak(player, scenario, persona, situation, ask, where, checked)
     pool.append(
         Message(
             id=key(round_, stage, task.sub_round, cid, "speech"),
